@@ -1,0 +1,1 @@
+"""Beam stages (read, validate, filter, tokenize, sequence, write, stats) and their composition."""
