@@ -1,0 +1,71 @@
+"""Elements that flow between Beam stages. Plain, picklable, numpy-based; no TensorFlow.
+
+Identity: an episode is named by (dataset, task, episode_id). `order_key` gives the
+dataset's collection order (spec section 4); ties in it are broken by
+(source_file, index_in_file), so the order is total and deterministic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+TaskKey = tuple[str, str]  # (dataset, task): the grouping key of every per-task stage
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeKey:
+    """Who an episode is and where it came from."""
+
+    dataset: str  # registry name, e.g. "atari"
+    task: str  # e.g. "rlu_atari/Pong_run_1"
+    episode_id: str  # the dataset's id, rendered as text (composite ids joined with "/")
+    order_key: tuple[Any, ...]  # collection order within the task, e.g. (checkpoint_id, episode_id)
+    source_file: str  # the TFRecord shard it was read from
+    index_in_file: int  # its record index in that shard
+    work_item: int = 0  # index of the read work item (one TFDS shard) it came from
+
+    @property
+    def task_key(self) -> TaskKey:
+        return (self.dataset, self.task)
+
+    def sort_key(self) -> tuple[Any, ...]:
+        """Total collection order: the order key, then file and record (deterministic ties)."""
+        return (self.order_key, self.source_file, self.index_in_file)
+
+
+@dataclasses.dataclass
+class RawEpisode:
+    """An episode as read: RLDS steps as numpy, images still PNG-encoded.
+
+    `steps` is a nested dict mirroring the TFDS `steps` feature: every leaf has a
+    leading time axis over all RLDS steps (the final `is_last` step included). Image
+    leaves are 1-D object arrays of PNG `bytes`; text leaves 1-D object arrays of bytes.
+    `episode_metadata` holds the episode-level fields (e.g. `episode_return`).
+    """
+
+    key: EpisodeKey
+    steps: dict[str, Any]
+    episode_metadata: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeReturn:
+    """The return of one episode: all the filter ever holds per episode."""
+
+    key: EpisodeKey
+    value: float
+    num_steps: int  # emitted timesteps (RLDS steps minus the final is_last step)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reject:
+    """An episode that could not be used (spec section 7), with a reason code and message."""
+
+    dataset: str
+    task: str
+    episode_id: str | None
+    source_file: str
+    reason: str
+    field: str | None
+    detail: str
