@@ -69,3 +69,27 @@ class Reject:
     reason: str
     field: str | None
     detail: str
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterDecision:
+    """The filter's verdict on one episode (spec section 4), for statistics and audits."""
+
+    key: EpisodeKey
+    value: float  # the episode's return
+    kept: bool
+    reason: str  # a short code: e.g. "at_or_above_threshold", "below_threshold", "no_filter"
+
+
+@dataclasses.dataclass(frozen=True)
+class KeptEpisode:
+    """An episode the filter kept and tokenization accepted: what the statistics count as kept.
+
+    An episode kept by the filter but rejected by tokenization is a `Reject`, not this, so
+    per task: read = kept + dropped + rejected.
+    """
+
+    key: EpisodeKey
+    value: float  # the episode's return
+    timesteps: int  # emitted timesteps
+    tokens: int  # tokens of its timesteps, before sequencing (no prompts, no padding)
