@@ -104,3 +104,108 @@ META_LAYOUT = b"gato.vocabulary"
 META_FIELDS = b"gato.fields"
 META_IMAGE_NORMALIZATION = b"gato.image_normalization"
 META_SEQUENCE_LENGTH = b"gato.sequence_length"
+
+# --- Episode filter and per-task statistics (spec section 4): stats/, report.html. ---
+# FilterDecision.reason codes.
+FILTER_AT_OR_ABOVE_THRESHOLD = "at_or_above_threshold"
+FILTER_BELOW_THRESHOLD = "below_threshold"
+FILTER_NO_FILTER = "no_filter"  # --no_filter: kept whatever the return
+
+# Files, relative to the output directory ('/'-separated).
+STATS_PARQUET_FILE = "stats/stats.parquet"
+STATS_JSON_FILE = "stats/stats.json"
+STATS_EPISODES_FILE = "stats/episodes.parquet"
+REPORT_FILE = "report.html"
+STATS_FORMAT_VERSION = 1
+SJ_FORMAT_VERSION = "format_version"  # keys of the top-level object of stats.json
+SJ_TASKS = "tasks"  # list of per-task records keyed by the ST_* names below
+# Keys of the M_STATS manifest entry besides "parquet" and "json".
+M_STATS_PARQUET = "parquet"
+M_STATS_JSON = "json"
+M_STATS_EPISODES = "episodes"
+M_STATS_REPORT = "report"
+
+# Columns of stats/stats.parquet (one row per task, sorted by dataset, task) and keys of
+# each record in stats.json (same numbers; NaN statistics of an empty set are null).
+ST_EPISODES_READ = "episodes_read"  # N read = kept + dropped + rejected
+ST_EPISODES_WITH_RETURN = "episodes_with_return"  # valid episodes: the N of W's rule
+ST_WINDOW = "window"  # W
+ST_EXPERT_RETURN = "expert_return"  # E
+ST_THRESHOLD = "threshold"
+ST_FRACTION = "fraction"
+ST_CAP = "cap"
+ST_NO_FILTER = "no_filter"
+ST_WINDOW_START = "window_start"  # collection index of the first episode of E's window
+ST_KEPT = "kept"
+ST_DROPPED = "dropped"
+ST_REJECTED = "rejected"
+ST_REJECTED_BY_REASON = "rejected_by_reason"  # map reason code -> count
+ST_RETURN_MIN = "return_min"
+ST_RETURN_MEDIAN = "return_median"
+ST_RETURN_MAX = "return_max"
+ST_KEPT_RETURN_MIN = "kept_return_min"
+ST_KEPT_RETURN_MEDIAN = "kept_return_median"
+ST_KEPT_RETURN_MAX = "kept_return_max"
+ST_KEPT_TIMESTEPS = "kept_timesteps"
+ST_KEPT_TOKENS = "kept_tokens"
+ST_HISTOGRAM_EDGES = "histogram_edges"  # bins + 1 edges over [return_min, return_max]
+ST_HISTOGRAM_ALL = "histogram_all"  # counts of all episodes with a return, per bin
+ST_HISTOGRAM_KEPT = "histogram_kept"  # counts of kept episodes, per bin
+ST_WINDOWED_MEAN_START = "windowed_mean_start"  # collection index of each plotted window
+ST_WINDOWED_MEAN = "windowed_mean"  # mean return of that window of W episodes
+
+STATS_SCHEMA = pa.schema(
+    [
+        pa.field(DATASET, pa.string(), nullable=False),
+        pa.field(TASK, pa.string(), nullable=False),
+        pa.field(ST_EPISODES_READ, pa.int64(), nullable=False),
+        pa.field(ST_EPISODES_WITH_RETURN, pa.int64(), nullable=False),
+        pa.field(ST_WINDOW, pa.int64(), nullable=True),  # null: no valid episode at all
+        pa.field(ST_EXPERT_RETURN, pa.float64(), nullable=True),
+        pa.field(ST_THRESHOLD, pa.float64(), nullable=True),
+        pa.field(ST_FRACTION, pa.float64(), nullable=False),
+        pa.field(ST_CAP, pa.int64(), nullable=False),
+        pa.field(ST_NO_FILTER, pa.bool_(), nullable=False),
+        pa.field(ST_WINDOW_START, pa.int64(), nullable=True),
+        pa.field(ST_KEPT, pa.int64(), nullable=False),
+        pa.field(ST_DROPPED, pa.int64(), nullable=False),
+        pa.field(ST_REJECTED, pa.int64(), nullable=False),
+        pa.field(ST_REJECTED_BY_REASON, pa.map_(pa.string(), pa.int64()), nullable=False),
+        pa.field(ST_RETURN_MIN, pa.float64(), nullable=True),
+        pa.field(ST_RETURN_MEDIAN, pa.float64(), nullable=True),
+        pa.field(ST_RETURN_MAX, pa.float64(), nullable=True),
+        pa.field(ST_KEPT_RETURN_MIN, pa.float64(), nullable=True),
+        pa.field(ST_KEPT_RETURN_MEDIAN, pa.float64(), nullable=True),
+        pa.field(ST_KEPT_RETURN_MAX, pa.float64(), nullable=True),
+        pa.field(ST_KEPT_TIMESTEPS, pa.int64(), nullable=False),
+        pa.field(ST_KEPT_TOKENS, pa.int64(), nullable=False),
+        pa.field(ST_HISTOGRAM_EDGES, pa.list_(pa.float64()), nullable=False),
+        pa.field(ST_HISTOGRAM_ALL, pa.list_(pa.int64()), nullable=False),
+        pa.field(ST_HISTOGRAM_KEPT, pa.list_(pa.int64()), nullable=False),
+        pa.field(ST_WINDOWED_MEAN_START, pa.list_(pa.int64()), nullable=False),
+        pa.field(ST_WINDOWED_MEAN, pa.list_(pa.float64()), nullable=False),
+    ]
+)
+
+# stats/episodes.parquet: one row per episode read, for auditors (sorted by dataset, task,
+# collection index; rejects without a return last, by source file and episode id).
+EP_COLLECTION_INDEX = "collection_index"  # 0-based position in collection order; null if rejected before pass 1
+EP_RETURN = "return"
+EP_DECISION = "decision"  # one of DECISION_*
+DECISION_KEPT = "kept"
+DECISION_DROPPED = "dropped"
+DECISION_REJECTED = "rejected"
+# REASON column: the FILTER_* code for kept/dropped, the reject's reason code for rejected.
+
+STATS_EPISODES_SCHEMA = pa.schema(
+    [
+        pa.field(DATASET, pa.string(), nullable=False),
+        pa.field(TASK, pa.string(), nullable=False),
+        pa.field(EPISODE_ID, pa.string(), nullable=True),
+        pa.field(EP_COLLECTION_INDEX, pa.int64(), nullable=True),
+        pa.field(EP_RETURN, pa.float64(), nullable=True),
+        pa.field(EP_DECISION, pa.string(), nullable=False),
+        pa.field(REASON, pa.string(), nullable=False),
+        pa.field(SOURCE_FILE, pa.string(), nullable=True),
+    ]
+)
