@@ -1,0 +1,284 @@
+"""Cut a tokenized episode into Gato sequences, with prompt conditioning (spec section 5).
+
+Pure numpy; no Beam. One call handles one whole episode and returns a `SequenceBatch`,
+the rows the writer turns into Parquet.
+
+Invariants of the rows of a `SequenceBatch` (S rows of L tokens):
+- timesteps are never split and appear in order: row s holds the episode's timesteps
+  [t_s, t_{s+1}), with t_0 = 0 and the last row ending at the episode's last timestep;
+- a row is `[prompt tokens, episode tokens, padding]`; `num_tokens[s]` counts prompt and
+  episode tokens; padding (pad id, modality PAD, timestep -1, loss 0, local position 0)
+  only follows them;
+- prompt tokens: whole timesteps of another episode of the task, `is_prompt` True,
+  `timestep` -1, loss 0, their own local positions;
+- episode tokens keep their id, modality, local position and loss mask, and `timestep`
+  is their index in the episode;
+- the image patches of a row are its image tokens' patches, in token order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from schemas.output import NO_TIMESTEP
+from schemas.vocab import DEFAULT_SEQUENCE_LENGTH, GATO, Modality, VocabLayout
+from transforms.prompts import (
+    DEFAULT_PROMPT_FRACTION,
+    PromptCandidate,
+    PromptWindow,
+    pick_window,
+    slice_timesteps,
+    wants_prompt,
+)
+from transforms.types import TokenizedEpisode
+
+# Reason code of a timestep that does not fit in one sequence (rejects output).
+TIMESTEP_TOO_LONG = "timestep_too_long"
+_INT16_MAX = int(np.iinfo(np.int16).max)
+
+
+class SequencingError(ValueError):
+    """An episode that cannot be cut into sequences; names episode, timestep and size."""
+
+    def __init__(self, reason: str, detail: str, *, episode: str, timestep: int, value: int) -> None:
+        self.reason = reason
+        self.detail = detail
+        self.episode = episode
+        self.timestep = timestep
+        self.value = value
+        super().__init__(
+            f"episode {episode!r}, timestep {timestep}: {detail} (value {value}) [{reason}]"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only constructor: keep the context when Beam pickles the error.
+        return (_rebuild, (self.reason, self.detail, self.episode, self.timestep, self.value))
+
+
+def _rebuild(reason: str, detail: str, episode: str, timestep: int, value: int) -> SequencingError:
+    return SequencingError(reason, detail, episode=episode, timestep=timestep, value=value)
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceConfig:
+    """Sequencing options. `prompt_budget` None means L // 4 tokens."""
+
+    sequence_length: int = DEFAULT_SEQUENCE_LENGTH
+    prompt_fraction: float = DEFAULT_PROMPT_FRACTION
+    prompt_budget: int | None = None
+    seed: int = 0
+    layout: VocabLayout = GATO
+
+    def __post_init__(self) -> None:
+        if self.sequence_length < 1:
+            raise ValueError(f"sequence length must be >= 1, got {self.sequence_length}")
+        if not 0.0 <= self.prompt_fraction <= 1.0:
+            raise ValueError(f"prompt fraction must be in [0, 1], got {self.prompt_fraction}")
+        if self.prompt_budget is not None and not 0 <= self.prompt_budget < self.sequence_length:
+            raise ValueError(
+                f"prompt budget must be in [0, sequence length {self.sequence_length}), "
+                f"got {self.prompt_budget}"
+            )
+
+    @property
+    def budget(self) -> int:
+        """Most tokens a prompt may take in one sequence."""
+        if self.prompt_budget is not None:
+            return self.prompt_budget
+        return self.sequence_length // 4
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceBatch:
+    """All sequences of one episode (module invariants). Arrays are [S, L] unless noted.
+
+    Patches: row s's patches are `[row_patch_starts[s], row_patch_starts[s+1])`; patch i
+    is `patch_pixels[patch_offsets[i]:patch_offsets[i+1]]` (16x16xC, HWC) at
+    `patch_positions[i]` (row_lo, row_hi, col_lo, col_hi).
+    """
+
+    episode_id: str
+    tokens: np.ndarray  # int32
+    modality: np.ndarray  # int8
+    loss_mask: np.ndarray  # bool
+    local_positions: np.ndarray  # int16
+    timestep: np.ndarray  # int32
+    is_prompt: np.ndarray  # bool
+    num_tokens: np.ndarray  # int32[S]
+    sequence_index: np.ndarray  # int32[S]
+    prompt_episode_id: tuple[str | None, ...]  # per row
+    prompt_kind: tuple[str | None, ...]  # per row: END_WINDOW, UNIFORM_WINDOW or None
+    patch_pixels: np.ndarray  # uint8, flat
+    patch_offsets: np.ndarray  # int64[P+1]
+    patch_positions: np.ndarray  # int16[P, 4]
+    row_patch_starts: np.ndarray  # int64[S+1]
+    prompts_unavailable: int  # rows that drew a prompt but had no eligible candidate
+
+    @property
+    def num_sequences(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def num_prompted(self) -> int:
+        return sum(p is not None for p in self.prompt_episode_id)
+
+    @property
+    def num_unprompted(self) -> int:
+        return self.num_sequences - self.num_prompted
+
+    @property
+    def total_tokens(self) -> int:
+        """Tokens before padding, prompts included."""
+        return int(self.num_tokens.sum())
+
+
+def _check_timesteps_fit(episode: TokenizedEpisode, length: int, episode_id: str) -> np.ndarray:
+    starts = np.asarray(episode.timestep_starts, dtype=np.int64)
+    sizes = np.diff(starts)
+    too_long = np.flatnonzero(sizes > length)
+    if too_long.size:
+        t = int(too_long[0])
+        raise SequencingError(
+            TIMESTEP_TOO_LONG,
+            f"the timestep has more tokens than the sequence length {length}; "
+            "raise --sequence_length or shrink the observation (e.g. image size)",
+            episode=episode_id,
+            timestep=t,
+            value=int(sizes[t]),
+        )
+    return starts
+
+
+def _plan(
+    starts: np.ndarray,
+    *,
+    config: SequenceConfig,
+    task: str,
+    episode_id: str,
+    eligible: Sequence[PromptCandidate],
+) -> tuple[list[tuple[int, int, PromptWindow | None]], int]:
+    """Rows as (first timestep, stop timestep, prompt window), and the unavailable count.
+
+    The cut of row s depends on its prompt's size, so rows are planned one after the
+    other; each cut is a binary search over the timestep starts.
+    """
+    length = config.sequence_length
+    num_timesteps = starts.shape[0] - 1
+    rows: list[tuple[int, int, PromptWindow | None]] = []
+    unavailable = 0
+    t = 0
+    while t < num_timesteps:
+        s = len(rows)
+        window: PromptWindow | None = None
+        if config.prompt_fraction > 0 and wants_prompt(
+            seed=config.seed, task=task, episode_id=episode_id, sequence_index=s,
+            fraction=config.prompt_fraction,
+        ):
+            window = pick_window(
+                eligible, seed=config.seed, task=task, episode_id=episode_id, sequence_index=s
+            )
+            unavailable += window is None
+            if window is not None and window.num_tokens > config.budget:
+                window = None  # built under another budget: never exceed this one
+        room = length - (window.num_tokens if window is not None else 0)
+        stop = int(np.searchsorted(starts, starts[t] + room, side="right")) - 1
+        if stop <= t:
+            # The prompt leaves no room for the next timestep: this row goes without.
+            window = None
+            stop = int(np.searchsorted(starts, starts[t] + length, side="right")) - 1
+        rows.append((t, min(stop, num_timesteps), window))
+        t = rows[-1][1]
+    return rows, unavailable
+
+
+def sequence_episode(
+    episode: TokenizedEpisode,
+    *,
+    episode_id: str,
+    task: str,
+    config: SequenceConfig,
+    prompts: Sequence[PromptCandidate] = (),
+) -> SequenceBatch:
+    """Cut `episode` into sequences (module invariants).
+
+    `prompts` are the task's eligible candidates (pool order); the episode itself is
+    never used as its own prompt. A timestep longer than L raises `SequencingError`.
+    """
+    length = config.sequence_length
+    layout = config.layout
+    starts = _check_timesteps_fit(episode, length, episode_id)
+    if episode.local_positions.size and int(episode.local_positions.max()) > _INT16_MAX:
+        raise ValueError(f"episode {episode_id!r}: local positions exceed int16")
+    eligible = tuple(c for c in prompts if c.episode_id != episode_id)
+    rows, unavailable = _plan(starts, config=config, task=task, episode_id=episode_id, eligible=eligible)
+
+    num_rows = len(rows)
+    tokens = np.full((num_rows, length), layout.pad, dtype=np.int32)
+    modality = np.full((num_rows, length), int(Modality.PAD), dtype=np.int8)
+    loss_mask = np.zeros((num_rows, length), dtype=bool)
+    local_positions = np.zeros((num_rows, length), dtype=np.int16)
+    timestep = np.full((num_rows, length), NO_TIMESTEP, dtype=np.int32)
+    is_prompt = np.zeros((num_rows, length), dtype=bool)
+    num_tokens = np.zeros(num_rows, dtype=np.int32)
+    pixel_chunks: list[np.ndarray] = []
+    size_chunks: list[np.ndarray] = []
+    position_chunks: list[np.ndarray] = []
+    row_patches = np.zeros(num_rows + 1, dtype=np.int64)
+
+    def put(s: int, at: int, part: TokenizedEpisode, *, prompt: bool, first_timestep: int) -> int:
+        end = at + part.num_tokens
+        tokens[s, at:end] = part.tokens
+        modality[s, at:end] = part.modality
+        local_positions[s, at:end] = part.local_positions
+        if prompt:
+            is_prompt[s, at:end] = True  # loss stays 0, timestep stays -1
+        else:
+            loss_mask[s, at:end] = part.loss_mask
+            timestep[s, at:end] = part.timestep + first_timestep
+        pixel_chunks.append(part.patch_pixels)
+        size_chunks.append(np.diff(part.patch_offsets))
+        position_chunks.append(part.patch_positions)
+        return end
+
+    for s, (t0, t1, window) in enumerate(rows):
+        at = 0
+        patches = 0
+        if window is not None:
+            at = put(s, at, window.tokens, prompt=True, first_timestep=0)
+            patches += window.tokens.patch_positions.shape[0]
+        part = slice_timesteps(episode, t0, t1)
+        num_tokens[s] = put(s, at, part, prompt=False, first_timestep=t0)
+        row_patches[s + 1] = row_patches[s] + patches + part.patch_positions.shape[0]
+
+    sizes = np.concatenate(size_chunks) if size_chunks else np.zeros(0, dtype=np.int64)
+    offsets = np.zeros(sizes.shape[0] + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    return SequenceBatch(
+        episode_id=episode_id,
+        tokens=tokens,
+        modality=modality,
+        loss_mask=loss_mask,
+        local_positions=local_positions,
+        timestep=timestep,
+        is_prompt=is_prompt,
+        num_tokens=num_tokens,
+        sequence_index=np.arange(num_rows, dtype=np.int32),
+        prompt_episode_id=tuple(None if w is None else w.episode_id for _, _, w in rows),
+        prompt_kind=tuple(None if w is None else w.kind for _, _, w in rows),
+        patch_pixels=(
+            np.concatenate(pixel_chunks).astype(np.uint8, copy=False)
+            if pixel_chunks
+            else np.zeros(0, dtype=np.uint8)
+        ),
+        patch_offsets=offsets,
+        patch_positions=(
+            np.concatenate(position_chunks).astype(np.int16, copy=False).reshape(-1, 4)
+            if position_chunks
+            else np.zeros((0, 4), dtype=np.int16)
+        ),
+        row_patch_starts=row_patches,
+        prompts_unavailable=unavailable,
+    )
