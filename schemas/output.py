@@ -209,3 +209,11 @@ STATS_EPISODES_SCHEMA = pa.schema(
         pa.field(SOURCE_FILE, pa.string(), nullable=True),
     ]
 )
+
+# --- Output directory names (relative to --output_dir) of the sequences/rejects writer. ---
+SEQUENCES_DIR = "sequences"
+REJECTS_DIR = "rejects"
+TMP_DIR = "_tmp"  # per-attempt temporary shards; removed when shards are finalized
+SHARD_NAME_FORMAT = "part-{work_item:05d}-{shard:03d}.parquet"
+# Sub-directories an unfinished output may hold (removed before a rerun reuses it).
+OUTPUT_SUBDIRS = (SEQUENCES_DIR, REJECTS_DIR, TMP_DIR, "stats")
