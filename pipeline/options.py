@@ -1,0 +1,99 @@
+"""The job's configuration: one frozen dataclass, validated on construction.
+
+`beam_runner.py` builds it from flags; tests build it directly. Everything that can change
+the output's bytes is here (and so in the manifest's configuration hash); Beam's own
+options (runner, workers, project...) are passed separately and never change the bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+from typing import Any
+
+from schemas.vocab import DEFAULT_SEQUENCE_LENGTH, LAYOUTS
+
+# The bundled sample datasets (samples/README.md), used when no --data_dir is given.
+SAMPLES_DATA_DIR = str(pathlib.Path(__file__).resolve().parent.parent / "samples" / "data")
+
+# Fields that only say where or how to run, never what is written: left out of the hash.
+_NOT_HASHED = frozenset({"output_dir", "overwrite", "data_dir", "strict"})
+
+
+@dataclasses.dataclass(frozen=True)
+class JobOptions:
+    """One job: which episodes to read, how to filter, tokenize and sequence them, where to write.
+
+    Invariants (checked in `__post_init__`, a `ValueError` naming the option otherwise):
+    0 < filter_fraction <= 1; window_cap >= 1; 0 <= prompt_fraction <= 1;
+    sequence_length >= 2; 0 < prompt_tokens < sequence_length; prompt_pool_size >= 1;
+    rows_per_shard >= 1; layout is a known vocabulary layout.
+    """
+
+    dataset: str
+    output_dir: str
+    data_dir: str = SAMPLES_DATA_DIR
+    tasks: tuple[str, ...] = ("*",)
+    sentencepiece_model: str | None = None
+    rlds_spec: str | None = None
+    layout: str = "gato"
+    sequence_length: int = DEFAULT_SEQUENCE_LENGTH
+    seed: int = 0
+    filter_fraction: float = 0.8
+    window_cap: int = 1000
+    no_filter: bool = False
+    prompt_fraction: float = 0.25
+    prompt_tokens: int | None = None  # None: sequence_length // 4
+    prompt_pool_size: int = 16
+    rows_per_shard: int = 2048
+    overwrite: bool = False
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> ValueError:
+            return ValueError(f"--{name}={getattr(self, name)!r}: {why}")
+
+        if not self.dataset:
+            raise bad("dataset", "a dataset name is required (e.g. atari, or rlds:<dir>)")
+        if not self.output_dir:
+            raise bad("output_dir", "an output directory is required")
+        if not self.tasks:
+            raise bad("tasks", "give at least one task glob ('*' selects every task)")
+        if self.layout not in LAYOUTS:
+            raise bad("layout", f"unknown vocabulary layout; known: {sorted(LAYOUTS)}")
+        if not 0.0 < self.filter_fraction <= 1.0:
+            raise bad("filter_fraction", "must be in (0, 1]")
+        if self.window_cap < 1:
+            raise bad("window_cap", "must be at least 1")
+        if not 0.0 <= self.prompt_fraction <= 1.0:
+            raise bad("prompt_fraction", "must be in [0, 1]")
+        if self.sequence_length < 2:
+            raise bad("sequence_length", "must be at least 2")
+        if not 0 < self.effective_prompt_tokens < self.sequence_length:
+            raise bad("prompt_tokens", f"must be in [1, sequence_length={self.sequence_length})")
+        if self.prompt_pool_size < 1:
+            raise bad("prompt_pool_size", "must be at least 1")
+        if self.rows_per_shard < 1:
+            raise bad("rows_per_shard", "must be at least 1")
+
+    @property
+    def effective_prompt_tokens(self) -> int:
+        """The prompt budget in tokens: `prompt_tokens`, or a quarter of the sequence."""
+        if self.prompt_tokens is not None:
+            return self.prompt_tokens
+        return max(1, self.sequence_length // 4)
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-able configuration, as recorded in the manifest."""
+        config = dataclasses.asdict(self)
+        config["tasks"] = list(self.tasks)
+        config["prompt_tokens"] = self.effective_prompt_tokens
+        return config
+
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON of the options that determine the output's content."""
+        content = {k: v for k, v in self.to_config().items() if k not in _NOT_HASHED}
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

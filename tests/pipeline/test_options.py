@@ -1,0 +1,48 @@
+"""JobOptions: validation names the flag; the config hash covers content, not location."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from pipeline.options import JobOptions
+
+
+def make(**kw: object) -> JobOptions:
+    return JobOptions(**{"dataset": "atari", "output_dir": "/tmp/out", **kw})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "flag"),
+    [
+        ("filter_fraction", 0.0, "--filter_fraction"),
+        ("filter_fraction", 1.5, "--filter_fraction"),
+        ("window_cap", 0, "--window_cap"),
+        ("prompt_fraction", -0.1, "--prompt_fraction"),
+        ("sequence_length", 1, "--sequence_length"),
+        ("prompt_tokens", 1024, "--prompt_tokens"),
+        ("prompt_pool_size", 0, "--prompt_pool_size"),
+        ("rows_per_shard", 0, "--rows_per_shard"),
+        ("layout", "nope", "--layout"),
+        ("tasks", (), "--tasks"),
+    ],
+)
+def test_bad_values_name_the_flag(field: str, value: object, flag: str) -> None:
+    with pytest.raises(ValueError, match=flag):
+        make(**{field: value})
+
+
+def test_prompt_budget_defaults_to_a_quarter() -> None:
+    assert make().effective_prompt_tokens == 256
+    assert make(sequence_length=100).effective_prompt_tokens == 25
+    assert make(prompt_tokens=10).to_config()["prompt_tokens"] == 10
+
+
+def test_hash_ignores_where_and_how_but_not_what() -> None:
+    base = make()
+    assert base.config_hash() == make(output_dir="gs://b/o", data_dir="/elsewhere",
+                                      overwrite=True, strict=True).config_hash()
+    for field, value in [("seed", 1), ("sequence_length", 512), ("tasks", ("Pong*",)),
+                         ("layout", "disjoint"), ("no_filter", True)]:
+        assert dataclasses.replace(base, **{field: value}).config_hash() != base.config_hash()
