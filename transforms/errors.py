@@ -22,6 +22,7 @@ TEXT_ID_OUT_OF_RANGE = "text_id_out_of_range"
 INVALID_UTF8 = "invalid_utf8"
 MISSING_FIELD = "missing_field"
 UNKNOWN_FIELD = "unknown_field"
+CORRUPT_IMAGE = "corrupt_image"  # PNG bytes Pillow cannot decode
 
 REASONS = frozenset(
     {
@@ -35,6 +36,7 @@ REASONS = frozenset(
         INVALID_UTF8,
         MISSING_FIELD,
         UNKNOWN_FIELD,
+        CORRUPT_IMAGE,
     }
 )
 

@@ -24,6 +24,14 @@ class TokenizedEpisode:
       [0, 127] (spec section 2's quantized patch intervals);
     - `patch_starts` int64[T+1]: patches of timestep t are
       `[patch_starts[t], patch_starts[t+1])`.
+
+    What the decoder needs to split a timestep back into fields (F fields, observation
+    paths sorted, then action paths sorted; empty for episodes built elsewhere):
+    - `field_paths` tuple[str] of length F, in token order;
+    - `field_shapes`: per field, the per-timestep shape as tokenized (images: the
+      padded or resized (H, W, C); text: ());
+    - `field_lengths` int32[T, F]: tokens of field f at timestep t (constant over t
+      except for text). Timestep t is: observation fields, 1 separator, action fields.
     """
 
     tokens: np.ndarray
@@ -36,6 +44,9 @@ class TokenizedEpisode:
     patch_offsets: np.ndarray
     patch_positions: np.ndarray
     patch_starts: np.ndarray
+    field_paths: tuple[str, ...] = ()
+    field_shapes: tuple[tuple[int, ...], ...] = ()
+    field_lengths: np.ndarray | None = None
 
     @property
     def num_timesteps(self) -> int:

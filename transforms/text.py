@@ -1,0 +1,112 @@
+"""Text -> SentencePiece ids (spec section 2), from a model at any fsspec path.
+
+`SentencePieceTokenizer` pickles as its serialized model proto (Beam ships it to
+workers; the C++ processor itself does not pickle) and refuses models with more pieces
+than the text range of the vocabulary (32000), so every id it yields is a text id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from schemas.vocab import TEXT_VOCAB_SIZE
+from transforms.errors import INVALID_UTF8, TEXT_ID_OUT_OF_RANGE, TokenizationError
+
+
+class SentencePieceTokenizer:
+    """A SentencePiece model. Invariant: `vocab_size <= 32000`, so ids are in [0, 32000)."""
+
+    def __init__(self, model_proto: bytes, *, source: str = "<serialized model>") -> None:
+        import sentencepiece as spm
+
+        self._proto = bytes(model_proto)
+        self._source = source
+        self._sp = spm.SentencePieceProcessor()
+        try:
+            self._sp.LoadFromSerializedProto(self._proto)
+        except Exception as exc:  # sentencepiece raises RuntimeError/OSError by version
+            raise ValueError(
+                f"{source}: not a SentencePiece model ({type(exc).__name__}: {exc})"
+            ) from None
+        size = int(self._sp.GetPieceSize())
+        if size > TEXT_VOCAB_SIZE:
+            raise ValueError(
+                f"{source}: SentencePiece model has {size} pieces; at most "
+                f"{TEXT_VOCAB_SIZE} fit the text range of the vocabulary "
+                "(retrain with --vocab_size <= 32000)"
+            )
+
+    @classmethod
+    def from_path(cls, path: str) -> SentencePieceTokenizer:
+        """Read a `.model` file from any fsspec URL (local path, gs://, memory://, ...)."""
+        import fsspec
+
+        with fsspec.open(path, "rb") as f:
+            return cls(f.read(), source=str(path))
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._sp.GetPieceSize())
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def model_proto(self) -> bytes:
+        return self._proto
+
+    def encode_batch(self, texts: Sequence[str | bytes]) -> list[np.ndarray]:
+        """One int32 id array per text, in order. Bytes must be UTF-8.
+
+        Errors carry the index into `texts` as their timestep (callers pass one text per
+        timestep): `invalid_utf8`, or `text_id_out_of_range` should a model ever yield one.
+        """
+        strings: list[str] = []
+        for i, item in enumerate(texts):
+            if isinstance(item, (bytes, bytearray, np.bytes_)):
+                try:
+                    strings.append(bytes(item).decode("utf-8"))
+                except UnicodeDecodeError as exc:
+                    raise TokenizationError(
+                        INVALID_UTF8,
+                        f"text at index {i} is not UTF-8 ({exc.reason} at byte {exc.start})",
+                        timestep=i,
+                        value=bytes(item)[max(0, exc.start - 8) : exc.end + 8],
+                    ) from None
+            else:
+                strings.append(str(item))
+        encoded = self._sp.Encode(strings, out_type=int)
+        out = [np.asarray(ids, dtype=np.int32) for ids in encoded]
+        for i, ids in enumerate(out):
+            if ids.size and (ids.max() >= TEXT_VOCAB_SIZE or ids.min() < 0):
+                bad = int(ids[(ids >= TEXT_VOCAB_SIZE) | (ids < 0)][0])
+                raise TokenizationError(
+                    TEXT_ID_OUT_OF_RANGE,
+                    f"text at index {i} encoded to an id outside [0, {TEXT_VOCAB_SIZE})",
+                    timestep=i,
+                    value=bad,
+                )
+        return out
+
+    def decode(self, ids: np.ndarray | Sequence[int]) -> str:
+        """Ids back to text (exact for text the model's normalizer leaves unchanged)."""
+        ids = [int(i) for i in np.asarray(ids, dtype=np.int64).reshape(-1)]
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise ValueError(
+                f"id {bad[0]} is outside the model's {self.vocab_size} pieces ({self._source})"
+            )
+        return str(self._sp.Decode(ids))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"model_proto": self._proto, "source": self._source}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["model_proto"], source=state["source"])  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"SentencePieceTokenizer({self._source!r}, vocab_size={self.vocab_size})"

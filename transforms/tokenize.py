@@ -1,0 +1,340 @@
+"""A whole episode -> its token stream (spec sections 2-3), vectorized over timesteps.
+
+Timestep t is laid out as
+
+    [observation fields in path order] [separator] [action fields in path order]
+
+with local positions 0..n-1 on observation tokens and `table - 1` (511) on the separator
+and every action token; loss mask 1 on actions (or as a field's spec says), 0 elsewhere.
+
+Each field is encoded once for all T timesteps (`[T, k]` tokens); the stream is then
+assembled by concatenating those blocks along the token axis (all fields fixed-length)
+or by scattering them to computed offsets (text makes lengths vary per timestep). The
+only per-timestep Python work is SentencePiece encoding, one string per timestep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from schemas.fields import ACTION, OBSERVATION, FieldSpec, join_path, role_of
+from schemas.vocab import GATO, LOCAL_POSITION_TABLE, PATCH_SIZE, Encoding, Modality, VocabLayout
+from transforms.continuous import encode_continuous
+from transforms.discrete import encode_discrete
+from transforms.errors import (
+    BAD_SHAPE,
+    MISSING_FIELD,
+    TOO_MANY_OBSERVATION_TOKENS,
+    UNKNOWN_FIELD,
+    TokenizationError,
+)
+from transforms.images import image_patches, patch_positions
+from transforms.text import SentencePieceTokenizer
+from transforms.types import TokenizedEpisode
+
+_ROLES = (OBSERVATION, ACTION)
+PATCH_PIXELS = PATCH_SIZE * PATCH_SIZE  # pixels per patch and channel
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedField:
+    """One field encoded for all T timesteps.
+
+    Exactly one of `tokens` (int32 `[T, k]`) and `ragged` (T int32 arrays, text) is set.
+    Image fields also carry `patches` uint8 `[T, P, 256*C]` (P == k) and `positions`.
+    """
+
+    path: str
+    spec: FieldSpec
+    shape: tuple[int, ...]
+    tokens: np.ndarray | None = None
+    ragged: list[np.ndarray] | None = None
+    patches: np.ndarray | None = None
+    positions: np.ndarray | None = None
+
+    @property
+    def is_action(self) -> bool:
+        return role_of(self.path) == ACTION
+
+    @property
+    def loss(self) -> bool:
+        return self.is_action if self.spec.loss is None else bool(self.spec.loss)
+
+    def lengths(self, num_timesteps: int) -> np.ndarray:
+        """int64[T]: tokens per timestep."""
+        if self.tokens is not None:
+            return np.full(num_timesteps, self.tokens.shape[1], dtype=np.int64)
+        return np.fromiter((r.shape[0] for r in self.ragged or ()), np.int64, num_timesteps)
+
+
+def flatten_fields(steps: Mapping[str, Any]) -> dict[str, Any]:
+    """`{path: leaf}` of the observation and action subtrees (other top-level keys ignored).
+
+    Nested dicts become `/`-joined paths; a non-dict `observation` is the path `observation`.
+    """
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, Mapping):
+            for key, child in node.items():
+                walk(join_path(prefix, str(key)), child)
+        else:
+            out[prefix] = node
+
+    for role in _ROLES:
+        if role in steps:
+            walk(role, steps[role])
+    return out
+
+
+def ordered_paths(paths: list[str] | tuple[str, ...] | Any) -> list[str]:
+    """Token order of fields: observation paths sorted, then action paths sorted."""
+    paths = list(paths)
+    return [p for role in _ROLES for p in sorted(p for p in paths if role_of(p) == role)]
+
+
+def _num_timesteps(path: str, leaf: Any) -> int:
+    shape = np.shape(leaf) if not isinstance(leaf, (list, tuple)) else (len(leaf),)
+    if len(shape) == 0:
+        raise TokenizationError(
+            BAD_SHAPE, "a step field needs a leading time axis, got a scalar", field=path
+        )
+    return int(shape[0])
+
+
+def _encode_field(
+    path: str,
+    leaf: Any,
+    spec: FieldSpec,
+    *,
+    layout: VocabLayout,
+    text: SentencePieceTokenizer | None,
+    num_timesteps: int,
+) -> EncodedField:
+    t = num_timesteps
+    if spec.modality is Modality.CONTINUOUS:
+        x = np.asarray(leaf)
+        tokens = encode_continuous(
+            x, Encoding(spec.encoding), layout=layout, leading_time_axis=True
+        )
+        return EncodedField(path, spec, x.shape[1:], tokens=tokens.reshape(t, -1))
+    if spec.modality is Modality.DISCRETE:
+        x = np.asarray(leaf)
+        tokens = encode_discrete(x, offset=spec.offset, layout=layout, leading_time_axis=True)
+        return EncodedField(path, spec, x.shape[1:], tokens=tokens.reshape(t, -1))
+    if spec.modality is Modality.IMAGE:
+        patches, rows, cols = image_patches(leaf, spec.image_size)
+        channels = patches.shape[2] // PATCH_PIXELS if patches.shape[1] else 1
+        shape = (rows * PATCH_SIZE, cols * PATCH_SIZE, channels)
+        tokens = np.full((t, rows * cols), layout.image_placeholder, dtype=np.int32)
+        return EncodedField(
+            path, spec, shape, tokens=tokens, patches=patches,
+            positions=patch_positions(rows, cols),
+        )
+    if spec.modality is Modality.TEXT:
+        if text is None:
+            raise ValueError(
+                f"field {path!r} is text but no SentencePiece model was given "
+                "(pass text=SentencePieceTokenizer.from_path(...))"
+            )
+        items = list(leaf) if isinstance(leaf, (list, tuple)) else np.asarray(leaf)
+        if not isinstance(items, list) and items.ndim != 1:
+            raise TokenizationError(
+                BAD_SHAPE, f"text must be one string per timestep, got shape {items.shape}",
+                value=items.shape,
+            )
+        return EncodedField(path, spec, (), ragged=text.encode_batch(list(items)))
+    raise ValueError(f"field {path!r}: modality {spec.modality!r} cannot be tokenized")
+
+
+def encode_fields(
+    steps: Mapping[str, Any],
+    specs: Mapping[str, FieldSpec],
+    *,
+    layout: VocabLayout = GATO,
+    text: SentencePieceTokenizer | None = None,
+    episode: str | None = None,
+) -> tuple[int, list[EncodedField]]:
+    """(T, fields in token order): check leaves against specs, encode each field."""
+    leaves = flatten_fields(steps)
+    for path in sorted(set(leaves) - set(specs)):
+        raise TokenizationError(
+            UNKNOWN_FIELD, "step field has no spec (add one to the dataset registry)",
+            episode=episode, field=path,
+        )
+    for path in sorted(set(specs) - set(leaves)):
+        raise TokenizationError(
+            MISSING_FIELD, "spec names a field the steps do not have",
+            episode=episode, field=path,
+        )
+    paths = ordered_paths(leaves)
+    num_timesteps: int | None = None
+    first = ""
+    fields: list[EncodedField] = []
+    for path in paths:
+        try:
+            t = _num_timesteps(path, leaves[path])
+            if num_timesteps is None:
+                num_timesteps, first = t, path
+            elif t != num_timesteps:
+                raise TokenizationError(
+                    BAD_SHAPE,
+                    f"field has {t} timesteps but {first!r} has {num_timesteps}",
+                    value=t,
+                )
+            fields.append(
+                _encode_field(
+                    path, leaves[path], specs[path],
+                    layout=layout, text=text, num_timesteps=t,
+                )
+            )
+        except TokenizationError as err:
+            raise err.with_context(episode=episode, field=path) from None
+    return (num_timesteps or 0), fields
+
+
+def _column_lengths(fields: list[EncodedField], num_timesteps: int) -> tuple[np.ndarray, int]:
+    """(int64[T, F+1] tokens per (timestep, column), separator column index).
+
+    Columns are the fields in token order with the separator (length 1) inserted
+    between the last observation field and the first action field.
+    """
+    sep = sum(1 for f in fields if not f.is_action)
+    cols = [f.lengths(num_timesteps) for f in fields]
+    cols.insert(sep, np.ones(num_timesteps, dtype=np.int64))
+    return np.stack(cols, axis=1).reshape(num_timesteps, len(cols)), sep
+
+
+def column_starts(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(timestep_starts int64[T+1], column starts int64[T, F+1]) from `[T, F+1]` lengths."""
+    counts = lengths.sum(axis=1)
+    starts = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+    within = np.cumsum(lengths, axis=1) - lengths
+    return starts, starts[:-1, None] + within
+
+
+def _check_observation_count(
+    fields: list[EncodedField], lengths: np.ndarray, sep: int, table: int, episode: str | None
+) -> None:
+    obs = np.cumsum(lengths[:, :sep], axis=1)  # running count after each observation field
+    if sep == 0 or obs.shape[0] == 0:
+        return
+    limit = table - 1  # the last index is reserved for the separator and actions
+    over = obs[:, -1] > limit
+    if over.any():
+        t = int(np.flatnonzero(over)[0])
+        f = int(np.flatnonzero(obs[t] > limit)[0])
+        raise TokenizationError(
+            TOO_MANY_OBSERVATION_TOKENS,
+            f"timestep has {int(obs[t, -1])} observation tokens, more than the {limit} "
+            f"a local-position table of {table} allows (the field pushes it over; "
+            "declare a bigger local_position_table for this dataset)",
+            episode=episode, field=fields[f].path, timestep=t, value=int(obs[t, -1]),
+        )
+
+
+def _assemble_tokens(
+    fields: list[EncodedField], lengths: np.ndarray, sep: int, layout: VocabLayout
+) -> np.ndarray:
+    t = lengths.shape[0]
+    sep_block = np.full((t, 1), layout.separator, dtype=np.int32)
+    if all(f.tokens is not None for f in fields):
+        blocks = [f.tokens for f in fields]
+        blocks.insert(sep, sep_block)
+        return np.concatenate(blocks, axis=1).reshape(-1)
+    starts, col_start = column_starts(lengths)
+    tokens = np.empty(int(starts[-1]), dtype=np.int32)
+    tokens[col_start[:, sep]] = layout.separator
+    for i, f in enumerate(fields):
+        col = i + (i >= sep)
+        if f.tokens is not None:
+            k = f.tokens.shape[1]
+            tokens[col_start[:, col, None] + np.arange(k)] = f.tokens
+        elif f.ragged is not None:
+            lens = lengths[:, col]
+            if lens.sum():
+                within = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+                tokens[np.repeat(col_start[:, col], lens) + within] = np.concatenate(f.ragged)
+    return tokens
+
+
+def _assemble_patches(
+    fields: list[EncodedField], t: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    images = [f for f in fields if f.patches is not None]
+    per_step = sum(f.patches.shape[1] for f in images)  # type: ignore[union-attr]
+    if not images or per_step == 0:
+        return (
+            np.zeros(0, dtype=np.uint8), np.zeros(1, dtype=np.int64),
+            np.zeros((0, 4), dtype=np.int16), np.zeros(t + 1, dtype=np.int64),
+        )
+    blocks = [f.patches.reshape(t, -1) for f in images]  # type: ignore[union-attr]
+    pixels = blocks[0].reshape(-1) if len(blocks) == 1 else np.concatenate(blocks, axis=1).reshape(-1)
+    sizes = np.concatenate(
+        [np.full(f.patches.shape[1], f.patches.shape[2], dtype=np.int64) for f in images]  # type: ignore[union-attr]
+    )
+    offsets = np.zeros(t * per_step + 1, dtype=np.int64)
+    np.cumsum(np.tile(sizes, t), out=offsets[1:])
+    positions = np.tile(np.concatenate([f.positions for f in images]), (t, 1))  # type: ignore[misc]
+    return pixels, offsets, positions, np.arange(t + 1, dtype=np.int64) * per_step
+
+
+def tokenize_episode(
+    steps: Mapping[str, Any],
+    specs: Mapping[str, FieldSpec],
+    *,
+    layout: VocabLayout = GATO,
+    text: SentencePieceTokenizer | None = None,
+    local_position_table: int = LOCAL_POSITION_TABLE,
+    episode: str | None = None,
+) -> TokenizedEpisode:
+    """Tokenize the emitted timesteps of an episode (spec sections 2-3).
+
+    `steps = {"observation": ..., "action": ...}` (nested dicts allowed; other keys
+    ignored), every leaf with a leading axis over the T emitted timesteps; `specs`
+    maps every leaf path to its `FieldSpec`. Bad input raises `TokenizationError`
+    naming `episode`, the field, the timestep and the value.
+    """
+    t, fields = encode_fields(steps, specs, layout=layout, text=text, episode=episode)
+    lengths, sep = _column_lengths(fields, t)
+    _check_observation_count(fields, lengths, sep, local_position_table, episode)
+    tokens = _assemble_tokens(fields, lengths, sep, layout)
+
+    starts, _ = column_starts(lengths)
+    counts = np.diff(starts)
+    flat_lengths = lengths.reshape(-1)
+    col_modality = [int(f.spec.modality) for f in fields]
+    col_modality.insert(sep, int(Modality.SEPARATOR))
+    col_loss = [f.loss for f in fields]
+    col_loss.insert(sep, False)
+    col_is_obs = np.arange(len(fields) + 1) < sep
+    # Columns repeat in the same order every timestep, so per-token attributes are
+    # the per-column values tiled over T and run-length expanded by the lengths.
+    modality = np.repeat(np.tile(np.asarray(col_modality, np.int8), t), flat_lengths)
+    loss_mask = np.repeat(np.tile(np.asarray(col_loss, bool), t), flat_lengths)
+    is_obs = np.repeat(np.tile(col_is_obs, t), flat_lengths)
+    local = np.arange(tokens.shape[0], dtype=np.int32)
+    local -= np.repeat(starts[:-1].astype(np.int32), counts)
+    local[~is_obs] = local_position_table - 1
+    timestep = np.repeat(np.arange(t, dtype=np.int32), counts)
+    pixels, offsets, positions, patch_starts = _assemble_patches(fields, t)
+    return TokenizedEpisode(
+        tokens=tokens,
+        modality=modality,
+        local_positions=local,
+        loss_mask=loss_mask,
+        timestep=timestep,
+        timestep_starts=starts,
+        patch_pixels=pixels,
+        patch_offsets=offsets,
+        patch_positions=positions,
+        patch_starts=patch_starts,
+        field_paths=tuple(f.path for f in fields),
+        field_shapes=tuple(tuple(int(d) for d in f.shape) for f in fields),
+        field_lengths=np.delete(lengths, sep, axis=1).astype(np.int32),
+    )
