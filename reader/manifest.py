@@ -1,0 +1,159 @@
+"""Open finished outputs by their manifests, and check that several can be mixed.
+
+An output is finished exactly when its `manifest.json` exists (the writer writes it
+last), so a directory without one is refused, never read partially. Outputs mixed into
+one stream must share the vocabulary layout and the sequence length: ids of one layout
+mean something else in another, and batches are [B, L] arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import posixpath
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import fsspec
+
+from schemas import output as out
+from schemas.vocab import IMAGE_NORMALIZATION, VocabLayout, get_layout
+
+_REQUIRED_KEYS = (
+    out.M_FORMAT_VERSION,
+    out.M_VOCABULARY,
+    out.M_SEQUENCE_LENGTH,
+    out.M_SHARDS,
+)
+_SHARD_KEYS = (out.S_PATH, out.S_DATASET, out.S_TASK, out.S_ROWS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """One finished output: where it lives and its parsed manifest.
+
+    Invariant: `manifest` holds every key of `_REQUIRED_KEYS`, and every shard entry
+    every key of `_SHARD_KEYS`.
+    """
+
+    url: str  # as the user gave it (directory or manifest URL)
+    root: str  # the output directory, as a path inside `fs`
+    fs: fsspec.AbstractFileSystem
+    manifest: Mapping[str, Any]
+
+    @property
+    def vocabulary(self) -> dict[str, Any]:
+        return dict(self.manifest[out.M_VOCABULARY])
+
+    @property
+    def sequence_length(self) -> int:
+        return int(self.manifest[out.M_SEQUENCE_LENGTH])
+
+    @property
+    def image_normalization(self) -> str | None:
+        return self.manifest.get(out.M_IMAGE_NORMALIZATION)
+
+    @property
+    def config_hash(self) -> str:
+        return str(self.manifest.get(out.M_CONFIG_HASH, ""))
+
+    @property
+    def shards(self) -> list[Mapping[str, Any]]:
+        return list(self.manifest[out.M_SHARDS])
+
+    @property
+    def sampling_weights(self) -> Mapping[str, Any]:
+        return self.manifest.get(out.M_SAMPLING_WEIGHTS) or {}
+
+    def shard_path(self, relative: str) -> str:
+        """The fs path of a shard listed with a relative '/'-separated path."""
+        if relative.startswith("/") or ".." in relative.split("/"):
+            raise ValueError(
+                f"{self.url}: manifest lists shard path {relative!r}, which is not a relative "
+                "path inside the output directory; the manifest is corrupt"
+            )
+        return posixpath.join(self.root, relative)
+
+
+def open_output(url: str) -> Output:
+    """Open the output at `url` (its directory or its manifest.json; local or any fsspec URL).
+
+    Raises ValueError when the manifest is missing (unfinished output), unreadable, of
+    another format version, or lacks a required key.
+    """
+    fs, path = fsspec.core.url_to_fs(url)
+    path = path.rstrip("/")
+    if posixpath.basename(path) == out.MANIFEST_FILE:
+        root, manifest_path = posixpath.dirname(path), path
+    else:
+        root, manifest_path = path, posixpath.join(path, out.MANIFEST_FILE)
+    if not fs.exists(manifest_path):
+        raise ValueError(
+            f"{url}: no {out.MANIFEST_FILE} at {manifest_path!r}. The pipeline writes it last, "
+            "so this output is unfinished (still running, or the job failed) or the URL is "
+            "wrong; rerun or finish the job before reading it"
+        )
+    try:
+        with fs.open(manifest_path, "rb") as f:
+            manifest = json.loads(f.read().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{url}: {manifest_path!r} is not valid JSON ({e}); the manifest is corrupt") from e
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{url}: {manifest_path!r} holds {type(manifest).__name__}, not a JSON object")
+    missing = [k for k in _REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise ValueError(f"{url}: manifest lacks the keys {missing}; not an output of this pipeline")
+    version = manifest[out.M_FORMAT_VERSION]
+    if version != out.MANIFEST_FORMAT_VERSION:
+        raise ValueError(
+            f"{url}: manifest format_version is {version!r}, this reader reads "
+            f"{out.MANIFEST_FORMAT_VERSION}; use the reader of the version that wrote it"
+        )
+    for i, shard in enumerate(manifest[out.M_SHARDS]):
+        lacking = [k for k in _SHARD_KEYS if k not in shard]
+        if lacking:
+            raise ValueError(f"{url}: shard entry {i} of the manifest lacks the keys {lacking}")
+    return Output(url=url, root=root, fs=fs, manifest=manifest)
+
+
+def check_compatible(
+    outputs: Sequence[Output],
+    *,
+    layout: VocabLayout | str | None = None,
+    normalize_images: bool = False,
+) -> tuple[VocabLayout, int]:
+    """The shared (layout, sequence length) of `outputs`, or ValueError saying which differ.
+
+    `layout`, when given, is the layout the model expects: every output must use it.
+    `normalize_images` requires every output to state the normalization the reader applies.
+    """
+    if not outputs:
+        raise ValueError("no outputs given: pass at least one output directory or manifest URL")
+    first = outputs[0]
+    if layout is not None:
+        wanted = get_layout(layout) if isinstance(layout, str) else layout
+        expected, expected_from = wanted.to_metadata(), f"the requested layout {wanted.name!r}"
+    else:
+        expected, expected_from = first.vocabulary, first.url
+    for o in outputs:
+        if o.vocabulary != expected:
+            raise ValueError(
+                f"{o.url}: vocabulary layout {o.vocabulary} differs from {expected_from} "
+                f"({expected}); token ids of different layouts mean different things, so these "
+                "outputs cannot be mixed (re-run the pipeline with one --vocabulary layout)"
+            )
+        if o.sequence_length != first.sequence_length:
+            raise ValueError(
+                f"{o.url}: sequence_length {o.sequence_length} differs from {first.url} "
+                f"({first.sequence_length}); batches need one length"
+            )
+        if normalize_images and o.image_normalization not in (None, IMAGE_NORMALIZATION):
+            raise ValueError(
+                f"{o.url}: image normalization {o.image_normalization!r} is not the one this "
+                f"reader applies ({IMAGE_NORMALIZATION!r}); read raw patches instead"
+            )
+    try:
+        resolved = VocabLayout(**expected)
+    except TypeError as e:
+        raise ValueError(f"{first.url}: vocabulary metadata {expected} is not a layout ({e})") from e
+    return resolved, first.sequence_length

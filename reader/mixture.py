@@ -1,0 +1,275 @@
+"""Mixture weights and the global draw sequence over sources.
+
+Global sample g draws its source from `keyed_uniform(key_of(seed, "mixture"), g)` and the
+(renormalized) weights of the sources still in the mixture; a source's k-th draw takes
+row k of its shuffled epoch order. The draw sequence depends only on (seed, weights,
+source sizes, exhaustion policy), never on world size, so every rank computes the same
+global sequence and takes its own slice of it.
+
+Exhaustion (`Exhausted`):
+- REPEAT: a source that runs out starts its next epoch (new shuffle); the stream never ends;
+  the mixture proportions hold throughout.
+- DROP: a source that runs out leaves the mixture, the others are renormalized; when all
+  are out the global epoch ends, every source returns with a new shuffle, until
+  `num_epochs` epochs (None: forever). Within a global epoch each row is drawn exactly once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from reader.hashing import key_of, keyed_uniform
+from reader.index import SourceKey
+
+_BLOCK = 1 << 16  # draws computed per vectorized step
+
+
+class Exhausted(str, enum.Enum):
+    """What happens to a source (dataset or task) that runs out of rows."""
+
+    REPEAT = "repeat"
+    DROP = "drop"
+
+
+def _check_weight(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{what}: weight {value!r} is not a number")
+    w = float(value)
+    if not math.isfinite(w) or w < 0:
+        raise ValueError(f"{what}: weight {value!r} must be finite and >= 0")
+    return w
+
+
+def resolve_weights(
+    sources: Mapping[SourceKey, int],
+    manifest_weights: Sequence[Mapping[str, Any]],
+    *,
+    dataset_weights: Mapping[str, float] | None = None,
+    task_weights: Mapping[SourceKey, float] | None = None,
+) -> dict[SourceKey, float]:
+    """Probability of each (dataset, task), summing to 1 over sources with positive weight.
+
+    p(d, t) = w_d / sum(w) * s_t / sum(s over d's tasks). w_d is `dataset_weights[d]`, else
+    the manifests' `sampling_weights[d]["weight"]`; s_t is `task_weights[(d, t)]`, else the
+    manifests' `sampling_weights[d]["tasks"][t]`, else (no task weights for d at all) the
+    task's row count. `sources` maps each source to its row count. Unknown override keys,
+    a dataset without any weight, and manifests that disagree are errors.
+    """
+    dataset_weights = dict(dataset_weights or {})
+    task_weights = dict(task_weights or {})
+    datasets = sorted({d for d, _ in sources})
+    unknown = sorted(set(dataset_weights) - set(datasets))
+    if unknown:
+        raise ValueError(f"dataset_weights name unknown datasets {unknown}; known: {datasets}")
+    unknown_tasks = sorted(set(task_weights) - set(sources))
+    if unknown_tasks:
+        raise ValueError(f"task_weights name unknown (dataset, task) pairs {unknown_tasks}; known: {sorted(sources)}")
+
+    def manifest_value(d: str, t: str | None) -> float | None:
+        found: float | None = None
+        for weights in manifest_weights:
+            entry = weights.get(d)
+            if entry is None:
+                continue
+            raw = entry.get("weight") if t is None else (entry.get("tasks") or {}).get(t)
+            if raw is None:
+                continue
+            value = _check_weight(raw, f"manifest sampling weight of {d!r}" + ("" if t is None else f" task {t!r}"))
+            if found is not None and found != value:
+                raise ValueError(
+                    f"the manifests disagree on the sampling weight of {d!r}"
+                    + ("" if t is None else f" task {t!r}")
+                    + f" ({found} vs {value}); pass it explicitly in dataset_weights/task_weights"
+                )
+            found = value
+        return found
+
+    result: dict[SourceKey, float] = {}
+    dataset_w: dict[str, float] = {}
+    for d in datasets:
+        w = dataset_weights.get(d)
+        w = _check_weight(w, f"dataset_weights[{d!r}]") if w is not None else manifest_value(d, None)
+        if w is None:
+            raise ValueError(
+                f"dataset {d!r} has no sampling weight in its manifest; pass one in dataset_weights"
+            )
+        dataset_w[d] = w
+    total_d = sum(dataset_w.values())
+    if total_d <= 0:
+        raise ValueError(f"every dataset weight is 0 ({dataset_w}); nothing to read")
+    for d in datasets:
+        tasks = sorted(t for dd, t in sources if dd == d)
+        shares: dict[str, float | None] = {}
+        for t in tasks:
+            override = task_weights.get((d, t))
+            shares[t] = (
+                _check_weight(override, f"task_weights[{(d, t)!r}]") if override is not None else manifest_value(d, t)
+            )
+        listed = [t for t in tasks if shares[t] is not None]
+        if not listed:
+            shares = {t: float(sources[(d, t)]) for t in tasks}
+        elif len(listed) != len(tasks):
+            raise ValueError(
+                f"dataset {d!r}: tasks {sorted(set(tasks) - set(listed))} have no weight while "
+                f"{listed} do; give every task of the dataset a weight in task_weights"
+            )
+        total_t = sum(v for v in shares.values() if v is not None)
+        for t in tasks:
+            share = shares[t] or 0.0
+            result[(d, t)] = 0.0 if total_t <= 0 else dataset_w[d] / total_d * share / total_t
+    if sum(result.values()) <= 0:
+        raise ValueError("every source has weight 0; nothing to read")
+    return result
+
+
+@dataclasses.dataclass
+class MixtureState:
+    """Where the global draw sequence stands. Mutable; `to_dict`/`from_dict` are JSON-able.
+
+    `counts[s]`: rows drawn from source s (REPEAT: ever; DROP: in the current epoch).
+    `active[s]`: s is still in the mixture (DROP only; always all True under REPEAT).
+    `finished`: DROP with `num_epochs` reached; `position` is then the stream's length.
+    """
+
+    position: int
+    epoch: int
+    counts: np.ndarray
+    active: np.ndarray
+    finished: bool = False
+
+    def copy(self) -> MixtureState:
+        return dataclasses.replace(self, counts=self.counts.copy(), active=self.active.copy())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "position": int(self.position),
+            "epoch": int(self.epoch),
+            "counts": [int(c) for c in self.counts],
+            "active": [bool(a) for a in self.active],
+            "finished": bool(self.finished),
+        }
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any], num_sources: int) -> MixtureState:
+        counts = np.asarray(data["counts"], dtype=np.int64)
+        active = np.asarray(data["active"], dtype=bool)
+        if counts.shape != (num_sources,) or active.shape != (num_sources,):
+            raise ValueError(f"mixture state is for {counts.shape[0]} sources, the reader has {num_sources}")
+        return MixtureState(int(data["position"]), int(data["epoch"]), counts, active, bool(data["finished"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Draws:
+    """Draws of consecutive global samples: source index, its epoch and row cursor in that epoch."""
+
+    source: np.ndarray  # int64 [n]
+    epoch: np.ndarray  # int64 [n]
+    cursor: np.ndarray  # int64 [n]
+
+    def __len__(self) -> int:
+        return int(self.source.shape[0])
+
+
+def _cumcount(picks: np.ndarray) -> np.ndarray:
+    """For each element, how many earlier elements have the same value."""
+    order = np.argsort(picks, kind="stable")
+    sorted_picks = picks[order]
+    starts = np.r_[0, np.flatnonzero(sorted_picks[1:] != sorted_picks[:-1]) + 1]
+    group_start = np.repeat(starts, np.diff(np.r_[starts, len(picks)]))
+    result = np.empty_like(order)
+    result[order] = np.arange(len(picks)) - group_start
+    return result
+
+
+class Mixture:
+    """The global draw sequence. Pure given (weights, rows, seed, policy, num_epochs)."""
+
+    def __init__(
+        self,
+        weights: np.ndarray,
+        rows: np.ndarray,
+        *,
+        seed: int,
+        exhausted: Exhausted,
+        num_epochs: int | None,
+    ) -> None:
+        self.weights = np.asarray(weights, dtype=np.float64)
+        self.rows = np.asarray(rows, dtype=np.int64)
+        if self.weights.shape != self.rows.shape or not (self.weights > 0).all() or not (self.rows > 0).all():
+            raise ValueError("Mixture needs one positive weight and a positive row count per source")
+        if num_epochs is not None and num_epochs < 1:
+            raise ValueError(f"num_epochs must be >= 1 or None, got {num_epochs}")
+        if exhausted is Exhausted.REPEAT and num_epochs is not None:
+            raise ValueError("num_epochs applies to exhausted='drop'; with 'repeat' the stream never ends")
+        self.exhausted = Exhausted(exhausted)
+        self.num_epochs = num_epochs
+        self._key = key_of(seed, "mixture")
+
+    def initial(self) -> MixtureState:
+        n = len(self.rows)
+        return MixtureState(0, 0, np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool))
+
+    def _pick(self, active: np.ndarray, start: int, n: int) -> np.ndarray:
+        cum = np.cumsum(np.where(active, self.weights, 0.0))
+        cum /= cum[-1]  # exact 1.0 at the end, so every u in [0, 1) lands on an active source
+        u = keyed_uniform(self._key, np.arange(start, start + n, dtype=np.uint64))
+        return np.searchsorted(cum, u, side="right").astype(np.int64)
+
+    def take(self, state: MixtureState, n: int) -> Draws:
+        """The next (up to) n draws, advancing `state` (fewer only when the stream finishes)."""
+        parts = self._advance(state, n, keep=True)
+        if not parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return Draws(empty, empty, empty)
+        return Draws(*(np.concatenate(p) for p in zip(*parts)))
+
+    def skip(self, state: MixtureState, n: int) -> None:
+        """Advance `state` by up to n draws without keeping them (others' samples)."""
+        self._advance(state, n, keep=False)
+
+    def _advance(
+        self, state: MixtureState, n: int, *, keep: bool
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        while n > 0 and not state.finished:
+            m = min(n, _BLOCK)
+            picks = self._pick(state.active, state.position, m)
+            drawn = state.counts[picks] + _cumcount(picks)
+            if self.exhausted is Exhausted.REPEAT:
+                rows = self.rows[picks]
+                if keep:
+                    parts.append((picks, drawn // rows, drawn % rows))
+                exhausted_at = -1
+            else:
+                last = drawn == self.rows[picks] - 1
+                exhausted_at = int(np.argmax(last)) if last.any() else -1
+                if exhausted_at >= 0:
+                    m = exhausted_at + 1
+                    picks, drawn = picks[:m], drawn[:m]
+                if keep:
+                    parts.append((picks, np.full(m, state.epoch, dtype=np.int64), drawn))
+            state.counts += np.bincount(picks, minlength=len(self.rows))
+            state.position += m
+            n -= m
+            if exhausted_at >= 0:
+                state.active[picks[exhausted_at]] = False
+                if not state.active.any():
+                    state.epoch += 1
+                    state.counts[:] = 0
+                    state.active[:] = True
+                    state.finished = self.num_epochs is not None and state.epoch >= self.num_epochs
+        return parts
+
+    def state_at(self, position: int, start: MixtureState | None = None) -> MixtureState:
+        """The state after `position` draws, simulated from `start` (or the beginning)."""
+        state = (start or self.initial()).copy()
+        if state.position > position:
+            state = self.initial()
+        self.skip(state, position - state.position)
+        return state

@@ -1,0 +1,309 @@
+"""GatoReader: opens outputs, defines the global stream, and hands each consumer its batches.
+
+The global stream is a pure function of (outputs, weights, seed, shuffle buffer,
+exhaustion policy): global sample g is drawn from a source by the mixture
+(`reader.mixture`), and takes the next row of that source's shuffled epoch order
+(`reader.shuffle`). Consumers (rank x data-loader worker) take disjoint slices of it
+(`reader.sharding`), so a state holding only the global position restores the exact
+stream, at any world size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from reader.batch import GLOBAL_INDEX, READ_COLUMNS, SOURCE, Unit, assemble, decode_unit
+from reader.index import Index, Source, build_index, listed_sources
+from reader.manifest import Output, check_compatible, open_output
+from reader.mixture import Draws, Exhausted, Mixture, MixtureState, resolve_weights
+from reader.prefetch import Prefetcher
+from reader.sharding import Consumer
+from reader.shuffle import EpochPlan
+from reader.state import ReaderState, fingerprint
+from schemas.vocab import VocabLayout
+
+Batch = dict[str, np.ndarray]
+_OPEN_FILES = 64  # Parquet files kept open per consumer
+
+
+@dataclasses.dataclass(frozen=True)
+class ReaderOptions:
+    """How to mix, shuffle and present the outputs.
+
+    - `seed`: every shuffle and mixture draw derives from it.
+    - `shuffle_buffer`: rows shuffled together per source (memory: about two windows of
+      this many rows per source, per consumer).
+    - `exhausted`: "repeat" or "drop" a source that runs out (see `reader.mixture`);
+      `num_epochs` (drop only) ends the stream after that many global epochs.
+    - `dataset_weights` {dataset: w}, `task_weights` {(dataset, task): share within the
+      dataset}: override the manifests' suggested weights; weight 0 leaves a source out.
+    - `layout`: the vocabulary layout the model expects; outputs with another are refused.
+    - `normalize_images`: float32 ((p / 255) * 2 - 1) / 4 patches instead of raw uint8.
+    - `image_channels`: C of the patch arrays (1-channel patches are repeated to it).
+    - `max_patches`: fixed patch axis length (static shapes); None pads per batch.
+    - `prefetch`: batches read ahead in a background thread; 0 reads in the caller.
+    """
+
+    seed: int = 0
+    shuffle_buffer: int = 1024
+    exhausted: Exhausted | str = Exhausted.REPEAT
+    num_epochs: int | None = None
+    dataset_weights: Mapping[str, float] | None = None
+    task_weights: Mapping[tuple[str, str], float] | None = None
+    layout: VocabLayout | str | None = None
+    normalize_images: bool = False
+    image_channels: int = 3
+    max_patches: int | None = None
+    prefetch: int = 4
+
+    def __post_init__(self) -> None:
+        Exhausted(self.exhausted)  # an unknown policy fails here, with the enum's message
+        if self.image_channels < 1:
+            raise ValueError(f"image_channels must be >= 1, got {self.image_channels}")
+        if self.prefetch < 0:
+            raise ValueError(f"prefetch must be >= 0, got {self.prefetch}")
+
+
+class GatoReader:
+    """Streams one or more finished outputs as mixed, shuffled, resumable batches.
+
+    Usage::
+
+        reader = GatoReader(["gs://bucket/atari", "/data/control"], ReaderOptions(seed=1))
+        stream = reader.batches(32, rank=rank, world_size=world, state=saved)
+        for batch in stream: ...
+        saved = stream.state()  # JSON-able
+    """
+
+    def __init__(self, outputs: str | Sequence[str], options: ReaderOptions | None = None) -> None:
+        self.options = options or ReaderOptions()
+        urls = [outputs] if isinstance(outputs, str) else list(outputs)
+        self.outputs: tuple[Output, ...] = tuple(open_output(u) for u in urls)
+        self.layout, self.sequence_length = check_compatible(
+            self.outputs, layout=self.options.layout, normalize_images=self.options.normalize_images
+        )
+        listed = listed_sources(self.outputs)
+        weights = resolve_weights(
+            listed,
+            [o.sampling_weights for o in self.outputs],
+            dataset_weights=self.options.dataset_weights,
+            task_weights=self.options.task_weights,
+        )
+        wanted = {k for k, w in weights.items() if w > 0 and listed[k] > 0}
+        self.index: Index = build_index(self.outputs, keep=wanted)
+        self.sources: tuple[Source, ...] = self.index.sources
+        if not self.sources:
+            raise ValueError(f"{urls}: no rows in any source with a positive weight; nothing to read")
+        # Renormalize over the sources that hold rows (a weighted task with no kept sequences).
+        raw = np.asarray([weights[s.key] for s in self.sources], dtype=np.float64)
+        self.weights: np.ndarray = raw / raw.sum()
+        exhausted = Exhausted(self.options.exhausted)
+        self.mixture = Mixture(
+            self.weights,
+            np.asarray([s.rows for s in self.sources], dtype=np.int64),
+            seed=self.options.seed,
+            exhausted=exhausted,
+            num_epochs=self.options.num_epochs,
+        )
+        self.fingerprint = fingerprint(
+            {
+                "outputs": [[o.config_hash, [(s["path"], s["rows"]) for s in o.shards]] for o in self.outputs],
+                "sources": [[s.dataset, s.task, s.rows] for s in self.sources],
+                "weights": self.weights.tolist(),
+                "seed": self.options.seed,
+                "shuffle_buffer": self.options.shuffle_buffer,
+                "exhausted": exhausted.value,
+                "num_epochs": self.options.num_epochs,
+            }
+        )
+
+    # --- state ---
+
+    def _start(self, state: Mapping[str, Any] | None) -> MixtureState:
+        if state is None:
+            return self.mixture.initial()
+        parsed = ReaderState.from_dict(state, expected_fingerprint=self.fingerprint)
+        if parsed.mixture is not None:
+            return MixtureState.from_dict(parsed.mixture, len(self.sources))
+        return self.mixture.state_at(parsed.position)
+
+    def check_state(self, state: Mapping[str, Any]) -> None:
+        """Raise ValueError now if `state` cannot resume this reader's stream."""
+        self._start(state)
+
+    def initial_state(self) -> dict[str, Any]:
+        """The state of a stream that has not started."""
+        return ReaderState(self.fingerprint, 0, self.mixture.initial().to_dict()).to_dict()
+
+    def state_after(self, state: Mapping[str, Any] | None, samples: int) -> dict[str, Any]:
+        """The state once `samples` more global samples (all ranks) were consumed after `state`."""
+        start = self._start(state)
+        return ReaderState(self.fingerprint, start.position + samples).to_dict()
+
+    # --- streaming ---
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        worker: int = 0,
+        num_workers: int = 1,
+        state: Mapping[str, Any] | None = None,
+    ) -> BatchStream:
+        """This consumer's batches of the global stream, from `state` (or the beginning)."""
+        consumer = Consumer(batch_size, rank, world_size, worker, num_workers)
+        return BatchStream(self, consumer, self._start(state))
+
+    def _produce(self, consumer: Consumer, start: MixtureState) -> Iterator[tuple[Batch, MixtureState]]:
+        mix = start.copy()
+        builder = _BatchBuilder(self)
+        for step_start, lo, hi in consumer.steps(start.position):
+            self.mixture.skip(mix, lo - mix.position)
+            draws = self.mixture.take(mix, hi - lo)
+            step_end = step_start + consumer.step_size
+            self.mixture.skip(mix, step_end - mix.position)
+            if mix.position < step_end:
+                return  # the stream ended inside this global step: drop it on every rank alike
+            batch = builder.build(draws)
+            batch[GLOBAL_INDEX] = np.arange(lo, hi, dtype=np.int64)
+            yield batch, mix.copy()
+
+
+class BatchStream(Iterator[Batch]):
+    """One consumer's batches; `state()` is the state after the batches taken so far."""
+
+    def __init__(self, reader: GatoReader, consumer: Consumer, start: MixtureState) -> None:
+        self._reader = reader
+        self._consumer = consumer
+        self._start = start
+        self._consumed = 0
+        self._last: MixtureState | None = None
+        depth = reader.options.prefetch
+        produce = lambda: reader._produce(consumer, start)  # noqa: E731
+        self._items: Iterator[tuple[Batch, MixtureState]] = Prefetcher(produce, depth=depth) if depth else produce()
+
+    def __next__(self) -> Batch:
+        batch, after = next(self._items)
+        self._consumed += 1
+        self._last = after
+        return batch
+
+    def state(self) -> dict[str, Any]:
+        """The state once every rank has consumed as many batches as this stream yielded.
+
+        With data-loader workers a single worker cannot know this; the PyTorch adapter
+        (or `GatoReader.state_after`) computes it from the batches the trainer consumed.
+        """
+        if self._consumer.num_workers != 1:
+            raise ValueError(
+                "state() of one data-loader worker's stream is not the rank's state; use "
+                "reader.state_after(start_state, batches * world_size * batch_size) instead"
+            )
+        position = self._consumer.position_after(self._start.position, self._consumed)
+        snapshot = self._last if self._last is not None else self._start
+        return ReaderState(self._reader.fingerprint, position, snapshot.to_dict()).to_dict()
+
+    def close(self) -> None:
+        """Stop reading ahead (the background thread)."""
+        if isinstance(self._items, Prefetcher):
+            self._items.close()
+
+    def __enter__(self) -> BatchStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _BatchBuilder:
+    """Maps draws to rows, keeps the row groups in use decoded, and assembles batches.
+
+    Memory bound: per source, the decoded row groups of at most the windows the current
+    batch touches (a source's cursor only moves forward, so older windows are dropped).
+    """
+
+    def __init__(self, reader: GatoReader) -> None:
+        self._reader = reader
+        self._plans: dict[tuple[int, int], EpochPlan] = {}
+        self._units: dict[int, tuple[Unit, int, tuple[int, int]]] = {}  # unit -> (data, source, (epoch, window))
+        self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
+
+    def _plan(self, source: int, epoch: int) -> EpochPlan:
+        plan = self._plans.get((source, epoch))
+        if plan is None:
+            for key in [k for k in self._plans if k[0] == source and k[1] < epoch]:
+                del self._plans[key]
+            r = self._reader
+            plan = EpochPlan(
+                r.sources[source], r.index.unit_rows, seed=r.options.seed, epoch=epoch, buffer=r.options.shuffle_buffer
+            )
+            self._plans[(source, epoch)] = plan
+        return plan
+
+    def _file(self, file_id: int) -> pq.ParquetFile:
+        handle = self._files.get(file_id)
+        if handle is None:
+            handle = self._reader.index.files[file_id].open()
+            self._files[file_id] = handle
+            if len(self._files) > _OPEN_FILES:
+                self._files.popitem(last=False)
+        else:
+            self._files.move_to_end(file_id)
+        return handle
+
+    def _unit(self, unit: int, source: int, progress: tuple[int, int]) -> Unit:
+        entry = self._units.get(unit)
+        if entry is None or entry[2] != progress:
+            r = self._reader
+            file_id, group = int(r.index.unit_file[unit]), int(r.index.unit_group[unit])
+            file = r.index.files[file_id]
+            table = self._file(file_id).read_row_group(group, columns=READ_COLUMNS)
+            data = decode_unit(
+                table,
+                sequence_length=r.sequence_length,
+                channels=r.options.image_channels,
+                where=f"{file.output_url}: {file.path} row group {group}",
+            )
+            entry = (data, source, progress)
+            self._units[unit] = entry
+        return entry[0]
+
+    def build(self, draws: Draws) -> Batch:
+        parts: list[tuple[Unit, np.ndarray, np.ndarray]] = []
+        newest: dict[int, tuple[int, int]] = {}
+        slots_all = np.arange(len(draws))
+        for source in np.unique(draws.source):
+            s = int(source)
+            of_source = draws.source == source
+            for epoch in np.unique(draws.epoch[of_source]):
+                sel = of_source & (draws.epoch == epoch)
+                units, rows, windows = self._plan(s, int(epoch)).locate(draws.cursor[sel])
+                slots = slots_all[sel]
+                for unit in np.unique(units):
+                    in_unit = units == unit
+                    progress = (int(epoch), int(windows[in_unit][0]))
+                    parts.append((self._unit(int(unit), s, progress), rows[in_unit], slots[in_unit]))
+                    newest[s] = max(newest.get(s, progress), progress)
+        # Cursors only move forward: row groups of a source's earlier windows are not needed again.
+        for unit, (_, s, progress) in list(self._units.items()):
+            if s in newest and progress < newest[s]:
+                del self._units[unit]
+        r = self._reader
+        batch = assemble(
+            parts,
+            batch_size=len(draws),
+            sequence_length=r.sequence_length,
+            channels=r.options.image_channels,
+            max_patches=r.options.max_patches,
+            normalize=r.options.normalize_images,
+        )
+        batch[SOURCE] = draws.source.astype(np.int32)
+        return batch

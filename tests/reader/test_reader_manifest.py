@@ -1,0 +1,108 @@
+"""Opening outputs: unfinished, corrupt and incompatible outputs are refused with clear messages."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from reader import GatoReader, ReaderOptions, check_compatible, open_output
+from schemas import output as out
+from schemas.vocab import DISJOINT, GATO
+from tests.reader.reader_fixtures import write_output
+
+SOURCES = {("ds", "task"): 12}
+
+
+def _edit_manifest(root: str, edit) -> None:
+    path = os.path.join(root, out.MANIFEST_FILE)
+    with open(path) as f:
+        manifest = json.load(f)
+    edit(manifest)
+    with open(path, "w") as f:
+        json.dump(manifest, f)
+
+
+def test_opens_by_directory_manifest_path_and_file_url(tmp_path: Path) -> None:
+    root = write_output(tmp_path, SOURCES)
+    for url in (root, os.path.join(root, out.MANIFEST_FILE), f"file://{root}"):
+        o = open_output(url)
+        assert o.sequence_length == 32
+        assert o.vocabulary == GATO.to_metadata()
+        assert [s[out.S_ROWS] for s in o.shards] == [12]
+
+
+def test_unfinished_output_is_refused(tmp_path: Path) -> None:
+    root = write_output(tmp_path, SOURCES, manifest=False)
+    with pytest.raises(ValueError, match="no manifest.json .* unfinished"):
+        GatoReader(root)
+
+
+def test_changed_layout_is_refused(tmp_path: Path) -> None:
+    a = write_output(tmp_path / "a", SOURCES)
+    b = write_output(tmp_path / "b", {("other", "t"): 5}, layout=DISJOINT)
+    with pytest.raises(ValueError, match=r"b: vocabulary layout .* differs from .*a.*cannot be mixed"):
+        GatoReader([a, b])
+    # A layout differing from the one the model expects is refused even alone.
+    with pytest.raises(ValueError, match="differs from the requested layout 'gato'"):
+        GatoReader(b, ReaderOptions(layout="gato"))
+    # A hand-edited layout (one id moved) differs from every known layout too.
+    _edit_manifest(a, lambda m: m[out.M_VOCABULARY].update(pad=5))
+    with pytest.raises(ValueError, match="differs from the requested layout 'gato'"):
+        GatoReader(a, ReaderOptions(layout=GATO))
+    assert check_compatible([open_output(b)], layout="disjoint") == (DISJOINT, 32)
+
+
+def test_different_sequence_lengths_are_refused(tmp_path: Path) -> None:
+    a = write_output(tmp_path / "a", SOURCES, length=32)
+    b = write_output(tmp_path / "b", {("other", "t"): 5}, length=16)
+    with pytest.raises(ValueError, match="sequence_length 16 differs"):
+        GatoReader([a, b])
+
+
+def test_other_format_version_is_refused(tmp_path: Path) -> None:
+    root = write_output(tmp_path, SOURCES)
+    _edit_manifest(root, lambda m: m.update({out.M_FORMAT_VERSION: 2}))
+    with pytest.raises(ValueError, match="format_version is 2"):
+        open_output(root)
+
+
+def test_missing_keys_and_bad_json_are_refused(tmp_path: Path) -> None:
+    root = write_output(tmp_path, SOURCES)
+    _edit_manifest(root, lambda m: m.pop(out.M_SHARDS))
+    with pytest.raises(ValueError, match=r"lacks the keys \['shards'\]"):
+        open_output(root)
+    Path(root, out.MANIFEST_FILE).write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        open_output(root)
+
+
+def test_truncated_shard_is_refused(tmp_path: Path) -> None:
+    root = write_output(tmp_path, SOURCES)
+    _edit_manifest(root, lambda m: m[out.M_SHARDS][0].update({out.S_ROWS: 13}))
+    with pytest.raises(ValueError, match="holds 12 rows but the manifest says 13"):
+        GatoReader(root)
+
+
+def test_missing_shard_is_refused(tmp_path: Path) -> None:
+    root = write_output(tmp_path, SOURCES)
+    os.remove(os.path.join(root, "sequences", "ds", "task", "part-00000.parquet"))
+    with pytest.raises(ValueError, match="cannot be opened as Parquet"):
+        GatoReader(root)
+
+
+def test_shard_path_outside_the_output_is_refused(tmp_path: Path) -> None:
+    root = write_output(tmp_path, SOURCES)
+    _edit_manifest(root, lambda m: m[out.M_SHARDS][0].update({out.S_PATH: "../elsewhere.parquet"}))
+    with pytest.raises(ValueError, match="not a relative path inside the output directory"):
+        GatoReader(root)
+
+
+def test_normalization_mismatch_is_refused_only_when_normalizing(tmp_path: Path) -> None:
+    root = write_output(tmp_path, SOURCES)
+    _edit_manifest(root, lambda m: m.update({out.M_IMAGE_NORMALIZATION: "p / 255"}))
+    GatoReader(root)  # raw patches: the formula does not matter
+    with pytest.raises(ValueError, match="image normalization 'p / 255'"):
+        GatoReader(root, ReaderOptions(normalize_images=True))
