@@ -1,0 +1,199 @@
+"""The output directory's life cycle and its manifest (spec section 6).
+
+An output directory is *finished* exactly when it holds `manifest.json`: the manifest
+is written last, atomically (temporary name, then rename), after every shard is in its
+final place. So a crashed job leaves no manifest, and readers refuse such a directory.
+
+- `prepare_output_dir` at start-up: refuses a finished output unless `overwrite`;
+  cleans an unfinished one of our own sub-directories so that a rerun starts afresh.
+- `build_manifest` / `write_manifest` at the end; `read_manifest` for consumers.
+
+All file access goes through fsspec, so `gs://bucket/out` works like a local path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import fsspec
+
+from schemas.fields import FieldSpec
+from schemas.output import (
+    M_CONFIG,
+    M_CONFIG_HASH,
+    M_FIELDS,
+    M_FORMAT_VERSION,
+    M_IMAGE_NORMALIZATION,
+    M_REJECTS,
+    M_SAMPLING_WEIGHTS,
+    M_SEQUENCE_LENGTH,
+    M_SHARDS,
+    M_STATS,
+    M_VOCABULARY,
+    MANIFEST_FILE,
+    MANIFEST_FORMAT_VERSION,
+    OUTPUT_SUBDIRS,
+    REPORT_FILE,
+    S_DATASET,
+    S_TASK,
+    S_TOKENS,
+    TMP_DIR,
+)
+from schemas.vocab import IMAGE_NORMALIZATION, VocabLayout
+
+
+class FinishedOutputError(ValueError):
+    """The output directory already holds a finished output (and --overwrite was not given)."""
+
+
+class UnfinishedOutputError(ValueError):
+    """The directory holds no manifest: no output, or a job that did not finish."""
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no whitespace, no NaN: the same value always gives the same text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """sha256 (hex) of the canonical JSON of the configuration."""
+    return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()
+
+
+def fields_metadata(fields: Mapping[str, Mapping[str, FieldSpec]]) -> dict[str, dict[str, Any]]:
+    """{dataset: {field path: FieldSpec.to_metadata()}}, sorted for stable output."""
+    return {
+        dataset: {path: spec.to_metadata() for path, spec in sorted(specs.items())}
+        for dataset, specs in sorted(fields.items())
+    }
+
+
+def _fs(output_dir: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, root = fsspec.core.url_to_fs(output_dir)
+    return fs, root.rstrip("/") or "/"
+
+
+def prepare_output_dir(output_dir: str, *, overwrite: bool) -> None:
+    """Make `output_dir` ready for a job (module docstring). Files of others are left alone."""
+    fs, root = _fs(output_dir)
+    manifest = f"{root}/{MANIFEST_FILE}"
+    if fs.exists(manifest):
+        if not overwrite:
+            raise FinishedOutputError(
+                f"{output_dir} already holds a finished output ({MANIFEST_FILE} exists); "
+                "pass --overwrite to replace it, or choose another --output_dir"
+            )
+        # Manifest first: if we crash while cleaning, the directory reads as unfinished.
+        fs.rm(manifest)
+    for name in (*OUTPUT_SUBDIRS, REPORT_FILE):
+        path = f"{root}/{name}"
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+    fs.makedirs(root, exist_ok=True)
+
+
+def suggested_sampling_weights(
+    shards: Sequence[Mapping[str, Any]],
+    dataset_weights: Mapping[str, float | None],
+) -> dict[str, dict[str, Any]]:
+    """{dataset: {"weight": w, "tasks": {task: w}}}; dataset weights sum to 1, and so do
+    the task weights of each dataset.
+
+    A dataset's weight is its entry in `dataset_weights` (Gato's Table 1 where the dataset
+    is in it); a dataset without one gets the mean of the given weights (1 if none is
+    given). Within a dataset, tasks are weighted by their (non-padding) tokens.
+    """
+    tokens: dict[str, dict[str, int]] = {}
+    for shard in shards:
+        per_task = tokens.setdefault(shard[S_DATASET], {})
+        per_task[shard[S_TASK]] = per_task.get(shard[S_TASK], 0) + int(shard[S_TOKENS])
+    given = [
+        float(w) for d, w in dataset_weights.items() if d in tokens and w is not None
+    ]
+    default = sum(given) / len(given) if given else 1.0
+    raw = {d: dataset_weights.get(d) for d in sorted(tokens)}
+    raw = {d: default if w is None else float(w) for d, w in raw.items()}
+    if any(not math.isfinite(w) or w < 0 for w in raw.values()):
+        raise ValueError(f"sampling weights must be finite and >= 0, got {raw}")
+    total = sum(raw.values())
+    result: dict[str, dict[str, Any]] = {}
+    for dataset, per_task in sorted(tokens.items()):
+        task_total = sum(per_task.values())
+        result[dataset] = {
+            "weight": raw[dataset] / total if total > 0 else 0.0,
+            "tasks": {
+                task: (n / task_total if task_total > 0 else 0.0)
+                for task, n in sorted(per_task.items())
+            },
+        }
+    return result
+
+
+def build_manifest(
+    *,
+    config: Mapping[str, Any],
+    layout: VocabLayout,
+    fields: Mapping[str, Mapping[str, FieldSpec]],
+    sequence_length: int,
+    shards: Sequence[Mapping[str, Any]],
+    rejects: Sequence[Mapping[str, Any]] = (),
+    stats: Mapping[str, str] | None = None,
+    dataset_weights: Mapping[str, float | None] | None = None,
+) -> dict[str, Any]:
+    """The manifest object (keys in `schemas.output`); shard lists sorted by path."""
+    config = json.loads(canonical_json(config))  # fails early on anything not JSON
+    return {
+        M_FORMAT_VERSION: MANIFEST_FORMAT_VERSION,
+        M_CONFIG: config,
+        M_CONFIG_HASH: config_hash(config),
+        M_VOCABULARY: layout.to_metadata(),
+        M_SEQUENCE_LENGTH: int(sequence_length),
+        M_IMAGE_NORMALIZATION: IMAGE_NORMALIZATION,
+        M_FIELDS: fields_metadata(fields),
+        M_SAMPLING_WEIGHTS: suggested_sampling_weights(shards, dataset_weights or {}),
+        M_SHARDS: sorted((dict(s) for s in shards), key=lambda s: s["path"]),
+        M_REJECTS: sorted((dict(s) for s in rejects), key=lambda s: s["path"]),
+        M_STATS: dict(stats or {}),
+    }
+
+
+def write_manifest(output_dir: str, manifest: Mapping[str, Any]) -> str:
+    """Write `manifest.json` atomically (temporary name, then rename); returns its path.
+
+    Called after every shard is finalized, so the temporary-shard directory goes first.
+    """
+    fs, root = _fs(output_dir)
+    if fs.exists(f"{root}/{TMP_DIR}"):
+        fs.rm(f"{root}/{TMP_DIR}", recursive=True)
+    final = f"{root}/{MANIFEST_FILE}"
+    temp = f"{root}/.{MANIFEST_FILE}.{uuid.uuid4().hex}.tmp"
+    text = json.dumps(manifest, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False)
+    with fs.open(temp, "wb") as f:
+        f.write((text + "\n").encode("utf-8"))
+    fs.mv(temp, final)
+    return final
+
+
+def read_manifest(output_dir: str) -> dict[str, Any]:
+    """The manifest of a finished output; an unfinished directory is an error."""
+    fs, root = _fs(output_dir)
+    path = f"{root}/{MANIFEST_FILE}"
+    if not fs.exists(path):
+        raise UnfinishedOutputError(
+            f"{output_dir} has no {MANIFEST_FILE}: it is not a finished output "
+            "(the job did not run or did not finish); rerun the job"
+        )
+    with fs.open(path, "rb") as f:
+        manifest = json.loads(f.read().decode("utf-8"))
+    version = manifest.get(M_FORMAT_VERSION)
+    if version != MANIFEST_FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: manifest format version {version!r}, this code reads "
+            f"{MANIFEST_FORMAT_VERSION}"
+        )
+    return manifest

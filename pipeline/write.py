@@ -1,0 +1,470 @@
+"""Write sequences and rejects as Parquet shards, then move them into place (spec section 6).
+
+Layout (see `schemas/output.py`):
+`sequences/<dataset>/<task>/part-<work item:05d>-<n:03d>.parquet`, rejects likewise under
+`rejects/`. Names pass through `pipeline.paths.safe_component` and `path_under` only.
+
+Determinism: the rows of one (dataset, task, work item) arrive in input order in one
+bundle (the per-episode chain is fused, one work item is one element upstream), and
+shard and row-group boundaries depend only on row counts and Arrow sizes, so the same
+input gives byte-identical files whatever the runner. Files carry no timestamps or ids.
+
+Atomicity: `WriteShards` writes to `_tmp/<kind>/<attempt uuid>/...` and emits a
+`ShardEntry` per closed shard; `FinalizeShards` (after a barrier: only entries of
+committed bundles reach it) moves each into its final name, measures bytes and sha256,
+and deletes `_tmp/<kind>`, which removes the orphans of failed attempts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import apache_beam as beam
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
+
+from pipeline.episode import EpisodeKey, Reject, TaskKey
+from pipeline.manifest import canonical_json, fields_metadata
+from pipeline.paths import path_under, relative_path, safe_component
+from schemas.fields import FieldSpec
+from schemas.output import (
+    DATASET,
+    DETAIL,
+    EPISODE_ID,
+    FIELD,
+    IS_PROMPT,
+    LOCAL_POSITIONS,
+    LOSS_MASK,
+    META_FIELDS,
+    META_IMAGE_NORMALIZATION,
+    META_LAYOUT,
+    META_SEQUENCE_LENGTH,
+    MODALITY,
+    NUM_TOKENS,
+    PATCH_PIXELS,
+    PATCH_POSITION_WIDTH,
+    PATCH_POSITIONS,
+    PROMPT_EPISODE_ID,
+    REASON,
+    REJECTS_DIR,
+    REJECTS_SCHEMA,
+    S_BYTES,
+    S_DATASET,
+    S_PATH,
+    S_ROWS,
+    S_SHA256,
+    S_TASK,
+    S_TOKENS,
+    SEQUENCE_INDEX,
+    SEQUENCE_SCHEMA,
+    SEQUENCES_DIR,
+    SHARD_NAME_FORMAT,
+    SOURCE_FILE,
+    TASK,
+    TIMESTEP,
+    TMP_DIR,
+    TOKENS,
+)
+from schemas.vocab import IMAGE_NORMALIZATION, VocabLayout
+from transforms.sequence import SequenceBatch
+
+_HASH_CHUNK = 1 << 20
+# Strings are dictionary-encoded; the integer lists compress better as plain + zstd.
+_DICTIONARY_COLUMNS = (DATASET, TASK, EPISODE_ID, PROMPT_EPISODE_ID, SOURCE_FILE, REASON, FIELD)
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteOptions:
+    """Where and how shards are written. A shard closes at a row-group boundary once it
+    holds `rows_per_shard` rows or `max_shard_bytes` of (uncompressed Arrow) data."""
+
+    output_dir: str
+    rows_per_shard: int = 8192
+    max_shard_bytes: int = 512 << 20
+    row_group_rows: int = 128
+    compression: str = "zstd"
+    compression_level: int = 3
+
+    def __post_init__(self) -> None:
+        if not self.output_dir:
+            raise ValueError("output_dir is empty")
+        if self.rows_per_shard < 1 or self.row_group_rows < 1 or self.max_shard_bytes < 1:
+            raise ValueError(
+                f"rows_per_shard, row_group_rows and max_shard_bytes must be >= 1: {self}"
+            )
+
+
+def sequence_schema(
+    *,
+    layout: VocabLayout,
+    fields: Mapping[str, Mapping[str, FieldSpec]],
+    sequence_length: int,
+) -> pa.Schema:
+    """`SEQUENCE_SCHEMA` with the metadata every sequences shard carries."""
+    return SEQUENCE_SCHEMA.with_metadata(
+        {
+            META_LAYOUT: canonical_json(layout.to_metadata()).encode(),
+            META_FIELDS: canonical_json(fields_metadata(fields)).encode(),
+            META_IMAGE_NORMALIZATION: IMAGE_NORMALIZATION.encode(),
+            META_SEQUENCE_LENGTH: str(int(sequence_length)).encode(),
+        }
+    )
+
+
+def _dictionary(value: str, rows: int) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, np.int32)), pa.array([value], pa.string()))
+
+
+def _rows_of(values: np.ndarray, value_type: pa.DataType) -> pa.ListArray:
+    """[S, L] numpy -> list<value_type> with one list of L values per row (no copy of rows)."""
+    rows, length = values.shape
+    offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * length)
+    return pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1), type=value_type))
+
+
+def sequence_record_batch(key: EpisodeKey, batch: SequenceBatch, schema: pa.Schema = SEQUENCE_SCHEMA) -> pa.RecordBatch:
+    """The rows of one episode's sequences, in `schema` (SEQUENCE_SCHEMA + metadata)."""
+    rows = batch.num_sequences
+    num_patches = int(batch.patch_positions.shape[0])
+    pixel_offsets = batch.patch_offsets.astype(np.int32)  # < 2 GiB of pixels per episode
+    pixels = pa.Array.from_buffers(
+        pa.binary(),
+        num_patches,
+        [None, pa.py_buffer(pixel_offsets), pa.py_buffer(np.ascontiguousarray(batch.patch_pixels))],
+    )
+    row_patches = pa.array(batch.row_patch_starts.astype(np.int32))
+    positions = pa.ListArray.from_arrays(
+        pa.array(batch.row_patch_starts.astype(np.int32) * PATCH_POSITION_WIDTH),
+        pa.array(batch.patch_positions.reshape(-1), type=pa.int16()),
+    )
+    columns = {
+        DATASET: _dictionary(key.dataset, rows),
+        TASK: _dictionary(key.task, rows),
+        EPISODE_ID: pa.array([key.episode_id] * rows, pa.string()),
+        SEQUENCE_INDEX: pa.array(batch.sequence_index, pa.int32()),
+        NUM_TOKENS: pa.array(batch.num_tokens, pa.int32()),
+        TOKENS: _rows_of(batch.tokens, pa.int32()),
+        MODALITY: _rows_of(batch.modality, pa.int8()),
+        LOSS_MASK: _rows_of(batch.loss_mask, pa.bool_()),
+        LOCAL_POSITIONS: _rows_of(batch.local_positions, pa.int16()),
+        TIMESTEP: _rows_of(batch.timestep, pa.int32()),
+        IS_PROMPT: _rows_of(batch.is_prompt, pa.bool_()),
+        PROMPT_EPISODE_ID: pa.array(list(batch.prompt_episode_id), pa.string()),
+        PATCH_PIXELS: pa.ListArray.from_arrays(row_patches, pixels),
+        PATCH_POSITIONS: positions,
+    }
+    return pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
+
+
+def rejects_record_batch(rejects: Sequence[Reject]) -> pa.RecordBatch:
+    """Rejects as rows of `REJECTS_SCHEMA`, in the given order."""
+    columns = {
+        DATASET: [r.dataset for r in rejects],
+        TASK: [r.task for r in rejects],
+        EPISODE_ID: [r.episode_id for r in rejects],
+        SOURCE_FILE: [r.source_file for r in rejects],
+        REASON: [r.reason for r in rejects],
+        FIELD: [r.field for r in rejects],
+        DETAIL: [r.detail for r in rejects],
+    }
+    return pa.RecordBatch.from_arrays(
+        [pa.array(columns[f.name], f.type) for f in REJECTS_SCHEMA], schema=REJECTS_SCHEMA
+    )
+
+
+def reject_sort_key(reject: Reject) -> tuple[str, str, str, str, str]:
+    """Deterministic order of a task's rejects (they arrive in no particular order)."""
+    return (reject.source_file, reject.episode_id or "", reject.reason, reject.field or "", reject.detail)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardEntry:
+    """A closed shard waiting in its temporary place; `path` is final and relative."""
+
+    kind: str  # SEQUENCES_DIR or REJECTS_DIR
+    path: str
+    temp_path: str
+    dataset: str
+    task: str
+    rows: int
+    tokens: int
+
+
+def shard_path(kind: str, dataset: str, task: str, work_item: int, shard: int) -> str:
+    """The final relative path of a shard: `<kind>/<dataset>/<task>/part-....parquet`."""
+    name = SHARD_NAME_FORMAT.format(work_item=work_item, shard=shard)
+    return relative_path(kind, safe_component(dataset), safe_component(task), name)
+
+
+class ShardWriter:
+    """Rows of one (kind, dataset, task, work item) into consecutive shards.
+
+    Rows are buffered up to one row group; shards close at row-group boundaries.
+    Memory: at most one row group of rows plus the Parquet writer's page buffers.
+    """
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        dataset: str,
+        task: str,
+        work_item: int,
+        schema: pa.Schema,
+        options: WriteOptions,
+        attempt: str,
+    ) -> None:
+        self._kind, self._dataset, self._task = kind, dataset, task
+        self._work_item, self._schema, self._options = work_item, schema, options
+        self._attempt = attempt
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._shard = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._file: Any = None
+        self._rows = self._tokens = self._bytes = 0
+        self._path = self._temp_path = ""
+
+    def write(self, batch: pa.RecordBatch) -> list[ShardEntry]:
+        """Buffer `batch`; returns the shards this closed."""
+        if batch.num_rows:
+            self._pending.append(batch)
+            self._pending_rows += batch.num_rows
+        closed: list[ShardEntry] = []
+        while self._pending_rows >= self._next_group_rows():
+            closed += self._flush(self._next_group_rows())
+        return closed
+
+    def close(self) -> list[ShardEntry]:
+        """Write what is buffered and close the open shard."""
+        closed: list[ShardEntry] = []
+        while self._pending_rows:
+            closed += self._flush(min(self._pending_rows, self._next_group_rows()))
+        if self._writer is not None:
+            closed.append(self._close_shard())
+        return closed
+
+    def _next_group_rows(self) -> int:
+        return min(self._options.row_group_rows, self._options.rows_per_shard - self._rows)
+
+    def _open_shard(self) -> None:
+        self._path = shard_path(self._kind, self._dataset, self._task, self._work_item, self._shard)
+        self._temp_path = path_under(
+            self._options.output_dir, TMP_DIR, self._kind, self._attempt, *self._path.split("/")
+        )
+        fs, path = fsspec.core.url_to_fs(self._temp_path)
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        self._file = fs.open(path, "wb")
+        self._writer = pq.ParquetWriter(
+            self._file,
+            self._schema,
+            compression=self._options.compression,
+            compression_level=self._options.compression_level,
+            use_dictionary=[c for c in _DICTIONARY_COLUMNS if c in self._schema.names],
+            write_statistics=True,
+            store_schema=True,
+        )
+        self._rows = self._tokens = self._bytes = 0
+
+    def _flush(self, rows: int) -> list[ShardEntry]:
+        table = pa.Table.from_batches(self._pending, schema=self._schema)
+        group, rest = table.slice(0, rows), table.slice(rows)
+        self._pending = rest.to_batches()
+        self._pending_rows = rest.num_rows
+        if self._writer is None:
+            self._open_shard()
+        group = group.combine_chunks()
+        self._writer.write_table(group, row_group_size=rows)  # type: ignore[union-attr]
+        self._rows += rows
+        self._bytes += group.nbytes
+        if NUM_TOKENS in group.column_names:
+            self._tokens += int(pc.sum(group[NUM_TOKENS]).as_py() or 0)
+        if self._rows >= self._options.rows_per_shard or self._bytes >= self._options.max_shard_bytes:
+            return [self._close_shard()]
+        return []
+
+    def _close_shard(self) -> ShardEntry:
+        self._writer.close()  # type: ignore[union-attr]
+        self._file.close()
+        self._writer = self._file = None
+        entry = ShardEntry(
+            kind=self._kind,
+            path=self._path,
+            temp_path=self._temp_path,
+            dataset=self._dataset,
+            task=self._task,
+            rows=self._rows,
+            tokens=self._tokens,
+        )
+        self._shard += 1
+        self._rows = self._tokens = self._bytes = 0
+        return entry
+
+
+class WriteShards(beam.DoFn):
+    """(EpisodeKey, SequenceBatch) -> ShardEntry: one shard stream per (dataset, task, work item).
+
+    Streams stay open across elements of a bundle and close in `finish_bundle`, so a work
+    item's rows form consecutive shards. Temporary names are unique per bundle attempt.
+    """
+
+    def __init__(self, options: WriteOptions, schema: pa.Schema) -> None:
+        self._options = options
+        self._schema = schema
+        self._writers: dict[tuple[str, str, int], ShardWriter] = {}
+        self._attempt = ""
+
+    def start_bundle(self) -> None:
+        self._attempt = uuid.uuid4().hex
+        self._writers = {}
+
+    def process(self, element: tuple[EpisodeKey, SequenceBatch]) -> Iterator[ShardEntry]:
+        key, batch = element
+        stream = (key.dataset, key.task, key.work_item)
+        writer = self._writers.get(stream)
+        if writer is None:
+            writer = self._writers[stream] = ShardWriter(
+                kind=SEQUENCES_DIR, dataset=key.dataset, task=key.task, work_item=key.work_item,
+                schema=self._schema, options=self._options, attempt=self._attempt,
+            )
+        yield from writer.write(sequence_record_batch(key, batch, self._schema))
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        for stream in sorted(self._writers):
+            for entry in self._writers[stream].close():
+                yield WindowedValue(entry, MIN_TIMESTAMP, [GlobalWindow()])
+        self._writers = {}
+
+
+class _WriteTaskRejects(beam.DoFn):
+    def __init__(self, options: WriteOptions) -> None:
+        self._options = options
+
+    def process(self, element: tuple[TaskKey, Iterable[Reject]]) -> Iterator[ShardEntry]:
+        (dataset, task), rejects = element
+        writer = ShardWriter(
+            kind=REJECTS_DIR, dataset=dataset, task=task, work_item=0, schema=REJECTS_SCHEMA,
+            options=self._options, attempt=uuid.uuid4().hex,
+        )
+        yield from writer.write(rejects_record_batch(sorted(rejects, key=reject_sort_key)))
+        yield from writer.close()
+
+
+class WriteRejects(beam.PTransform):
+    """Reject -> ShardEntry: per task, its rejects sorted (`reject_sort_key`) into shards.
+
+    Rejects are small (no arrays), so grouping them per task is cheap.
+    """
+
+    def __init__(self, options: WriteOptions) -> None:
+        super().__init__()
+        self._options = options
+
+    def expand(self, rejects: beam.PCollection) -> beam.PCollection:
+        return (
+            rejects
+            | "KeyByTask" >> beam.Map(lambda r: ((r.dataset, r.task), r))
+            | "GroupByTask" >> beam.GroupByKey()
+            | "WriteTaskRejects" >> beam.ParDo(_WriteTaskRejects(self._options))
+        )
+
+
+def _sha256_and_size(fs: fsspec.AbstractFileSystem, path: str) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with fs.open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def finalize_shards(output_dir: str, entries: Iterable[ShardEntry], *, kind: str) -> list[dict[str, Any]]:
+    """Move `kind` shards into their final names; manifest entries sorted by path.
+
+    Idempotent (a retried call skips shards already moved). Afterwards `_tmp/<kind>`,
+    with the orphans of failed attempts, is gone. Two entries with one final path mean
+    a work item's rows were split across bundles: an error, not a silent overwrite.
+    """
+    chosen = sorted((e for e in entries if e.kind == kind), key=lambda e: e.path)
+    paths = [e.path for e in chosen]
+    duplicates = sorted({p for p in paths if paths.count(p) > 1})
+    if duplicates:
+        raise ValueError(
+            f"shards written twice: {duplicates[:5]}; one work item's rows must reach "
+            "WriteShards in a single bundle (do not reshuffle between Read and Write)"
+        )
+    fs, root = fsspec.core.url_to_fs(output_dir)
+    root = root.rstrip("/")
+    result: list[dict[str, Any]] = []
+    for entry in chosen:
+        _, temp = fsspec.core.url_to_fs(entry.temp_path)
+        final = path_under(root, *entry.path.split("/"))
+        if fs.exists(temp):
+            fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+            fs.mv(temp, final)
+        elif not fs.exists(final):
+            raise FileNotFoundError(f"shard {entry.path} is neither at {temp} nor in place")
+        sha, size = _sha256_and_size(fs, final)
+        result.append(
+            {
+                S_PATH: entry.path,
+                S_DATASET: entry.dataset,
+                S_TASK: entry.task,
+                S_ROWS: entry.rows,
+                S_TOKENS: entry.tokens,
+                S_BYTES: size,
+                S_SHA256: sha,
+            }
+        )
+    # Only this kind's temporaries: the other kind may still be writing.
+    tmp = f"{root}/{TMP_DIR}/{kind}"
+    if fs.exists(tmp):
+        fs.rm(tmp, recursive=True)
+    return result
+
+
+class FinalizeShards(beam.PTransform):
+    """ShardEntry -> one element: the manifest entries of every `kind` shard, sorted by path.
+
+    `ToList` is the barrier: it fires once every write bundle has committed.
+    """
+
+    def __init__(self, output_dir: str, *, kind: str) -> None:
+        super().__init__()
+        self._output_dir = output_dir
+        self._kind = kind
+
+    def expand(self, entries: beam.PCollection) -> beam.PCollection:
+        output_dir, kind = self._output_dir, self._kind
+        return (
+            entries
+            | "Barrier" >> beam.combiners.ToList()
+            | "MoveIntoPlace" >> beam.Map(lambda es: finalize_shards(output_dir, es, kind=kind))
+        )
+
+
+def shard_metadata(path: str) -> dict[bytes, bytes]:
+    """The schema metadata of a written shard (for checks and readers)."""
+    return dict(pq.read_schema(path).metadata or {})
+
+
+def decode_metadata(metadata: Mapping[bytes, bytes]) -> dict[str, Any]:
+    """Shard schema metadata as JSON values (layout, fields) and text."""
+    return {
+        META_LAYOUT.decode(): json.loads(metadata[META_LAYOUT]),
+        META_FIELDS.decode(): json.loads(metadata[META_FIELDS]),
+        META_IMAGE_NORMALIZATION.decode(): metadata[META_IMAGE_NORMALIZATION].decode(),
+        META_SEQUENCE_LENGTH.decode(): int(metadata[META_SEQUENCE_LENGTH]),
+    }
