@@ -31,7 +31,8 @@ _CHUNK = 1 << 14
 def mu_law_encode(x: np.ndarray | float) -> np.ndarray:
     """F(x) = sign(x) * ln(1 + mu|x|) / ln(1 + mu M), float64, not clipped."""
     x = np.asarray(x, dtype=np.float64)
-    return np.copysign(np.log1p(MU * np.abs(x)) / _LOG_MU_M, x)
+    with np.errstate(over="ignore"):  # mu*|x| -> inf for |x| > ~1.8e306: F = +-inf, clipped later
+        return np.copysign(np.log1p(MU * np.abs(x)) / _LOG_MU_M, x)
 
 
 def mu_law_decode(y: np.ndarray | float) -> np.ndarray:
@@ -76,6 +77,20 @@ def encode_bins(
     out = np.empty(n, dtype=np.int32)
     buf = np.empty(min(n, _CHUNK), dtype=np.float64)
     mu_law = encoding is Encoding.MU_LAW
+    with np.errstate(over="ignore"):  # huge finite values overflow the sums; handled below
+        _encode_chunks(flat, out, buf, mu_law, x, leading_time_axis)
+    return out.reshape(x.shape)
+
+
+def _encode_chunks(
+    flat: np.ndarray,
+    out: np.ndarray,
+    buf: np.ndarray,
+    mu_law: bool,
+    x: np.ndarray,
+    leading_time_axis: bool,
+) -> None:
+    n = flat.shape[0]
     for start in range(0, n, _CHUNK):
         xs = flat[start : start + _CHUNK]
         b = buf[: xs.shape[0]]
@@ -99,7 +114,6 @@ def encode_bins(
         np.minimum(b, _LAST_BIN, out=b)
         # b is in [0, 1023] here, so truncation toward zero is floor.
         np.copyto(out[start : start + xs.shape[0]], b, casting="unsafe")
-    return out.reshape(x.shape)
 
 
 def encode_continuous(

@@ -1,0 +1,149 @@
+"""Images (spec section 2): padding, raster order of patches, positions, PNG decoding, errors."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from transforms.errors import BAD_SHAPE, CORRUPT_IMAGE, IMAGE_NOT_UINT8, TokenizationError
+from transforms.images import (
+    as_frames,
+    decode_pngs,
+    image_patches,
+    interval_bins,
+    pad_frames,
+    padded_size,
+    patch_positions,
+    patchify,
+    resize_frames,
+    unpatchify,
+)
+
+
+def png(frame: np.ndarray, mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(frame, mode=mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def crafted(rows: int, cols: int, channels: int) -> np.ndarray:
+    """A frame whose patch (r, c) is filled with 10*r + c in channel 0 and 100 + ch elsewhere."""
+    frame = np.zeros((rows * 16, cols * 16, channels), dtype=np.uint8)
+    for r in range(rows):
+        for c in range(cols):
+            frame[r * 16 : (r + 1) * 16, c * 16 : (c + 1) * 16, 0] = 10 * r + c
+    for ch in range(1, channels):
+        frame[..., ch] = 100 + ch
+    return frame
+
+
+def test_patches_are_in_raster_order() -> None:
+    frame = crafted(2, 3, 3)
+    patches = patchify(frame[None])
+    assert patches.shape == (1, 6, 16 * 16 * 3)
+    # HWC inside a patch: channel 0 of every pixel is every 3rd byte.
+    assert patches[0, :, 0::3].min(axis=1).tolist() == [0, 1, 2, 10, 11, 12]
+    assert patches[0, :, 0::3].max(axis=1).tolist() == [0, 1, 2, 10, 11, 12]
+    assert (patches[0, :, 1::3] == 101).all() and (patches[0, :, 2::3] == 102).all()
+
+
+def test_pixel_order_inside_a_patch_is_row_major_hwc() -> None:
+    frame = np.arange(16 * 16 * 2, dtype=np.uint16).reshape(16, 16, 2) % 256
+    patches = patchify(frame.astype(np.uint8)[None])
+    assert patches[0, 0].tolist() == frame.astype(np.uint8).ravel().tolist()
+
+
+def test_padding_is_zeros_bottom_right() -> None:
+    frame = np.full((1, 20, 17, 1), 7, dtype=np.uint8)
+    padded = pad_frames(frame)
+    assert padded.shape == (1, 32, 32, 1)
+    assert (padded[0, :20, :17] == 7).all()
+    assert padded[0, 20:].max() == 0 and padded[0, :, 17:].max() == 0
+    assert padded_size(84, 84) == (96, 96) and padded_size(16, 32) == (16, 32)
+    already = np.zeros((2, 32, 16, 3), dtype=np.uint8)
+    assert pad_frames(already) is already
+
+
+def test_84x84_atari_frame_is_a_6x6_grid() -> None:
+    patches, rows, cols = image_patches(np.zeros((5, 84, 84), dtype=np.uint8))
+    assert (rows, cols) == (6, 6) and patches.shape == (5, 36, 256)
+
+
+def test_patch_positions_quantize_the_unit_square() -> None:
+    # 3 rows: bounds 0, 1/3, 2/3, 1 -> floor(128 x) = 0, 42, 85, 128 -> clamp 127.
+    assert interval_bins(3)[0].tolist() == [0, 42, 85]
+    assert interval_bins(3)[1].tolist() == [42, 85, 127]
+    assert interval_bins(1)[0].tolist() == [0] and interval_bins(1)[1].tolist() == [127]
+    pos = patch_positions(2, 3)
+    assert pos.dtype == np.int16
+    assert pos.tolist() == [
+        [0, 64, 0, 42], [0, 64, 42, 85], [0, 64, 85, 127],
+        [64, 127, 0, 42], [64, 127, 42, 85], [64, 127, 85, 127],
+    ]
+    # 128 or more rows: every bound stays in [0, 127].
+    lo, hi = interval_bins(300)
+    assert lo.min() == 0 and hi.max() == 127 and (hi >= lo).all()
+
+
+@settings(max_examples=50)
+@given(
+    st.integers(1, 4), st.integers(1, 4), st.integers(1, 5), st.integers(1, 3),
+    st.integers(0, 2**32 - 1),
+)
+def test_unpatchify_inverts_patchify(rows: int, cols: int, channels: int, t: int, seed: int) -> None:
+    frames = np.random.default_rng(seed).integers(
+        0, 256, (t, rows * 16, cols * 16, channels), dtype=np.uint8
+    )
+    assert np.array_equal(unpatchify(patchify(frames), rows, cols, channels), frames)
+
+
+def test_leaf_forms() -> None:
+    hw = np.zeros((2, 16, 16), dtype=np.uint8)
+    assert as_frames(hw).shape == (2, 16, 16, 1)
+    with pytest.raises(TokenizationError) as info:
+        as_frames(np.zeros((2, 16, 16), dtype=np.float32))
+    assert info.value.reason == IMAGE_NOT_UINT8 and "float32" in str(info.value)
+    with pytest.raises(TokenizationError) as info:
+        as_frames(np.zeros((2, 16), dtype=np.uint8))
+    assert info.value.reason == BAD_SHAPE
+
+
+@pytest.mark.parametrize(("mode", "channels"), [("L", 1), ("RGB", 3), ("RGBA", 4)])
+def test_png_bytes_decode_to_frames(mode: str, channels: int) -> None:
+    rng = np.random.default_rng(1)
+    shape = (20, 24) if channels == 1 else (20, 24, channels)
+    frames = [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(3)]
+    leaf = np.array([png(f) for f in frames] + [], dtype=object)
+    decoded = as_frames(leaf)
+    assert decoded.shape == (3, 20, 24, channels)
+    assert np.array_equal(decoded.reshape((3,) + shape), np.stack(frames))
+
+
+def test_png_errors_name_the_frame() -> None:
+    good = png(np.zeros((16, 16), dtype=np.uint8))
+    with pytest.raises(TokenizationError) as info:
+        decode_pngs(np.array([good, b"not a png"], dtype=object))
+    assert (info.value.reason, info.value.timestep) == (CORRUPT_IMAGE, 1)
+    other = png(np.zeros((32, 16), dtype=np.uint8))
+    with pytest.raises(TokenizationError) as info:
+        decode_pngs(np.array([good, good, other], dtype=object))
+    assert (info.value.reason, info.value.timestep) == (BAD_SHAPE, 2)
+    sixteen_bit = png(np.zeros((16, 16), dtype=np.uint16))
+    with pytest.raises(TokenizationError) as info:
+        decode_pngs(np.array([sixteen_bit], dtype=object))
+    assert info.value.reason == IMAGE_NOT_UINT8
+
+
+def test_resize_when_declared() -> None:
+    frames = np.full((2, 84, 84, 2), 200, dtype=np.uint8)
+    resized = resize_frames(frames, (64, 48))
+    assert resized.shape == (2, 64, 48, 2) and (resized == 200).all()
+    patches, rows, cols = image_patches(frames, (64, 48))
+    assert (rows, cols) == (4, 3)
+    with pytest.raises(ValueError, match="multiples of 16"):
+        resize_frames(frames, (60, 48))

@@ -1,0 +1,132 @@
+"""SentencePiece text encoding and the training command (spec sections 1-2)."""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.vocab import TEXT_VOCAB_SIZE
+from tests.transforms.text_fixtures import write_corpus
+from transforms.errors import INVALID_UTF8, TokenizationError
+from transforms.text import SentencePieceTokenizer
+from transforms.train_sentencepiece import main
+
+
+def _piece(text: str) -> bytes:
+    """A serialized `ModelProto.pieces` entry (field 1: piece, field 2: score)."""
+    body = text.encode()
+    inner = b"\x0a" + bytes([len(body)]) + body + b"\x15" + struct.pack("<f", -100.0)
+    return b"\x0a" + bytes([len(inner)]) + inner
+
+
+def _padded_model(model: bytes, pieces: int, have: int) -> bytes:
+    # Repeated proto fields concatenate, so appending entries grows the vocabulary.
+    return model + b"".join(_piece(f"extra{i}") for i in range(pieces - have))
+
+
+def test_trained_model_is_within_the_requested_size(tiny_tokenizer: SentencePieceTokenizer) -> None:
+    assert 256 < tiny_tokenizer.vocab_size <= 300
+
+
+def test_encode_batch_gives_int32_ids_per_text(tiny_tokenizer: SentencePieceTokenizer) -> None:
+    out = tiny_tokenizer.encode_batch(["the agent", b"the agent", ""])
+    assert [a.dtype for a in out] == [np.int32] * 3
+    assert out[0].tolist() == out[1].tolist() and out[0].size > 0
+    assert out[2].tolist() == []
+    assert all(int(a.max()) < tiny_tokenizer.vocab_size for a in out[:2])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40))
+def test_decode_encode_is_exact(text: str) -> None:
+    tokenizer = _SHARED["tokenizer"]
+    assert tokenizer.decode(tokenizer.encode_batch([text])[0]) == text
+
+
+_SHARED: dict[str, SentencePieceTokenizer] = {}
+
+
+@pytest.fixture(autouse=True)
+def _share(tiny_tokenizer: SentencePieceTokenizer) -> None:
+    # hypothesis tests cannot take function-scoped fixtures as arguments.
+    _SHARED["tokenizer"] = tiny_tokenizer
+
+
+def test_pickles_as_the_model_proto(tiny_tokenizer: SentencePieceTokenizer) -> None:
+    data = pickle.dumps(tiny_tokenizer)
+    clone = pickle.loads(data)
+    assert clone.vocab_size == tiny_tokenizer.vocab_size
+    assert clone.source == tiny_tokenizer.source
+    texts = ["picks the red block", "ünïcode ☃"]
+    assert [a.tolist() for a in clone.encode_batch(texts)] == [
+        a.tolist() for a in tiny_tokenizer.encode_batch(texts)
+    ]
+    assert len(data) < len(tiny_tokenizer.model_proto) + 1000
+
+
+def test_reads_any_fsspec_url(tiny_model_path: Path) -> None:
+    url = "memory://models/tiny.model"
+    with fsspec.open(url, "wb") as f:
+        f.write(tiny_model_path.read_bytes())
+    assert SentencePieceTokenizer.from_path(url).source == url
+
+
+def test_refuses_more_than_32000_pieces(tiny_tokenizer: SentencePieceTokenizer) -> None:
+    have = tiny_tokenizer.vocab_size
+    ok = SentencePieceTokenizer(_padded_model(tiny_tokenizer.model_proto, TEXT_VOCAB_SIZE, have))
+    assert ok.vocab_size == TEXT_VOCAB_SIZE
+    with pytest.raises(ValueError, match=r"big\.model: SentencePiece model has 32001 pieces"):
+        SentencePieceTokenizer(
+            _padded_model(tiny_tokenizer.model_proto, TEXT_VOCAB_SIZE + 1, have),
+            source="big.model",
+        )
+
+
+def test_not_a_model_names_the_path(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.model"
+    bad.write_bytes(b"hello")
+    with pytest.raises(ValueError, match="bad.model: not a SentencePiece model"):
+        SentencePieceTokenizer.from_path(str(bad))
+
+
+def test_invalid_utf8_names_the_index(tiny_tokenizer: SentencePieceTokenizer) -> None:
+    with pytest.raises(TokenizationError) as info:
+        tiny_tokenizer.encode_batch([b"ok", b"ok", b"bad \xff byte"])
+    assert (info.value.reason, info.value.timestep) == (INVALID_UTF8, 2)
+    assert b"\xff" in info.value.value
+
+
+def test_decode_rejects_unknown_ids(tiny_tokenizer: SentencePieceTokenizer) -> None:
+    with pytest.raises(ValueError, match="outside the model"):
+        tiny_tokenizer.decode([tiny_tokenizer.vocab_size])
+
+
+def test_command_writes_to_fsspec_urls(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "c.txt", lines=500)
+    with fsspec.open("memory://corpus/c.txt", "wb") as f:
+        f.write(corpus.read_bytes())
+    out = "memory://out/m.model"
+    assert main(["memory://corpus/c.txt", "--output", out, "--vocab_size", "300"]) == 0
+    tokenizer = SentencePieceTokenizer.from_path(out)
+    assert tokenizer.vocab_size <= 300
+    assert tokenizer.decode(tokenizer.encode_batch(["opens drawer"])[0]) == "opens drawer"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--vocab_size", "32001"], "must be in"),
+        (["--vocab_size", "100"], "byte pieces"),
+    ],
+)
+def test_command_refuses_bad_sizes(tmp_path: Path, args: list[str], message: str) -> None:
+    corpus = write_corpus(tmp_path / "c.txt", lines=50)
+    with pytest.raises(ValueError, match=message):
+        main([str(corpus), "--output", str(tmp_path / "m.model"), *args])
