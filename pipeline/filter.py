@@ -1,0 +1,347 @@
+"""The expert-return episode filter (spec section 4): thresholds per task, then keep or drop.
+
+Per task, with N episodes in collection order and returns R_1..R_N:
+    W = max(1, min(cap, floor(0.1 * N)))            (cap = 1000 by default)
+    E = max over j of mean(R_j .. R_{j+W-1})         (the expert return)
+    keep an episode when R >= E - (1 - fraction) * |E|   (fraction = 0.8 by default)
+
+Two Beam stages: `ExpertThresholds` reduces per-episode returns (never whole episodes)
+to one `TaskThreshold` per task, used as an `AsDict` side input by `FilterEpisodes`,
+which keeps or drops every `RawEpisode` and reports a `FilterDecision` for each.
+The pure functions (`window_size`, `expert_return`) hold all the arithmetic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import decimal
+import math
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+
+from pipeline.episode import EpisodeKey, EpisodeReturn, FilterDecision, RawEpisode, TaskKey
+from schemas.output import (
+    FILTER_AT_OR_ABOVE_THRESHOLD,
+    FILTER_BELOW_THRESHOLD,
+    FILTER_NO_FILTER,
+)
+
+DEFAULT_FRACTION = 0.8
+DEFAULT_CAP = 1000
+_MAX_EXACT_CANDIDATES = 64
+DECISIONS_TAG = "decisions"  # tagged output of FilterEpisodes
+COUNTER_NAMESPACE = "gato.filter"
+
+
+def window_size(n: int, *, cap: int = DEFAULT_CAP) -> int:
+    """W = max(1, min(cap, floor(0.1 * n))); floor(0.1 n) is computed exactly as n // 10."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"window_size needs a positive episode count, got {n!r}")
+    if isinstance(cap, bool) or not isinstance(cap, (int, np.integer)) or cap < 1:
+        raise ValueError(f"the window cap must be a positive integer, got {cap!r}")
+    return max(1, min(int(cap), int(n) // 10))
+
+
+def _slack(fraction: float) -> float:
+    """1 - fraction, computed in decimal so that fraction 0.8 gives exactly the spec's 0.2.
+
+    (In binary floating point 1 - 0.8 is 0.19999999999999996, which would move the
+    threshold by one ulp away from the spec's `E - 0.2 * |E|`.)
+    """
+    if not isinstance(fraction, (int, float)) or not math.isfinite(fraction) or not 0 <= fraction <= 1:
+        raise ValueError(f"the filter fraction must be a number in [0, 1], got {fraction!r}")
+    return float(decimal.Decimal(1) - decimal.Decimal(repr(float(fraction))))
+
+
+def threshold_for(expert: float, *, fraction: float = DEFAULT_FRACTION) -> float:
+    """The keep threshold E - (1 - fraction) * |E| (a relaxation also for negative E)."""
+    return float(expert - _slack(fraction) * abs(expert))
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskThreshold:
+    """The filter's parameters for one task.
+
+    Invariants: 1 <= window <= min(cap, n); 0 <= window_start <= n - window;
+    threshold <= expert_return; `expert_return` is the exactly rounded mean of the
+    window starting at `window_start` (the first window, in collection order, with the
+    largest mean).
+    """
+
+    n: int  # episodes with a return (valid episodes), the N of the window rule
+    window: int  # W
+    expert_return: float  # E
+    threshold: float  # E - (1 - fraction) * |E|
+    window_start: int  # 0-based index, in collection order, of the first episode of E's window
+    fraction: float
+    cap: int
+
+    def keeps(self, value: float) -> bool:
+        """The keep rule: R >= threshold."""
+        return bool(value >= self.threshold)
+
+
+def window_sums(values: np.ndarray, window: int) -> np.ndarray:
+    """Sums of every window of `window` consecutive values, in linear time.
+
+    Block decomposition instead of global prefix sums: the array is cut into blocks
+    of `window` values; a window is a suffix of one block plus a prefix of the next,
+    and both come from cumulative sums *within* a block. So each sum adds at most
+    2W terms, like a direct sum, and never subtracts two large prefix sums (which
+    for 1e6 returns would cancel most significant digits).
+    """
+    n = values.shape[0]
+    count = n - window + 1
+    blocks = -(-n // window)
+    padded = np.zeros(blocks * window + window, dtype=np.float64)
+    padded[:n] = values
+    grid = padded.reshape(-1, window)
+    prefix = np.cumsum(grid, axis=1)  # prefix[b, i] = sum of block b's items 0..i
+    suffix = np.cumsum(grid[:, ::-1], axis=1)[:, ::-1]  # suffix[b, i] = items i..W-1
+    starts = np.arange(count)
+    block, offset = np.divmod(starts, window)
+    head = suffix[block, offset]
+    # The window's tail in the next block: items 0..offset-1 (none when offset == 0).
+    tail = np.where(offset > 0, prefix[block + 1, np.maximum(offset - 1, 0)], 0.0)
+    return head + tail
+
+
+def expert_return(
+    returns_in_collection_order: Sequence[float] | np.ndarray,
+    *,
+    fraction: float = DEFAULT_FRACTION,
+    cap: int = DEFAULT_CAP,
+) -> TaskThreshold:
+    """W, E and the threshold of one task from its returns in collection order (linear time)."""
+    values = np.asarray(returns_in_collection_order, dtype=np.float64)
+    if values.ndim != 1 or values.shape[0] == 0:
+        raise ValueError(
+            f"expert_return needs a non-empty 1-D series of returns, got shape {values.shape}"
+        )
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise ValueError(
+            f"episode return at collection index {int(bad[0])} is {values[bad[0]]!r}; "
+            "returns must be finite (such an episode should have been rejected)"
+        )
+    n = int(values.shape[0])
+    w = window_size(n, cap=cap)
+    sums = window_sums(values, w)
+    # The fast sums may differ from exact ones by rounding (at most about 2W * eps * W * max|R|):
+    # every window within that margin of the maximum is a candidate; exact sums (fsum) settle
+    # them and the first best wins. Only the first 64 candidates are settled exactly, so with
+    # many near-equal windows (e.g. constant returns) E is still exact to that margin.
+    scale = float(np.max(np.abs(values)))
+    margin = 2.0 * w * w * np.finfo(np.float64).eps * scale
+    candidates = np.flatnonzero(sums >= sums.max() - margin)
+    best_start, best_sum = -1, -math.inf
+    for start in candidates[:_MAX_EXACT_CANDIDATES].tolist():
+        exact = math.fsum(values[start : start + w].tolist())
+        if exact > best_sum:
+            best_start, best_sum = start, exact
+    expert = best_sum / w
+    return TaskThreshold(
+        n=n,
+        window=w,
+        expert_return=float(expert),
+        threshold=threshold_for(expert, fraction=fraction),
+        window_start=int(best_start),
+        fraction=float(fraction),
+        cap=int(cap),
+    )
+
+
+def collection_order(task: TaskKey, sort_keys: Sequence[tuple[Any, ...]]) -> np.ndarray:
+    """Indices that put one task's episodes in collection order (a stable, total order).
+
+    A repeated sort key (same order key, file and record) is the same episode read twice:
+    a ValueError, never a silent tie.
+    """
+    try:
+        order = sorted(range(len(sort_keys)), key=sort_keys.__getitem__)
+    except TypeError as error:
+        raise ValueError(
+            f"task {task}: order keys are not comparable with each other ({error}); "
+            "the registry's order key must have the same types for every episode"
+        ) from error
+    for earlier, later in zip(order, order[1:]):
+        if sort_keys[earlier] == sort_keys[later]:
+            raise ValueError(
+                f"task {task}: two episodes share the sort key {sort_keys[later]!r} "
+                "(same order key, file and record): the episode was read twice"
+            )
+    return np.asarray(order, dtype=np.int64)
+
+
+class _CollectReturns(beam.CombineFn):
+    """Accumulates only (sort_key, return) per task, then computes its `TaskThreshold`.
+
+    The accumulator is two parallel lists; file names inside sort keys are interned so
+    a task's many episodes from one shard share one string.
+    """
+
+    def __init__(self, *, fraction: float, cap: int) -> None:
+        self._fraction = fraction
+        self._cap = cap
+
+    def create_accumulator(self) -> list[tuple[tuple[Any, ...], float]]:
+        return []
+
+    def add_input(
+        self, accumulator: list[tuple[tuple[Any, ...], float]], element: tuple[tuple[Any, ...], float]
+    ) -> list[tuple[tuple[Any, ...], float]]:
+        accumulator.append(element)
+        return accumulator
+
+    def merge_accumulators(
+        self, accumulators: Iterable[list[tuple[tuple[Any, ...], float]]]
+    ) -> list[tuple[tuple[Any, ...], float]]:
+        merged: list[tuple[tuple[Any, ...], float]] = []
+        for accumulator in accumulators:
+            merged.extend(accumulator)
+        return merged
+
+    def extract_output(self, accumulator: list[tuple[tuple[Any, ...], float]]) -> Any:
+        return accumulator  # the threshold is computed in the keyed step below (needs the task)
+
+
+def _pair(element: EpisodeReturn) -> tuple[TaskKey, tuple[tuple[Any, ...], float]]:
+    key = element.key
+    order_key, source_file, index_in_file = key.sort_key()
+    # Interned: the many episodes of one shard then share one file-name string in memory.
+    sort_key = (order_key, sys.intern(source_file), index_in_file)
+    return key.task_key, (sort_key, float(element.value))
+
+
+def thresholds_from_pairs(
+    task: TaskKey,
+    pairs: Iterable[tuple[tuple[Any, ...], float]],
+    *,
+    fraction: float = DEFAULT_FRACTION,
+    cap: int = DEFAULT_CAP,
+) -> TaskThreshold:
+    """Sort one task's (sort_key, return) pairs into collection order and compute its threshold."""
+    items = list(pairs)
+    keys = [item[0] for item in items]
+    values = np.fromiter((item[1] for item in items), dtype=np.float64, count=len(items))
+    return expert_return(values[collection_order(task, keys)], fraction=fraction, cap=cap)
+
+
+class ExpertThresholds(beam.PTransform):
+    """PCollection[EpisodeReturn] -> PCollection[(TaskKey, TaskThreshold)], one per task.
+
+    Only (sort_key, return) pairs are combined per task, so memory grows with the
+    number of episodes of one task, never with their size. Use the result as
+    `beam.pvalue.AsDict(...)` in `FilterEpisodes`.
+    """
+
+    def __init__(self, *, fraction: float = DEFAULT_FRACTION, cap: int = DEFAULT_CAP) -> None:
+        super().__init__()
+        _slack(fraction)  # validates early, at pipeline construction
+        window_size(1, cap=cap)
+        self._fraction = fraction
+        self._cap = cap
+
+    def expand(self, returns: beam.PCollection) -> beam.PCollection:
+        fraction, cap = self._fraction, self._cap
+        return (
+            returns
+            | "ReturnPairs" >> beam.Map(_pair)
+            | "CollectReturns" >> beam.CombinePerKey(_CollectReturns(fraction=fraction, cap=cap))
+            | "Threshold"
+            >> beam.MapTuple(
+                lambda task, pairs: (task, thresholds_from_pairs(task, pairs, fraction=fraction, cap=cap))
+            )
+        )
+
+
+def decide(
+    key: EpisodeKey, value: float, threshold: TaskThreshold | None, *, no_filter: bool
+) -> FilterDecision:
+    """The filter's verdict on one episode (pure; the DoFn below only adds counters)."""
+    if no_filter:
+        return FilterDecision(key=key, value=float(value), kept=True, reason=FILTER_NO_FILTER)
+    if threshold is None:
+        raise ValueError(
+            f"no expert-return threshold for task {key.task_key} (episode {key.episode_id!r}, "
+            f"file {key.source_file!r}): pass 1 saw no valid episode of this task"
+        )
+    if not math.isfinite(value):
+        raise ValueError(
+            f"episode {key.episode_id!r} of task {key.task_key} (file {key.source_file!r}) "
+            f"has return {value!r}; a non-finite return should have been rejected"
+        )
+    kept = threshold.keeps(value)
+    return FilterDecision(
+        key=key,
+        value=float(value),
+        kept=kept,
+        reason=FILTER_AT_OR_ABOVE_THRESHOLD if kept else FILTER_BELOW_THRESHOLD,
+    )
+
+
+def counter_name(task: TaskKey, what: str) -> str:
+    """Beam counter name of one per-task count, e.g. `atari/rlu_atari/Pong_run_1/kept`."""
+    return f"{task[0]}/{task[1]}/{what}"
+
+
+class _FilterFn(beam.DoFn):
+    def __init__(self, return_fn: Callable[[RawEpisode], float], *, no_filter: bool) -> None:
+        self._return_fn = return_fn
+        self._no_filter = no_filter
+
+    def setup(self) -> None:
+        self._counters: dict[tuple[TaskKey, bool], Any] = {}
+
+    def _count(self, task: TaskKey, kept: bool) -> None:
+        counter = self._counters.get((task, kept))
+        if counter is None:
+            counter = beam.metrics.Metrics.counter(
+                COUNTER_NAMESPACE, counter_name(task, "kept" if kept else "dropped")
+            )
+            self._counters[(task, kept)] = counter
+        counter.inc()
+
+    def process(
+        self, episode: RawEpisode, thresholds: dict[TaskKey, TaskThreshold]
+    ) -> Iterable[Any]:
+        task = episode.key.task_key
+        decision = decide(
+            episode.key, float(self._return_fn(episode)), thresholds.get(task), no_filter=self._no_filter
+        )
+        self._count(task, decision.kept)
+        yield beam.pvalue.TaggedOutput(DECISIONS_TAG, decision)
+        if decision.kept:
+            yield episode
+
+
+class FilterEpisodes(beam.PTransform):
+    """Keeps the RawEpisodes whose return reaches their task's threshold.
+
+    Main output: kept RawEpisodes. Tagged output `decisions`: a `FilterDecision` for
+    every episode. Counters `gato.filter:<dataset>/<task>/kept|dropped`.
+    With `no_filter` every episode is kept (reason `no_filter`); thresholds are then
+    optional. Apply as `episodes | FilterEpisodes(AsDict(thresholds), return_fn=...)`;
+    the result has `.kept` and `.decisions`.
+    """
+
+    def __init__(
+        self,
+        thresholds: Any,
+        *,
+        return_fn: Callable[[RawEpisode], float],
+        no_filter: bool = False,
+    ) -> None:
+        super().__init__()
+        self._thresholds = thresholds
+        self._return_fn = return_fn
+        self._no_filter = no_filter
+
+    def expand(self, episodes: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        return episodes | "KeepOrDrop" >> beam.ParDo(
+            _FilterFn(self._return_fn, no_filter=self._no_filter), self._thresholds
+        ).with_outputs(DECISIONS_TAG, main="kept")
