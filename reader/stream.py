@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from reader.batch import GLOBAL_INDEX, READ_COLUMNS, SOURCE, Unit, assemble, decode_unit
@@ -265,12 +266,13 @@ class _BatchBuilder:
             r = self._reader
             file_id, group = int(r.index.unit_file[unit]), int(r.index.unit_group[unit])
             file = r.index.files[file_id]
-            table = self._file(file_id).read_row_group(group, columns=READ_COLUMNS)
+            where = f"{file.output_url}: {file.path} row group {group}"
+            try:
+                table = self._file(file_id).read_row_group(group, columns=READ_COLUMNS)
+            except (OSError, pa.ArrowException) as e:
+                raise ValueError(f"{where}: cannot read ({e}); the shard changed or is corrupt") from e
             data = decode_unit(
-                table,
-                sequence_length=r.sequence_length,
-                channels=r.options.image_channels,
-                where=f"{file.output_url}: {file.path} row group {group}",
+                table, sequence_length=r.sequence_length, channels=r.options.image_channels, where=where
             )
             entry = (data, source, progress)
             self._units[unit] = entry
