@@ -315,8 +315,10 @@ class ShardWriter:
 class WriteShards(beam.DoFn):
     """(EpisodeKey, SequenceBatch) -> ShardEntry: one shard stream per (dataset, task, work item).
 
-    Streams stay open across elements of a bundle and close in `finish_bundle`, so a work
-    item's rows form consecutive shards. Temporary names are unique per bundle attempt.
+    Streams stay open while their work item's rows arrive and close when the next work
+    item starts or at `finish_bundle`, so a work item's rows form consecutive shards. A
+    work item seen again later would reuse shard names: `finalize_shards` refuses that.
+    Temporary names are unique per bundle attempt.
     """
 
     def __init__(self, options: WriteOptions, schema: pa.Schema) -> None:
@@ -332,6 +334,10 @@ class WriteShards(beam.DoFn):
     def process(self, element: tuple[EpisodeKey, SequenceBatch]) -> Iterator[ShardEntry]:
         key, batch = element
         stream = (key.dataset, key.task, key.work_item)
+        # A work item's rows are contiguous: when the next one starts, the streams of the
+        # previous ones are complete, so close them and keep few files open.
+        for done in sorted(s for s in self._writers if s[2] != key.work_item):
+            yield from self._writers.pop(done).close()
         writer = self._writers.get(stream)
         if writer is None:
             writer = self._writers[stream] = ShardWriter(

@@ -245,3 +245,60 @@ def test_two_workers_in_multi_processing_give_identical_shards(tmp_path: Path) -
     )
     assert local[M_SHARDS] == multi[M_SHARDS] and local[M_REJECTS] == multi[M_REJECTS]
     assert json.dumps(local, sort_keys=True) == json.dumps(multi, sort_keys=True)
+
+
+def _batch_from_rows(table: pa.Table, episode_id: str) -> SequenceBatch:
+    """Rebuild one episode's SequenceBatch from Parquet rows (what a trainer would read)."""
+    rows = table.filter(pa.compute.equal(table["episode_id"], episode_id)).to_pydict()
+    pixels = [p for row in rows["patch_pixels"] for p in row]
+    counts = [len(row) for row in rows["patch_pixels"]]
+    sizes = [len(p) for p in pixels]
+    return SequenceBatch(
+        episode_id=episode_id,
+        tokens=np.array(rows["tokens"], np.int32),
+        modality=np.array(rows["modality"], np.int8),
+        loss_mask=np.array(rows["loss_mask"], bool),
+        local_positions=np.array(rows["local_positions"], np.int16),
+        timestep=np.array(rows["timestep"], np.int32),
+        is_prompt=np.array(rows["is_prompt"], bool),
+        num_tokens=np.array(rows["num_tokens"], np.int32),
+        sequence_index=np.array(rows["sequence_index"], np.int32),
+        prompt_episode_id=tuple(rows["prompt_episode_id"]),
+        prompt_kind=tuple(None for _ in rows["tokens"]),
+        patch_pixels=np.frombuffer(b"".join(pixels), np.uint8),
+        patch_offsets=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+        patch_positions=np.array([v for row in rows["patch_positions"] for v in row], np.int16).reshape(-1, 4),
+        row_patch_starts=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        prompts_unavailable=0,
+    )
+
+
+def test_shard_rows_decode_back_to_the_episode(tmp_path: Path) -> None:
+    from tests.sequence_fixtures import check_sequences
+    from transforms.continuous import tokens_to_values
+
+    shards = _write_direct(str(tmp_path), rows_per_shard=4, row_group_rows=3)
+    table = pq.read_table([str(tmp_path / s["path"]) for s in shards])
+    for i in range(3):
+        built = make_episode([1 + (i + t) % 5 for t in range(5 + 3 * i)], patches=1 + i % 2, seed=i)
+        batch = _batch_from_rows(table, f"7-{i}")
+        check_sequences(batch, built.episode, length=L)
+        for t, obs in enumerate(built.observations):
+            row, cols = np.nonzero(batch.timestep == t)
+            continuous = batch.modality[row, cols] == Modality.CONTINUOUS
+            values = tokens_to_values(batch.tokens[row, cols][continuous], Encoding.LINEAR)
+            assert np.abs(values - obs).max() <= 1 / 1024 + 1e-12
+
+
+def test_byte_limit_closes_shards_at_row_group_boundaries(tmp_path: Path) -> None:
+    options = WriteOptions(str(tmp_path), rows_per_shard=1000, row_group_rows=2, max_shard_bytes=1)
+    writer = ShardWriter(kind=SEQUENCES_DIR, dataset="toy", task="t", work_item=0,
+                         schema=SCHEMA, options=options, attempt="a3")
+    entries = []
+    for key, batch in _episodes("t", 0, 2):
+        entries += writer.write(sequence_record_batch(key, batch, SCHEMA))
+    entries += writer.close()
+    rows = sum(b.num_sequences for _, b in _episodes("t", 0, 2))
+    assert [e.rows for e in entries] == [2] * (rows // 2) + ([1] if rows % 2 else [])
+    with pytest.raises(ValueError, match="must be >= 1"):
+        WriteOptions(str(tmp_path), row_group_rows=0)
