@@ -106,6 +106,11 @@ def _num_timesteps(path: str, leaf: Any) -> int:
     return int(shape[0])
 
 
+def _per_step(tokens: np.ndarray, num_timesteps: int) -> np.ndarray:
+    """`[T, ...]` -> `[T, k]` (explicit k: `reshape(0, -1)` is ambiguous)."""
+    return tokens.reshape(num_timesteps, int(np.prod(tokens.shape[1:], dtype=np.int64)))
+
+
 def _encode_field(
     path: str,
     leaf: Any,
@@ -121,11 +126,11 @@ def _encode_field(
         tokens = encode_continuous(
             x, Encoding(spec.encoding), layout=layout, leading_time_axis=True
         )
-        return EncodedField(path, spec, x.shape[1:], tokens=tokens.reshape(t, -1))
+        return EncodedField(path, spec, x.shape[1:], tokens=_per_step(tokens, t))
     if spec.modality is Modality.DISCRETE:
         x = np.asarray(leaf)
         tokens = encode_discrete(x, offset=spec.offset, layout=layout, leading_time_axis=True)
-        return EncodedField(path, spec, x.shape[1:], tokens=tokens.reshape(t, -1))
+        return EncodedField(path, spec, x.shape[1:], tokens=_per_step(tokens, t))
     if spec.modality is Modality.IMAGE:
         patches, rows, cols = image_patches(leaf, spec.image_size)
         channels = patches.shape[2] // PATCH_PIXELS if patches.shape[1] else 1
