@@ -98,15 +98,19 @@ def test_metadata_carries_layout_fields_normalization_and_length() -> None:
     assert meta["gato.sequence_length"] == L
 
 
+def _write_stream(options: WriteOptions, task: str, work_item: int, count: int) -> list:
+    """ShardEntries of one (dataset, task, work item) stream of `count` episodes."""
+    writer = ShardWriter(kind=SEQUENCES_DIR, dataset="toy", task=task, work_item=work_item,
+                         schema=SCHEMA, options=options, attempt=f"attempt{work_item}")
+    entries = []
+    for key, batch in _episodes(task, work_item, count):
+        entries += writer.write(sequence_record_batch(key, batch, SCHEMA))
+    return entries + writer.close()
+
+
 def _write_direct(out: str, rows_per_shard: int, row_group_rows: int) -> list[dict]:
     options = WriteOptions(out, rows_per_shard=rows_per_shard, row_group_rows=row_group_rows)
-    writer = ShardWriter(kind=SEQUENCES_DIR, dataset="toy", task="toy/a", work_item=7,
-                         schema=SCHEMA, options=options, attempt="a1")
-    entries = []
-    for key, batch in _episodes("toy/a", 7, 3):
-        entries += writer.write(sequence_record_batch(key, batch, SCHEMA))
-    entries += writer.close()
-    return finalize_shards(out, entries, kind=SEQUENCES_DIR)
+    return finalize_shards(out, _write_stream(options, "toy/a", 7, 3), kind=SEQUENCES_DIR)
 
 
 def test_shards_and_row_groups_have_the_configured_sizes(tmp_path: Path) -> None:
@@ -140,12 +144,7 @@ def test_finalize_removes_orphans_refuses_duplicates_and_is_idempotent(tmp_path:
     orphan = tmp_path / TMP_DIR / SEQUENCES_DIR / "deadbeef" / "sequences" / "x.parquet"
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"half a shard")
-    options = WriteOptions(out, rows_per_shard=100)
-    writer = ShardWriter(kind=SEQUENCES_DIR, dataset="toy", task="t", work_item=0,
-                         schema=SCHEMA, options=options, attempt="a2")
-    for key, batch in _episodes("t", 0, 2):
-        writer.write(sequence_record_batch(key, batch, SCHEMA))
-    entries = writer.close()
+    entries = _write_stream(WriteOptions(out, rows_per_shard=100), "t", 0, 2)
     with pytest.raises(ValueError, match="shards written twice"):
         finalize_shards(out, entries + entries, kind=SEQUENCES_DIR)
     first = finalize_shards(out, entries, kind=SEQUENCES_DIR)
@@ -292,12 +291,7 @@ def test_shard_rows_decode_back_to_the_episode(tmp_path: Path) -> None:
 
 def test_byte_limit_closes_shards_at_row_group_boundaries(tmp_path: Path) -> None:
     options = WriteOptions(str(tmp_path), rows_per_shard=1000, row_group_rows=2, max_shard_bytes=1)
-    writer = ShardWriter(kind=SEQUENCES_DIR, dataset="toy", task="t", work_item=0,
-                         schema=SCHEMA, options=options, attempt="a3")
-    entries = []
-    for key, batch in _episodes("t", 0, 2):
-        entries += writer.write(sequence_record_batch(key, batch, SCHEMA))
-    entries += writer.close()
+    entries = _write_stream(options, "t", 0, 2)
     rows = sum(b.num_sequences for _, b in _episodes("t", 0, 2))
     assert [e.rows for e in entries] == [2] * (rows // 2) + ([1] if rows % 2 else [])
     with pytest.raises(ValueError, match="must be >= 1"):
