@@ -1,0 +1,442 @@
+"""Per-task statistics for auditors (spec section 4): stats/stats.{parquet,json}, stats/episodes.parquet.
+
+`task_statistics` (pure) turns everything the job knows about one task (its threshold,
+the return of every valid episode, the filter's decisions, the episodes kept and
+tokenized, the rejects) into one stats record and the task's per-episode audit table.
+It checks the books: per task, read = kept + dropped + rejected, and an episode the
+filter kept is either tokenized (a `KeptEpisode`) or rejected, never lost.
+`TaskStatistics` is the Beam stage: it groups compact per-episode tuples (never
+episodes) per task, computes the records and writes the files with fsspec.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import apache_beam as beam
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.episode import EpisodeReturn, FilterDecision, KeptEpisode, Reject, TaskKey
+from pipeline.filter import (
+    DEFAULT_CAP,
+    DEFAULT_FRACTION,
+    TaskThreshold,
+    collection_order,
+    window_size,
+    window_sums,
+)
+from pipeline.paths import path_under
+from schemas import output as out
+
+HISTOGRAM_BINS = 20
+MAX_CURVE_POINTS = 500
+COUNTER_NAMESPACE = "gato.stats"
+
+# Keys of the dict of PCollections `TaskStatistics` takes.
+THRESHOLDS = "thresholds"  # (TaskKey, TaskThreshold)
+RETURNS = "returns"  # EpisodeReturn, every valid episode (pass 1)
+DECISIONS = "decisions"  # FilterDecision, every episode that reached the filter
+KEPT = "kept"  # KeptEpisode: kept by the filter and tokenized
+REJECTS = "rejects"  # Reject, from any stage
+
+# Compact per-episode tuples grouped per task (what the stage holds in memory).
+ReturnRow = tuple[tuple[Any, ...], str, float, str]  # sort_key, episode_id, return, source_file
+DecisionRow = tuple[str, bool, str]  # episode_id, kept, reason
+KeptRow = tuple[str, float, int, int]  # episode_id, return, timesteps, tokens
+RejectRow = tuple[str | None, str, str, str | None, str]  # episode_id, source_file, reason, field, detail
+
+
+@dataclasses.dataclass(frozen=True)
+class StatsOptions:
+    """How the statistics are computed; fraction/cap/no_filter mirror the filter's flags."""
+
+    fraction: float = DEFAULT_FRACTION
+    cap: int = DEFAULT_CAP
+    no_filter: bool = False
+    bins: int = HISTOGRAM_BINS
+    max_curve_points: int = MAX_CURVE_POINTS
+
+
+def _summary(values: np.ndarray) -> tuple[float | None, float | None, float | None]:
+    """(min, median, max), all None for an empty set."""
+    if values.size == 0:
+        return None, None, None
+    return float(values.min()), float(np.median(values)), float(values.max())
+
+
+def histogram_edges(values: np.ndarray, bins: int) -> np.ndarray:
+    """`bins` equal bins over [min, max] of `values` (a unit-wide range around a single value)."""
+    if values.size == 0:
+        return np.zeros(0, dtype=np.float64)
+    low, high = float(values.min()), float(values.max())
+    if low == high:
+        low, high = low - 0.5, high + 0.5
+    return np.linspace(low, high, bins + 1)
+
+
+def downsample_curve(curve: np.ndarray, max_points: int, must_include: int) -> np.ndarray:
+    """At most `max_points` (+1 for `must_include`) evenly spaced indices into `curve`, sorted."""
+    if curve.size <= max_points:
+        return np.arange(curve.size, dtype=np.int64)
+    picks = np.round(np.linspace(0, curve.size - 1, max_points)).astype(np.int64)
+    return np.unique(np.append(picks, must_include))
+
+
+def _dedupe_rejects(rejects: Iterable[RejectRow]) -> list[RejectRow]:
+    """One row per rejected episode: the same episode rejected identically twice (both passes
+    validate) counts once; the same episode rejected for two different reasons is kept
+    once with its first reason in sorted order, so the count stays one per episode."""
+    by_episode: dict[tuple[str | None, str], RejectRow] = {}
+    unnamed: list[RejectRow] = []
+    for row in sorted(set(rejects), key=lambda r: tuple("" if x is None else str(x) for x in r)):
+        if row[0] is None:
+            unnamed.append(row)  # an unreadable record: no id to deduplicate on
+        else:
+            by_episode.setdefault((row[0], row[1]), row)
+    return list(by_episode.values()) + unnamed
+
+
+def task_statistics(
+    task: TaskKey,
+    *,
+    threshold: TaskThreshold | None,
+    returns: Iterable[ReturnRow],
+    decisions: Iterable[DecisionRow],
+    kept: Iterable[KeptRow],
+    rejects: Iterable[RejectRow],
+    options: StatsOptions = StatsOptions(),
+) -> tuple[dict[str, Any], pa.Table]:
+    """The stats record (keys `schemas.output.ST_*`) and per-episode table of one task.
+
+    Raises ValueError when the books do not balance (an episode lost between stages,
+    counted twice, or kept and rejected at once): trainers must be able to trust that
+    exactly the counted episodes went in.
+    """
+    dataset, task_name = task
+    returns = list(returns)
+    order = collection_order(task, [row[0] for row in returns])
+    returns = [returns[i] for i in order]
+    ids = [row[1] for row in returns]
+    values = np.fromiter((row[2] for row in returns), dtype=np.float64, count=len(returns))
+    position = {episode_id: index for index, episode_id in enumerate(ids)}
+    if len(position) != len(ids):
+        duplicate = next(i for i, c in collections.Counter(ids).items() if c > 1)
+        raise ValueError(f"task {task}: episode id {duplicate!r} has two returns (read twice?)")
+    if threshold is not None and threshold.n != len(returns):
+        raise ValueError(
+            f"task {task}: the threshold was computed over {threshold.n} episodes but "
+            f"{len(returns)} returns reached the statistics"
+        )
+    if threshold is None and returns:
+        raise ValueError(f"task {task}: {len(returns)} valid episodes but no threshold")
+
+    decided: dict[str, DecisionRow] = {}
+    for row in decisions:
+        if row[0] in decided:
+            raise ValueError(f"task {task}: episode {row[0]!r} was filtered twice")
+        decided[row[0]] = row
+    tokenized: dict[str, KeptRow] = {}
+    for row in kept:
+        if row[0] in tokenized:
+            raise ValueError(f"task {task}: episode {row[0]!r} was tokenized twice")
+        if not (row[0] in decided and decided[row[0]][1]):
+            raise ValueError(f"task {task}: episode {row[0]!r} was tokenized but not kept by the filter")
+        tokenized[row[0]] = row
+    reject_rows = _dedupe_rejects(rejects)
+    rejected_ids = {row[0]: row for row in reject_rows if row[0] is not None}
+    dropped_ids = {episode_id for episode_id, row in decided.items() if not row[1]}
+    both = sorted((set(tokenized) | dropped_ids) & set(rejected_ids))
+    if both:
+        raise ValueError(f"task {task}: episode {both[0]!r} is counted both as rejected and as kept or dropped")
+    lost = sorted(
+        episode_id
+        for episode_id, row in decided.items()
+        if row[1] and episode_id not in tokenized and episode_id not in rejected_ids
+    )
+    if lost:
+        raise ValueError(
+            f"task {task}: {len(lost)} episode(s) kept by the filter were neither tokenized nor "
+            f"rejected, e.g. {lost[0]!r}"
+        )
+    unknown = sorted(set(decided) - set(position))
+    if unknown:
+        raise ValueError(f"task {task}: episode {unknown[0]!r} was filtered but has no pass-1 return")
+    missing = sorted(set(position) - set(decided) - set(rejected_ids))
+    if missing:
+        raise ValueError(
+            f"task {task}: {len(missing)} valid episode(s) never reached the filter nor a reject, "
+            f"e.g. {missing[0]!r}"
+        )
+
+    n_kept = len(tokenized)
+    n_dropped = len(dropped_ids)
+    n_rejected = len(reject_rows)
+    by_reason = collections.Counter(row[2] for row in reject_rows)
+    kept_values = np.fromiter((row[1] for row in tokenized.values()), dtype=np.float64, count=n_kept)
+    all_min, all_median, all_max = _summary(values)
+    kept_min, kept_median, kept_max = _summary(kept_values)
+    edges = histogram_edges(values, options.bins)
+    hist_all = np.histogram(values, edges)[0] if edges.size else np.zeros(0, np.int64)
+    hist_kept = np.histogram(kept_values, edges)[0] if edges.size else np.zeros(0, np.int64)
+    if threshold is not None:
+        curve = window_sums(values, threshold.window) / threshold.window
+        picks = downsample_curve(curve, options.max_curve_points, threshold.window_start)
+    else:
+        curve = picks = np.zeros(0, dtype=np.int64)
+
+    record: dict[str, Any] = {
+        out.DATASET: dataset,
+        out.TASK: task_name,
+        out.ST_EPISODES_READ: n_kept + n_dropped + n_rejected,
+        out.ST_EPISODES_WITH_RETURN: len(returns),
+        out.ST_WINDOW: threshold.window if threshold else None,
+        out.ST_EXPERT_RETURN: threshold.expert_return if threshold else None,
+        out.ST_THRESHOLD: threshold.threshold if threshold else None,
+        out.ST_FRACTION: float(threshold.fraction if threshold else options.fraction),
+        out.ST_CAP: int(threshold.cap if threshold else options.cap),
+        out.ST_NO_FILTER: bool(options.no_filter),
+        out.ST_WINDOW_START: threshold.window_start if threshold else None,
+        out.ST_KEPT: n_kept,
+        out.ST_DROPPED: n_dropped,
+        out.ST_REJECTED: n_rejected,
+        out.ST_REJECTED_BY_REASON: dict(sorted(by_reason.items())),
+        out.ST_RETURN_MIN: all_min,
+        out.ST_RETURN_MEDIAN: all_median,
+        out.ST_RETURN_MAX: all_max,
+        out.ST_KEPT_RETURN_MIN: kept_min,
+        out.ST_KEPT_RETURN_MEDIAN: kept_median,
+        out.ST_KEPT_RETURN_MAX: kept_max,
+        out.ST_KEPT_TIMESTEPS: int(sum(row[2] for row in tokenized.values())),
+        out.ST_KEPT_TOKENS: int(sum(row[3] for row in tokenized.values())),
+        out.ST_HISTOGRAM_EDGES: [float(x) for x in edges],
+        out.ST_HISTOGRAM_ALL: [int(x) for x in hist_all],
+        out.ST_HISTOGRAM_KEPT: [int(x) for x in hist_kept],
+        out.ST_WINDOWED_MEAN_START: [int(x) for x in picks],
+        out.ST_WINDOWED_MEAN: [float(curve[i]) for i in picks],
+    }
+    return record, _episodes_table(task, returns, values, decided, tokenized, rejected_ids, reject_rows)
+
+
+def _episodes_table(
+    task: TaskKey,
+    returns: Sequence[ReturnRow],
+    values: np.ndarray,
+    decided: Mapping[str, DecisionRow],
+    tokenized: Mapping[str, KeptRow],
+    rejected_ids: Mapping[str, RejectRow],
+    reject_rows: Sequence[RejectRow],
+) -> pa.Table:
+    """One row per episode read: valid ones in collection order, then rejects without a return."""
+    episode_ids: list[str | None] = []
+    decision: list[str] = []
+    reason: list[str] = []
+    source: list[str | None] = []
+    for episode_id, row in zip((r[1] for r in returns), returns):
+        episode_ids.append(episode_id)
+        source.append(row[3])
+        if episode_id in tokenized:
+            decision.append(out.DECISION_KEPT)
+            reason.append(decided[episode_id][2])
+        elif episode_id in rejected_ids:
+            decision.append(out.DECISION_REJECTED)
+            reason.append(rejected_ids[episode_id][2])
+        else:
+            decision.append(out.DECISION_DROPPED)
+            reason.append(decided[episode_id][2])
+    with_return = set(episode_ids)
+    orphans = sorted(
+        (row for row in reject_rows if row[0] is None or row[0] not in with_return),
+        key=lambda r: (r[1], "" if r[0] is None else r[0], r[2]),
+    )
+    n, m = len(returns), len(orphans)
+    columns = {
+        out.DATASET: [task[0]] * (n + m),
+        out.TASK: [task[1]] * (n + m),
+        out.EPISODE_ID: episode_ids + [row[0] for row in orphans],
+        out.EP_COLLECTION_INDEX: pa.array(
+            np.arange(n, dtype=np.int64).tolist() + [None] * m, type=pa.int64()
+        ),
+        out.EP_RETURN: pa.array(values.tolist() + [None] * m, type=pa.float64()),
+        out.EP_DECISION: decision + [out.DECISION_REJECTED] * m,
+        out.REASON: reason + [row[2] for row in orphans],
+        out.SOURCE_FILE: source + [row[1] for row in orphans],
+    }
+    return pa.table(columns, schema=out.STATS_EPISODES_SCHEMA)
+
+
+def stats_table(records: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """The stats records as one table with the explicit `STATS_SCHEMA`."""
+    rows = [
+        {**record, out.ST_REJECTED_BY_REASON: list(record[out.ST_REJECTED_BY_REASON].items())}
+        for record in records
+    ]
+    return pa.Table.from_pylist(rows, schema=out.STATS_SCHEMA)
+
+
+def stats_json(records: Sequence[Mapping[str, Any]]) -> str:
+    """stats.json: the same records (NaN never appears: empty statistics are null)."""
+    document = {out.SJ_FORMAT_VERSION: out.STATS_FORMAT_VERSION, out.SJ_TASKS: list(records)}
+    return json.dumps(document, indent=1, allow_nan=False) + "\n"
+
+
+def write_bytes(output_dir: str, relative: str, payload: bytes) -> None:
+    path = path_under(output_dir, *relative.split("/"))
+    fs, local = fsspec.core.url_to_fs(path)
+    fs.makedirs(local.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(local, "wb") as handle:
+        handle.write(payload)
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def write_statistics(
+    output_dir: str, results: Iterable[tuple[Mapping[str, Any], pa.Table]], *, report: bool = True
+) -> dict[str, str]:
+    """Writes stats.parquet, stats.json, episodes.parquet (and report.html), sorted by
+    (dataset, task); returns their paths relative to `output_dir` (keys `M_STATS_*`)."""
+    ordered = sorted(results, key=lambda item: (item[0][out.DATASET], item[0][out.TASK]))
+    records = [record for record, _ in ordered]
+    episodes = (
+        pa.concat_tables([table for _, table in ordered])
+        if ordered
+        else out.STATS_EPISODES_SCHEMA.empty_table()
+    )
+    write_bytes(output_dir, out.STATS_PARQUET_FILE, _parquet_bytes(stats_table(records)))
+    write_bytes(output_dir, out.STATS_JSON_FILE, stats_json(records).encode("utf-8"))
+    write_bytes(output_dir, out.STATS_EPISODES_FILE, _parquet_bytes(episodes))
+    paths = {
+        out.M_STATS_PARQUET: out.STATS_PARQUET_FILE,
+        out.M_STATS_JSON: out.STATS_JSON_FILE,
+        out.M_STATS_EPISODES: out.STATS_EPISODES_FILE,
+    }
+    if report:
+        from pipeline.report import render_report  # report imports stats' readers
+
+        write_bytes(output_dir, out.REPORT_FILE, render_report(records).encode("utf-8"))
+        paths[out.M_STATS_REPORT] = out.REPORT_FILE
+    return paths
+
+
+def read_stats_records(output_dir: str) -> list[dict[str, Any]]:
+    """The per-task records of a written output, from stats/stats.json."""
+    path = path_under(output_dir, *out.STATS_JSON_FILE.split("/"))
+    with fsspec.open(path, "rt", encoding="utf-8") as handle:
+        document = json.load(handle)
+    version = document.get(out.SJ_FORMAT_VERSION)
+    if version != out.STATS_FORMAT_VERSION:
+        raise ValueError(f"{path}: stats format version {version!r}, expected {out.STATS_FORMAT_VERSION}")
+    return list(document[out.SJ_TASKS])
+
+
+# --- Beam ---
+
+
+def _return_row(element: EpisodeReturn) -> tuple[TaskKey, ReturnRow]:
+    key = element.key
+    return key.task_key, (key.sort_key(), key.episode_id, float(element.value), key.source_file)
+
+
+def _decision_row(element: FilterDecision) -> tuple[TaskKey, DecisionRow]:
+    return element.key.task_key, (element.key.episode_id, bool(element.kept), element.reason)
+
+
+def _kept_row(element: KeptEpisode) -> tuple[TaskKey, KeptRow]:
+    return element.key.task_key, (
+        element.key.episode_id,
+        float(element.value),
+        int(element.timesteps),
+        int(element.tokens),
+    )
+
+
+def _reject_row(element: Reject) -> tuple[TaskKey, RejectRow]:
+    return (element.dataset, element.task), (
+        element.episode_id,
+        element.source_file,
+        element.reason,
+        element.field,
+        element.detail,
+    )
+
+
+class _TaskStatisticsFn(beam.DoFn):
+    def __init__(self, options: StatsOptions) -> None:
+        self._options = options
+
+    def process(self, grouped: tuple[TaskKey, dict[str, list[Any]]]) -> Iterable[Any]:
+        task, parts = grouped
+        thresholds = list(parts[THRESHOLDS])
+        if len(thresholds) > 1:
+            raise ValueError(f"task {task}: {len(thresholds)} thresholds, expected one")
+        record, episodes = task_statistics(
+            task,
+            threshold=thresholds[0] if thresholds else None,
+            returns=parts[RETURNS],
+            decisions=parts[DECISIONS],
+            kept=parts[KEPT],
+            rejects=parts[REJECTS],
+            options=self._options,
+        )
+        for name in (out.ST_EPISODES_READ, out.ST_KEPT, out.ST_DROPPED, out.ST_REJECTED):
+            beam.metrics.Metrics.counter(COUNTER_NAMESPACE, f"{task[0]}/{task[1]}/{name}").inc(
+                record[name]
+            )
+        yield record, episodes
+
+
+class ComputeTaskStatistics(beam.PTransform):
+    """dict of PCollections (keys THRESHOLDS, RETURNS, DECISIONS, KEPT, REJECTS)
+    -> PCollection[(stats record, per-episode pa.Table)], one per task."""
+
+    def __init__(self, options: StatsOptions = StatsOptions()) -> None:
+        super().__init__()
+        self._options = options
+
+    def expand(self, inputs: Mapping[str, beam.PCollection]) -> beam.PCollection:
+        keyed = {
+            THRESHOLDS: inputs[THRESHOLDS],
+            RETURNS: inputs[RETURNS] | "KeyReturns" >> beam.Map(_return_row),
+            DECISIONS: inputs[DECISIONS] | "KeyDecisions" >> beam.Map(_decision_row),
+            KEPT: inputs[KEPT] | "KeyKept" >> beam.Map(_kept_row),
+            REJECTS: inputs[REJECTS] | "KeyRejects" >> beam.Map(_reject_row),
+        }
+        return (
+            keyed
+            | "GroupPerTask" >> beam.CoGroupByKey()
+            | "PerTask" >> beam.ParDo(_TaskStatisticsFn(self._options))
+        )
+
+
+class TaskStatistics(beam.PTransform):
+    """Computes and writes the statistics; output: one dict of written relative paths
+    (`M_STATS_PARQUET`, `M_STATS_JSON`, `M_STATS_EPISODES`, `M_STATS_REPORT`) for the manifest.
+
+    Apply to a dict of PCollections with keys THRESHOLDS, RETURNS, DECISIONS, KEPT, REJECTS.
+    """
+
+    def __init__(self, output_dir: str, *, options: StatsOptions = StatsOptions(), report: bool = True) -> None:
+        super().__init__()
+        self._output_dir = output_dir
+        self._options = options
+        self._report = report
+
+    def expand(self, inputs: Mapping[str, beam.PCollection]) -> beam.PCollection:
+        output_dir, report = self._output_dir, self._report
+        return (
+            inputs
+            | "Compute" >> ComputeTaskStatistics(self._options)
+            | "AllTasks" >> beam.combiners.ToList()
+            | "WriteStats" >> beam.Map(lambda results: write_statistics(output_dir, results, report=report))
+        )

@@ -1,0 +1,259 @@
+"""Per-task statistics: exact numbers, the books (read = kept + dropped + rejected), files."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import random
+
+import apache_beam as beam
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.episode import EpisodeKey, EpisodeReturn, FilterDecision, KeptEpisode, Reject
+from pipeline.filter import ExpertThresholds, decide, expert_return
+from pipeline.stats import (
+    DECISIONS,
+    KEPT,
+    REJECTS,
+    RETURNS,
+    THRESHOLDS,
+    StatsOptions,
+    TaskStatistics,
+    downsample_curve,
+    histogram_edges,
+    read_stats_records,
+    task_statistics,
+    write_statistics,
+)
+from schemas import output as out
+
+GOLDEN = pathlib.Path(__file__).resolve().parents[1] / "golden" / "stats"
+TASK = ("atari", "rlu_atari/Pong_run_1")
+
+
+def _returns(values: list[float]) -> list[tuple]:
+    """Return rows in collection order: sort key, id, return, file."""
+    return [(((i,), "shard-0", i), f"e{i}", float(v), "shard-0") for i, v in enumerate(values)]
+
+
+def _books(values: list[float], *, tokenize_reject: set[str] = frozenset(), fraction: float = 0.8):
+    threshold = expert_return(values, fraction=fraction)
+    decisions = [(f"e{i}", threshold.keeps(v), "r") for i, v in enumerate(values)]
+    kept = [(f"e{i}", float(v), 3, 30) for i, v in enumerate(values) if threshold.keeps(v) and f"e{i}" not in tokenize_reject]
+    rejects = [(episode, "shard-0", "non_finite", "observation/x", "NaN") for episode in sorted(tokenize_reject)]
+    return threshold, decisions, kept, rejects
+
+
+def test_exact_numbers_of_one_task() -> None:
+    values = [-21.0, -20.0, -19.0, -15.0, -18.0, -10.0, -9.0, -12.0, -8.0, -11.0, -20.0, -9.0]
+    threshold, decisions, kept, rejects = _books(values, tokenize_reject={"e8"})
+    rejects.append((None, "shard-1", "corrupt_record", None, "bad CRC"))
+    record, episodes = task_statistics(
+        TASK, threshold=threshold, returns=_returns(values), decisions=decisions, kept=kept, rejects=rejects
+    )
+    # W = 1 (N = 12), E = -8, threshold = -8 - 0.2 * 8 = -9.6: kept -9, -8, -9; -8 rejected later.
+    assert record[out.ST_WINDOW] == 1 and record[out.ST_EXPERT_RETURN] == -8.0
+    assert record[out.ST_THRESHOLD] == -9.6 and record[out.ST_WINDOW_START] == 8
+    assert (record[out.ST_KEPT], record[out.ST_DROPPED], record[out.ST_REJECTED]) == (2, 9, 2)
+    assert record[out.ST_EPISODES_READ] == 13 and record[out.ST_EPISODES_WITH_RETURN] == 12
+    assert record[out.ST_REJECTED_BY_REASON] == {"corrupt_record": 1, "non_finite": 1}
+    assert (record[out.ST_RETURN_MIN], record[out.ST_RETURN_MEDIAN], record[out.ST_RETURN_MAX]) == (-21.0, -13.5, -8.0)
+    assert (record[out.ST_KEPT_RETURN_MIN], record[out.ST_KEPT_RETURN_MEDIAN], record[out.ST_KEPT_RETURN_MAX]) == (-9.0, -9.0, -9.0)
+    assert (record[out.ST_KEPT_TIMESTEPS], record[out.ST_KEPT_TOKENS]) == (6, 60)
+    assert sum(record[out.ST_HISTOGRAM_ALL]) == 12 and sum(record[out.ST_HISTOGRAM_KEPT]) == 2
+    assert len(record[out.ST_HISTOGRAM_EDGES]) == 21
+    assert record[out.ST_HISTOGRAM_EDGES][0] == -21.0 and record[out.ST_HISTOGRAM_EDGES][-1] == -8.0
+    assert record[out.ST_WINDOWED_MEAN] == values and record[out.ST_WINDOWED_MEAN_START] == list(range(12))
+    rows = episodes.to_pylist()
+    assert [r[out.EP_DECISION] for r in rows] == ["dropped"] * 6 + ["kept", "dropped", "rejected", "dropped", "dropped", "kept", "rejected"]
+    assert rows[8][out.REASON] == "non_finite" and rows[8][out.EP_COLLECTION_INDEX] == 8
+    assert rows[-1] == {
+        out.DATASET: TASK[0], out.TASK: TASK[1], out.EPISODE_ID: None, out.EP_COLLECTION_INDEX: None,
+        out.EP_RETURN: None, out.EP_DECISION: "rejected", out.REASON: "corrupt_record", out.SOURCE_FILE: "shard-1",
+    }
+
+
+def test_episodes_table_follows_collection_order_not_arrival() -> None:
+    values = [float(v) for v in range(20)]
+    threshold, decisions, kept, rejects = _books(values)
+    rows = _returns(values)
+    random.Random(0).shuffle(rows)
+    _, episodes = task_statistics(TASK, threshold=threshold, returns=rows, decisions=decisions, kept=kept, rejects=rejects)
+    assert episodes.column(out.EPISODE_ID).to_pylist() == [f"e{i}" for i in range(20)]
+    assert episodes.column(out.EP_COLLECTION_INDEX).to_pylist() == list(range(20))
+
+
+def test_a_task_whose_every_episode_was_rejected() -> None:
+    rejects = [(f"e{i}", "s", "discrete_out_of_range", "action", "1024") for i in range(3)]
+    record, episodes = task_statistics(TASK, threshold=None, returns=[], decisions=[], kept=[], rejects=rejects)
+    assert record[out.ST_EPISODES_READ] == 3 and record[out.ST_REJECTED] == 3
+    assert record[out.ST_WINDOW] is None and record[out.ST_EXPERT_RETURN] is None and record[out.ST_RETURN_MEDIAN] is None
+    assert record[out.ST_HISTOGRAM_EDGES] == [] and record[out.ST_WINDOWED_MEAN] == []
+    assert episodes.num_rows == 3
+
+
+def test_the_same_reject_from_both_passes_counts_once() -> None:
+    reject = ("e1", "s", "bad_shape", "observation/image", "3 vs 4")
+    record, _ = task_statistics(TASK, threshold=None, returns=[], decisions=[], kept=[], rejects=[reject, reject])
+    assert record[out.ST_REJECTED] == 1
+
+
+def test_no_filter_keeps_everything_and_still_reports_the_threshold() -> None:
+    values = [1.0, 5.0, 9.0]
+    threshold = expert_return(values)
+    decisions = [(f"e{i}", True, out.FILTER_NO_FILTER) for i in range(3)]
+    kept = [(f"e{i}", v, 1, 2) for i, v in enumerate(values)]
+    record, _ = task_statistics(
+        TASK, threshold=threshold, returns=_returns(values), decisions=decisions, kept=kept, rejects=[],
+        options=StatsOptions(no_filter=True),
+    )
+    assert record[out.ST_NO_FILTER] and record[out.ST_KEPT] == 3 and record[out.ST_THRESHOLD] == 7.2
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d, k, r: k.pop(), "neither tokenized nor rejected"),
+        (lambda d, k, r: r.append((k[0][0], "s", "x", None, "y")), "both as rejected"),
+        (lambda d, k, r: r.append(("e0", "s", "x", None, "y")), "both as rejected"),
+        (lambda d, k, r: d.append(d[0]), "filtered twice"),
+        (lambda d, k, r: k.append(k[0]), "tokenized twice"),
+        (lambda d, k, r: k.append(("e0", 0.0, 1, 1)), "not kept by the filter"),
+        (lambda d, k, r: d.pop(0), "never reached the filter"),
+        (lambda d, k, r: d.append(("ghost", False, "r")), "no pass-1 return"),
+    ],
+)
+def test_books_that_do_not_balance_are_an_error(mutate, message: str) -> None:
+    values = [float(v) for v in range(10)]
+    threshold, decisions, kept, rejects = _books(values)
+    mutate(decisions, kept, rejects)
+    with pytest.raises(ValueError, match=message):
+        task_statistics(TASK, threshold=threshold, returns=_returns(values), decisions=decisions, kept=kept, rejects=rejects)
+
+
+def test_threshold_over_other_episodes_is_an_error() -> None:
+    threshold, decisions, kept, rejects = _books([1.0, 2.0])
+    with pytest.raises(ValueError, match="computed over 2 episodes"):
+        task_statistics(TASK, threshold=threshold, returns=_returns([1.0]), decisions=decisions[:1], kept=[], rejects=[])
+
+
+def test_curve_downsampling_keeps_the_expert_window() -> None:
+    curve = np.arange(10_000, dtype=np.float64)
+    picks = downsample_curve(curve, 500, 4321)
+    assert len(picks) <= 501 and 4321 in picks and picks[0] == 0 and picks[-1] == 9999
+    assert np.all(np.diff(picks) > 0)
+    assert downsample_curve(curve[:7], 500, 3).tolist() == list(range(7))
+
+
+def test_histogram_edges_of_a_single_value() -> None:
+    assert histogram_edges(np.array([4.0, 4.0]), 4).tolist() == [3.5, 3.75, 4.0, 4.25, 4.5]
+
+
+# --- files and the Beam stage ---
+
+
+def _synthetic_job_inputs() -> tuple[list, list, list, list, set[str]]:
+    """EpisodeReturns, decisions, kept and rejects for two tasks, as the job would produce them."""
+    rng = random.Random(3)
+    returns, decisions, kept, rejects = [], [], [], []
+    expected_kept: set[str] = set()
+    for dataset, task, n in (("atari", "rlu_atari/Pong_run_1", 53), ("dmlab", "explore", 25)):
+        episodes = [EpisodeKey(dataset, task, f"{task}-{i}", (i // 5, i % 5), f"shard{i % 2}", i) for i in range(n)]
+        values = [float(rng.randint(-21, 21)) if dataset == "atari" else rng.uniform(0, 100) for _ in episodes]
+        returns += [EpisodeReturn(k, v, 7) for k, v in zip(episodes, values)]
+        threshold = expert_return(values)  # episodes are already in collection order here
+        for k, v in zip(episodes, values):
+            decision = decide(k, v, threshold, no_filter=False)
+            decisions.append(decision)
+            if decision.kept and k.index_in_file % 4 == 1:
+                rejects.append(Reject(dataset, task, k.episode_id, k.source_file, "non_finite", "observation/x", "NaN"))
+            elif decision.kept:
+                kept.append(KeptEpisode(k, v, 7, 70))
+                expected_kept.add(k.episode_id)
+    rejects.append(Reject("atari", "rlu_atari/Pong_run_1", None, "shard9", "corrupt_record", None, "CRC mismatch"))
+    rejects.append(Reject("atari", "rlu_atari/Breakout_run_1", "b0", "shard0", "rlds_is_last", None, "no is_last"))
+    return returns, decisions, kept, rejects, expected_kept
+
+
+def test_beam_stage_writes_balanced_books(tmp_path: pathlib.Path) -> None:
+    returns, decisions, kept, rejects, expected_kept = _synthetic_job_inputs()
+    with TestPipeline(runner="BundleBasedDirectRunner") as pipeline:
+        returns_pc = pipeline | "Returns" >> beam.Create(returns)
+        inputs = {
+            THRESHOLDS: returns_pc | ExpertThresholds(),
+            RETURNS: returns_pc,
+            DECISIONS: pipeline | "Decisions" >> beam.Create(decisions),
+            KEPT: pipeline | "Kept" >> beam.Create(kept),
+            REJECTS: pipeline | "Rejects" >> beam.Create(rejects),
+        }
+        paths = inputs | TaskStatistics(str(tmp_path))
+        assert_that(
+            paths,
+            equal_to([{"parquet": out.STATS_PARQUET_FILE, "json": out.STATS_JSON_FILE,
+                       "episodes": out.STATS_EPISODES_FILE, "report": out.REPORT_FILE}]),
+        )
+    records = read_stats_records(str(tmp_path))
+    table = pq.read_table(tmp_path / out.STATS_PARQUET_FILE)
+    assert table.schema.equals(out.STATS_SCHEMA)
+    assert [(r[out.DATASET], r[out.TASK]) for r in records] == [
+        ("atari", "rlu_atari/Breakout_run_1"), ("atari", "rlu_atari/Pong_run_1"), ("dmlab", "explore"),
+    ]
+    per_task_read = {(r.key.dataset, r.key.task) for r in returns}
+    for record, row in zip(records, table.to_pylist()):
+        assert record[out.ST_EPISODES_READ] == record[out.ST_KEPT] + record[out.ST_DROPPED] + record[out.ST_REJECTED]
+        row[out.ST_REJECTED_BY_REASON] = dict(row[out.ST_REJECTED_BY_REASON])
+        assert row == record  # Parquet and JSON carry the same numbers
+        task = (record[out.DATASET], record[out.TASK])
+        if task in per_task_read:
+            n = sum(1 for r in returns if (r.key.dataset, r.key.task) == task)
+            extra = 1 if task[1].startswith("rlu_atari/Pong") else 0  # the unreadable record
+            assert record[out.ST_EPISODES_READ] == n + extra
+    episodes = pq.read_table(tmp_path / out.STATS_EPISODES_FILE).to_pylist()
+    assert {e[out.EPISODE_ID] for e in episodes if e[out.EP_DECISION] == out.DECISION_KEPT} == expected_kept
+    assert len(episodes) == sum(r[out.ST_EPISODES_READ] for r in records)
+    assert (tmp_path / out.REPORT_FILE).read_text().startswith("<!DOCTYPE html>")
+
+
+def _golden_results() -> list:
+    values = [-21.0, -19.0, -20.0, -18.5, -15.0, -11.0, -12.0, -7.0, -9.5, -10.0, -6.0, -13.0, -8.0, -21.0, -4.0, -5.0, -9.0, -20.0, -6.5, -7.5, -8.0, -3.0]
+    threshold, decisions, kept, rejects = _books(values, tokenize_reject={"e14"})
+    rejects.append((None, "shard-7", "corrupt_record", None, "CRC mismatch"))
+    pong = task_statistics(TASK, threshold=threshold, returns=_returns(values), decisions=decisions, kept=kept, rejects=rejects)
+    walker_values = [0.25 * i * i for i in range(30)]
+    threshold, decisions, kept, rejects = _books(walker_values)
+    walker = task_statistics(("dmc", "walker_walk"), threshold=threshold, returns=_returns(walker_values), decisions=decisions, kept=kept, rejects=rejects)
+    return [walker, pong]
+
+
+def test_stats_json_matches_golden_file(tmp_path: pathlib.Path) -> None:
+    write_statistics(str(tmp_path), _golden_results(), report=False)
+    written = (tmp_path / out.STATS_JSON_FILE).read_text()
+    golden = GOLDEN / "stats.json"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(written)
+    assert written == golden.read_text()
+    # Sorted by (dataset, task), whatever order the tasks arrived in.
+    assert [t[out.TASK] for t in json.loads(written)[out.SJ_TASKS]] == [TASK[1], "walker_walk"]
+    assert not (tmp_path / out.REPORT_FILE).exists()
+
+
+def test_written_stats_are_readable_by_duckdb_and_polars(tmp_path: pathlib.Path) -> None:
+    import duckdb
+    import polars as pl
+
+    write_statistics(str(tmp_path), _golden_results(), report=False)
+    path = str(tmp_path / out.STATS_PARQUET_FILE)
+    kept = duckdb.sql(f"select task, kept from read_parquet('{path}') order by task").fetchall()
+    # Pong: W = 2, E = mean(-4, -5) = -4.5, threshold -5.4: -4, -5, -3 pass, -4 rejected later.
+    # Walker: W = 3, E = 0.25 * (27² + 28² + 29²) / 3 = 196.1667, threshold 156.93: i = 26..29.
+    assert kept == [(TASK[1], 2), ("walker_walk", 4)]
+    frame = pl.read_parquet(tmp_path / out.STATS_EPISODES_FILE)
+    assert frame.height == 22 + 1 + 30
+    assert math.isclose(frame.filter(pl.col(out.EPISODE_ID) == "e3")[out.EP_RETURN][0], -18.5)
