@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 from pathlib import Path
 
@@ -147,3 +148,18 @@ def test_fsspec_memory_filesystem(tmp_path: Path) -> None:
     assert read_manifest(out)[M_SHARDS][0]["dataset"] == "a"
     with pytest.raises(FinishedOutputError):
         prepare_output_dir(out, overwrite=False)
+
+
+GOLDEN = Path(__file__).parent / "golden" / "manifest.json"
+
+
+def test_manifest_matches_the_golden_file(tmp_path: Path) -> None:
+    """The manifest format is a contract with readers: any change must be deliberate.
+
+    Regenerate with `GATO_UPDATE_GOLDEN=1 python -m pytest tests/pipeline/test_manifest.py`.
+    """
+    write_manifest(str(tmp_path), _manifest())
+    text = (tmp_path / MANIFEST_FILE).read_text()
+    if os.environ.get("GATO_UPDATE_GOLDEN"):
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text()
