@@ -18,6 +18,7 @@ here), sequence_tokens (before padding), rejected.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -39,12 +40,47 @@ from transforms.types import TokenizedEpisode
 
 COUNTER_NAMESPACE = "gato.sequence"
 REJECTS_TAG = "rejects"
+COUNTS_TAG = "counts"
 C_SEQUENCES = "sequences"
 C_PROMPTED = "prompted_sequences"
 C_UNPROMPTED = "unprompted_sequences"
 C_PROMPTS_UNAVAILABLE = "prompts_unavailable"
 C_TOKENS = "sequence_tokens"
 C_REJECTED = "rejected"
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceCounts:
+    """Sequencing figures of one episode, or summed over a task (for the statistics).
+
+    `prompts_unavailable` counts rows that drew a prompt while no other eligible episode
+    existed: for a one-episode task it is about `prompt_fraction * sequences`.
+    """
+
+    episodes: int = 0
+    sequences: int = 0
+    prompted: int = 0
+    unprompted: int = 0
+    prompts_unavailable: int = 0
+    tokens: int = 0  # before padding, prompts included
+
+    @classmethod
+    def of(cls, batch: SequenceBatch) -> SequenceCounts:
+        return cls(1, batch.num_sequences, batch.num_prompted, batch.num_unprompted,
+                   batch.prompts_unavailable, batch.total_tokens)
+
+    def __add__(self, other: SequenceCounts) -> SequenceCounts:
+        return SequenceCounts(*(getattr(self, f.name) + getattr(other, f.name)
+                                for f in dataclasses.fields(self)))
+
+
+class SumSequenceCounts(beam.PTransform):
+    """(TaskKey, SequenceCounts) per episode -> (TaskKey, SequenceCounts) per task."""
+
+    def expand(self, counts: beam.PCollection) -> beam.PCollection:
+        return counts | "SumPerTask" >> beam.CombinePerKey(
+            lambda values: sum(values, start=SequenceCounts())
+        )
 
 
 def prompt_candidate_for(
@@ -124,6 +160,10 @@ def _threshold_of(thresholds: Mapping[TaskKey, Any], task: TaskKey) -> float:
 class SequenceEpisodes(beam.DoFn):
     """(EpisodeKey, TokenizedEpisode) -> (EpisodeKey, SequenceBatch); module docstring.
 
+    Tagged outputs: `rejects` (Reject) and `counts` ((TaskKey, SequenceCounts) per
+    episode; sum them with `SumSequenceCounts` for the statistics). Apply with
+    `.with_outputs(REJECTS_TAG, COUNTS_TAG, main=...)`.
+
     Side inputs: `pools` {TaskKey: PromptPool} and `thresholds` {TaskKey: object with a
     `.threshold` float}, e.g. `beam.pvalue.AsDict(...)` of each.
     """
@@ -184,6 +224,7 @@ class SequenceEpisodes(beam.DoFn):
             )
             return
         self._count_batch(task, batch)
+        yield beam.pvalue.TaggedOutput(COUNTS_TAG, (task, SequenceCounts.of(batch)))
         yield key, batch
 
     def _count_batch(self, task: TaskKey, batch: SequenceBatch) -> None:

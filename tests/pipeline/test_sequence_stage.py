@@ -13,10 +13,13 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipeline.episode import EpisodeKey, Reject
 from pipeline.sequence import (
     COUNTER_NAMESPACE,
+    COUNTS_TAG,
     REJECTS_TAG,
     PromptPoolCombine,
     PromptPools,
+    SequenceCounts,
     SequenceEpisodes,
+    SumSequenceCounts,
     prompt_candidate_for,
 )
 from tests.sequence_fixtures import check_sequences, make_episode
@@ -94,8 +97,9 @@ def _run_sequence_stage(elements, pools, thresholds, *, strict: bool = False):
             SequenceEpisodes(CONFIG, strict=strict),
             beam.pvalue.AsDict(p | "Pools" >> beam.Create(pools)),
             beam.pvalue.AsDict(p | "Thresholds" >> beam.Create(thresholds)),
-        ).with_outputs(REJECTS_TAG, main="sequences")
+        ).with_outputs(REJECTS_TAG, COUNTS_TAG, main="sequences")
     )
+    _ = out[COUNTS_TAG] | "SumCounts" >> SumSequenceCounts() | "KeepCounts" >> beam.Map(_keep, "counts")
     _SINK.clear()
     _ = out.sequences | "KeepBatches" >> beam.Map(_keep, "batches")
     _ = out[REJECTS_TAG] | "KeepRejects" >> beam.Map(_keep, "rejects")
@@ -105,6 +109,7 @@ def _run_sequence_stage(elements, pools, thresholds, *, strict: bool = False):
         m.key.metric.name: m.committed
         for m in result.metrics().query(MetricsFilter().with_namespace(COUNTER_NAMESPACE))["counters"]
     }
+    counters["per_task"] = dict(_SINK.get("counts", []))
     return _SINK.get("batches", []), _SINK.get("rejects", []), counters
 
 
@@ -146,6 +151,17 @@ def test_sequence_stage_prompts_only_from_eligible_other_episodes() -> None:
     assert counters["toy/t/b/unprompted_sequences"] == by_id["solo"].num_sequences
     assert counters["toy/t/b/prompts_unavailable"] == by_id["solo"].prompts_unavailable
     assert "toy/t/b/prompted_sequences" not in counters
+    # The same figures reach the statistics as elements.
+    per_task = counters["per_task"]
+    assert per_task[("toy", "t/b")] == SequenceCounts.of(by_id["solo"])
+    assert per_task[("toy", "t/a")] == SequenceCounts(
+        episodes=4,
+        sequences=counters["toy/t/a/sequences"],
+        prompted=counters["toy/t/a/prompted_sequences"],
+        unprompted=counters["toy/t/a/unprompted_sequences"],
+        prompts_unavailable=counters.get("toy/t/a/prompts_unavailable", 0),
+        tokens=counters["toy/t/a/sequence_tokens"],
+    )
 
 
 def test_without_threshold_or_pool_every_candidate_counts_or_none_exists() -> None:
