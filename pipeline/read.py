@@ -1,0 +1,206 @@
+"""Read RLDS episodes from TFDS shards: one work item (one shard file) at a time.
+
+Each TFRecord is one episode. Records are streamed (`tf.data.TFRecordDataset`), so a
+worker holds one episode at a time, and decoded by a traced `deserialize_example` of a
+*raw* view of the features: the `steps` Dataset becomes a Sequence (whole-episode numpy
+arrays instead of a nested tf.data.Dataset), and images stay PNG bytes (an Image feature
+is stored as one string per step; the raw view reads that string instead of decoding).
+
+Bad input: a record the TFRecord reader cannot read (truncated, CRC mismatch) ends the
+shard, since its framing is lost: the episodes before it are emitted, then a `Reject` with
+reason `corrupt_record` naming the file and record index. A record that is framed but
+does not parse is rejected the same way and reading goes on. `strict=True` raises instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Iterator
+
+import apache_beam as beam
+import numpy as np
+
+from pipeline.episode import EpisodeKey, RawEpisode, Reject
+from pipeline.plan import WorkItem
+from pipeline.validate import CORRUPT_RECORD
+from schemas.datasets import DatasetSpec
+from schemas.fields import STEPS
+
+EPISODES = "episodes"  # main output tag of ReadEpisodes
+REJECTS = "rejects"
+
+
+def raw_features(features: Any) -> Any:
+    """The raw view of a TFDS FeaturesDict (module doc); same serialized layout."""
+    import tensorflow_datasets as tfds
+
+    F = tfds.features
+    if isinstance(features, F.Dataset):
+        return F.Sequence(raw_features(features.feature))
+    if isinstance(features, F.FeaturesDict):
+        return F.FeaturesDict({k: raw_features(v) for k, v in features.items()})
+    if isinstance(features, F.Image):
+        # Same serialized info (one tf.string per image): the PNG bytes, undecoded.
+        return F.Tensor(shape=(), dtype=np.object_)
+    return features
+
+
+class ShardReader:
+    """Decodes the records of one builder dir's shards into (steps, episode metadata)."""
+
+    def __init__(self, builder_dir: str) -> None:
+        import tensorflow as tf
+        import tensorflow_datasets as tfds
+
+        self._tf = tf
+        features = tfds.builder_from_directory(builder_dir).info.features
+        self._raw = raw_features(features)
+        # Traced once per builder: per-record eager decoding is several times slower.
+        self._decode = tf.function(
+            self._raw.deserialize_example,
+            input_signature=[tf.TensorSpec([], tf.string)],
+        )
+
+    def records(self, shard_path: str) -> Iterator[tuple[int, bytes | Exception]]:
+        """(index, serialized record), or (index, error) once for an unreadable record."""
+        tf = self._tf
+        iterator = iter(tf.data.TFRecordDataset(shard_path))
+        index = 0
+        while True:
+            try:
+                record = next(iterator)
+            except StopIteration:
+                return
+            except (tf.errors.DataLossError, tf.errors.OutOfRangeError,
+                    tf.errors.InvalidArgumentError) as e:
+                yield index, e
+                return
+            yield index, record
+            index += 1
+
+    def decode(self, record: Any) -> dict[str, Any]:
+        """One serialized episode -> nested dict of numpy (raises on unparsable bytes)."""
+        decoded = self._decode(record)
+        return self._tf.nest.map_structure(lambda t: t.numpy(), decoded)
+
+    @property
+    def decode_errors(self) -> tuple[type[Exception], ...]:
+        return (self._tf.errors.InvalidArgumentError, ValueError)
+
+
+def _scalar(value: Any) -> Any:
+    item = np.asarray(value).item()
+    return item.decode("utf-8", "replace") if isinstance(item, bytes) else item
+
+
+def make_key(
+    item: WorkItem, spec: DatasetSpec, metadata: dict[str, Any], index: int
+) -> EpisodeKey:
+    """The key of the `index`-th episode of a work item's shard (ids from the spec's fields)."""
+    if spec.id_fields:
+        episode_id = "/".join(str(_scalar(metadata[f])) for f in spec.id_fields)
+    else:
+        # No id field on disk: the record's place is its identity.
+        episode_id = f"{os.path.basename(item.shard_path)}:{index}"
+    return EpisodeKey(
+        dataset=item.dataset,
+        task=item.task,
+        episode_id=episode_id,
+        order_key=tuple(_scalar(metadata[f]) for f in spec.order_key),
+        source_file=item.shard_path,
+        index_in_file=index,
+        work_item=item.index,
+    )
+
+
+_TF_NOISE = re.compile(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\].*$")
+
+
+def corrupt_reject(item: WorkItem, index: int, error: Exception) -> Reject:
+    # TF's messages wrap the useful part ("truncated record at N") in op names.
+    message = _TF_NOISE.sub("", str(error)).strip()
+    return Reject(
+        dataset=item.dataset,
+        task=item.task,
+        episode_id=None,
+        source_file=item.shard_path,
+        reason=CORRUPT_RECORD,
+        field=None,
+        detail=f"{item.shard_path}: record {index} cannot be read: {message}",
+    )
+
+
+def read_shard(
+    reader: ShardReader, item: WorkItem, spec: DatasetSpec, *, strict: bool = False
+) -> Iterator[RawEpisode | Reject]:
+    """The episodes of one shard in record order, and a Reject for each corrupt record."""
+    for index, record in reader.records(item.shard_path):
+        error = record if isinstance(record, Exception) else None
+        if error is None:
+            try:
+                decoded = reader.decode(record)
+            except reader.decode_errors as e:
+                error = e
+        if error is not None:
+            reject = corrupt_reject(item, index, error)
+            if strict:
+                raise ValueError(reject.detail) from error
+            yield reject
+            continue
+        steps = decoded.pop(STEPS)
+        yield RawEpisode(
+            key=make_key(item, spec, decoded, index), steps=steps, episode_metadata=decoded
+        )
+
+
+def _num_steps(steps: dict[str, Any]) -> int:
+    for value in steps.values():
+        return _num_steps(value) if isinstance(value, dict) else len(value)
+    return 0
+
+
+class ReadEpisodesFn(beam.DoFn):
+    """WorkItem -> RawEpisode (main) and Reject (`rejects`); counters per task."""
+
+    def __init__(self, spec: DatasetSpec, *, strict: bool = False) -> None:
+        self._spec = spec
+        self._strict = strict
+
+    def setup(self) -> None:
+        self._readers: dict[str, ShardReader] = {}
+
+    def process(self, item: WorkItem) -> Iterator[Any]:
+        reader = self._readers.get(item.builder_dir)
+        if reader is None:
+            reader = self._readers[item.builder_dir] = ShardReader(item.builder_dir)
+        counter = beam.metrics.Metrics.counter
+        for out in read_shard(reader, item, self._spec, strict=self._strict):
+            if isinstance(out, Reject):
+                counter("read", f"corrupt_records/{item.task}").inc()
+                yield beam.pvalue.TaggedOutput(REJECTS, out)
+            else:
+                counter("read", f"episodes/{item.task}").inc()
+                counter("read", f"steps/{item.task}").inc(_num_steps(out.steps))
+                yield out
+
+
+class ReadEpisodes(beam.PTransform):
+    """PCollection[WorkItem] -> outputs `episodes` (RawEpisode) and `rejects` (Reject).
+
+    Work items are reshuffled first so that shards spread over workers.
+    """
+
+    def __init__(self, spec: DatasetSpec, *, strict: bool = False, label: str | None = None) -> None:
+        super().__init__(label)
+        self._spec = spec
+        self._strict = strict
+
+    def expand(self, items: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        return (
+            items
+            | "SpreadShards" >> beam.Reshuffle()
+            | "ReadShard" >> beam.ParDo(
+                ReadEpisodesFn(self._spec, strict=self._strict)
+            ).with_outputs(REJECTS, main=EPISODES)
+        )

@@ -1,0 +1,194 @@
+"""ReadEpisodes on real TFDS shards: exact contents, corrupt records, strict mode, counters."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import shutil
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from PIL import Image
+
+from pipeline.episode import RawEpisode, Reject
+from pipeline.plan import Plan, WorkItem, plan_work
+from pipeline.read import REJECTS, ReadEpisodes, ShardReader, read_shard
+from pipeline.validate import CORRUPT_RECORD, RLDS_IS_LAST, ValidateEpisodes
+from tests import tfds_fixtures as fx
+
+RUNNER = "BundleBasedDirectRunner"
+NUM_EPISODES = 5
+
+
+@pytest.fixture(scope="module")
+def novel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+    """A dataset no registry entry knows, 5 episodes over 2 shards."""
+    root = tmp_path_factory.mktemp("novel")
+    episodes = [fx.novel_episode(i, 3 + i) for i in range(NUM_EPISODES)]
+    fx.write_rlds_dataset(root, "my_robot", "stacking", fx.novel_features(), episodes, num_shards=2)
+    return root, episodes
+
+
+@pytest.fixture(scope="module")
+def plan(novel: tuple[Path, list[dict[str, Any]]]) -> Plan:
+    return plan_work(f"rlds:{novel[0]}", data_dir="")
+
+
+def read_all(plan: Plan, items: list[WorkItem] | None = None, **kwargs: Any) -> list[Any]:
+    out: list[Any] = []
+    for item in items or plan.work_items:
+        out.extend(read_shard(ShardReader(item.builder_dir), item, plan.dataset, **kwargs))
+    return out
+
+
+def png_pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def test_read_rlds_dir_gives_exact_episodes(
+    novel: tuple[Path, list[dict[str, Any]]], plan: Plan
+) -> None:
+    _, written = novel
+    episodes = read_all(plan)
+    assert all(isinstance(e, RawEpisode) for e in episodes)
+    assert sorted(e.key.episode_id for e in episodes) == [str(i) for i in range(NUM_EPISODES)]
+    for raw in episodes:
+        source = written[int(raw.key.episode_id)]
+        steps, expected = raw.steps, source["steps"]
+        n = len(expected["reward"])
+        assert raw.key.order_key == (int(raw.key.episode_id),)
+        assert raw.key.source_file in {w.shard_path for w in plan.work_items}
+        assert raw.episode_metadata == {"episode_id": int(raw.key.episode_id)}
+        # Images stay PNG bytes, one per step, and decode to the written pixels.
+        rgb = steps["observation"]["camera"]["rgb"]
+        assert rgb.dtype == object and rgb.shape == (n,)
+        for t in range(n):
+            np.testing.assert_array_equal(png_pixels(rgb[t]), expected["observation"]["camera"]["rgb"][t])
+        instruction = steps["observation"]["instruction"]
+        assert instruction.dtype == object and list(instruction) == [f"stack block {raw.key.episode_id}".encode()] * n
+        np.testing.assert_array_equal(steps["observation"]["joints"], expected["observation"]["joints"])
+        assert steps["observation"]["joints"].dtype == np.float32
+        np.testing.assert_array_equal(steps["action"]["arm"], expected["action"]["arm"])
+        np.testing.assert_array_equal(steps["action"]["gripper"], expected["action"]["gripper"])
+        assert steps["action"]["gripper"].dtype == np.int64
+        np.testing.assert_array_equal(steps["is_last"], expected["is_last"])
+        assert steps["is_first"].dtype == bool
+
+
+def test_index_in_file_is_the_record_index(plan: Plan) -> None:
+    for item in plan.work_items:
+        episodes = list(read_shard(ShardReader(item.builder_dir), item, plan.dataset))
+        assert [e.key.index_in_file for e in episodes] == list(range(len(episodes)))
+        assert {e.key.work_item for e in episodes} == {item.index}
+
+
+def test_atari_ids_join_checkpoint_and_episode(tmp_path: Path) -> None:
+    import tensorflow_datasets as tfds
+
+    features = fx.episode_features(
+        {"observation": tfds.features.Image(shape=(84, 84, 1)), "action": np.int64},
+        checkpoint_id=np.int64,
+        episode_id=np.int64,
+        episode_return=np.float32,
+    )
+    episode = {
+        "checkpoint_id": 3,
+        "episode_id": 12,
+        "episode_return": 1.5,
+        "steps": {
+            "observation": np.zeros((2, 84, 84, 1), np.uint8),
+            "action": np.array([1, 2]),
+            "reward": np.zeros(2, np.float32),
+            **fx.flags(2),
+        },
+    }
+    fx.write_rlds_dataset(tmp_path, "rlu_atari", "Pong_run_1", features, [episode], version="1.3.0")
+    atari = plan_work("atari", data_dir=str(tmp_path), tasks=["Pong_run_1"])
+    [raw] = read_all(atari)
+    assert raw.key.episode_id == "3/12"
+    assert raw.key.order_key == (3, 12)
+    assert raw.key.dataset == "atari" and raw.key.task == "rlu_atari/Pong_run_1"
+    assert raw.episode_metadata["episode_return"] == np.float32(1.5)
+
+
+def damaged_item(plan: Plan, tmp_path: Path, damage: str) -> tuple[WorkItem, int]:
+    """A copy of the first shard, damaged at its second record; (item, records before)."""
+    item = plan.work_items[0]
+    copy = tmp_path / Path(item.shard_path).name
+    shutil.copy(item.shard_path, copy)
+    offsets = fx.record_offsets(copy)
+    if damage == "truncate":
+        fx.truncate_file(copy, offsets[1] + 20)
+    else:
+        fx.garble_file(copy, offsets[1] + 30)
+    return dataclasses.replace(item, shard_path=str(copy)), 1
+
+
+@pytest.mark.parametrize("damage, message", [("truncate", "truncated record at"), ("garble", "corrupted record at")])
+def test_corrupt_record_rejected_after_earlier_episodes(
+    plan: Plan, tmp_path: Path, damage: str, message: str
+) -> None:
+    item, before = damaged_item(plan, tmp_path, damage)
+    out = read_all(plan, [item])
+    assert [type(o) for o in out] == [RawEpisode] * before + [Reject]
+    reject = out[-1]
+    assert reject.reason == CORRUPT_RECORD and reject.episode_id is None
+    assert reject.source_file == item.shard_path and reject.task == "my_robot/stacking"
+    assert reject.detail.startswith(f"{item.shard_path}: record {before} cannot be read: ")
+    assert message in reject.detail and "function_node" not in reject.detail
+
+
+def test_corrupt_record_strict_raises(plan: Plan, tmp_path: Path) -> None:
+    item, before = damaged_item(plan, tmp_path, "truncate")
+    with pytest.raises(ValueError, match=f"{item.shard_path}: record {before} cannot be read"):
+        read_all(plan, [item], strict=True)
+
+
+def test_read_episodes_in_beam_with_rejects_and_counters(plan: Plan, tmp_path: Path) -> None:
+    damaged, before = damaged_item(plan, tmp_path, "garble")
+    items = [damaged, plan.work_items[1]]
+    intact = sum(1 for _ in read_all(plan, [plan.work_items[1]]))
+    p = TestPipeline(runner=RUNNER)
+    out = p | beam.Create(items) | ReadEpisodes(plan.dataset)
+    assert_that(
+        out.episodes | "Files" >> beam.Map(lambda e: (e.key.source_file, e.key.index_in_file)),
+        equal_to([(damaged.shard_path, i) for i in range(before)]
+                 + [(items[1].shard_path, i) for i in range(intact)]),
+        label="Episodes",
+    )
+    assert_that(
+        out[REJECTS] | "Reasons" >> beam.Map(lambda r: (r.source_file, r.reason)),
+        equal_to([(damaged.shard_path, CORRUPT_RECORD)]),
+        label="Rejects",
+    )
+    result = p.run()
+    result.wait_until_finish()
+    counters = {
+        c.key.metric.name: c.committed
+        for c in result.metrics().query(MetricsFilter().with_namespace("read"))["counters"]
+    }
+    episodes_read = before + intact
+    assert counters["episodes/my_robot/stacking"] == episodes_read
+    assert counters["corrupt_records/my_robot/stacking"] == 1
+    assert counters["steps/my_robot/stacking"] > 3 * episodes_read
+
+
+def test_episode_without_is_last_is_read_then_rejected(tmp_path: Path) -> None:
+    episodes = [fx.metaworld_episode(0, 3), fx.metaworld_episode(1, 3, is_last=False)]
+    fx.write_rlds_dataset(tmp_path, "gato_metaworld", "reach-v3", fx.metaworld_features(), episodes)
+    metaworld = plan_work("metaworld", data_dir=str(tmp_path))
+    with TestPipeline(runner=RUNNER) as p:
+        read = p | beam.Create(metaworld.work_items) | ReadEpisodes(metaworld.dataset)
+        valid = read.episodes | ValidateEpisodes()
+        assert_that(valid.valid | beam.Map(lambda e: e.key.episode_id), equal_to(["0"]), label="Valid")
+        assert_that(
+            valid[REJECTS] | "Reasons" >> beam.Map(lambda r: (r.episode_id, r.reason, r.field)),
+            equal_to([("1", RLDS_IS_LAST, "is_last")]),
+            label="Rejects",
+        )
