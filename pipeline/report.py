@@ -79,11 +79,14 @@ def _axes(x_low: float, x_high: float, y_low: float, y_high: float, x_label: str
     ]
 
 
-def _vertical(x: float, color: str, label: str) -> str:
+def _vertical(x: float, color: str, label: str, *, left: bool) -> str:
+    # The threshold's label goes left of its line and E's right of its own, one line lower,
+    # so the two never overlap however close the lines are.
+    anchor, dx, dy = ("end", -3, 10) if left else ("start", 3, 22)
     return (
         f'<line x1="{x:.2f}" y1="{_TOP}" x2="{x:.2f}" y2="{_HEIGHT - _BOTTOM}" stroke="{color}" '
-        f'stroke-width="2" stroke-dasharray="5,3"/><text x="{x + 3:.2f}" y="{_TOP + 10}" '
-        f'font-size="10" fill="{color}">{html.escape(label)}</text>'
+        f'stroke-width="2" stroke-dasharray="5,3"/><text x="{x + dx:.2f}" y="{_TOP + dy}" '
+        f'font-size="10" fill="{color}" text-anchor="{anchor}">{html.escape(label)}</text>'
     )
 
 
@@ -123,8 +126,8 @@ def histogram_svg(record: Mapping[str, Any]) -> str:
                     f'<rect x="{x(left):.2f}" y="{y(count):.2f}" width="{max(x(right) - x(left) - 1, 1):.2f}" '
                     f'height="{y(0) - y(count):.2f}" fill="{color}"/>'
                 )
-    parts.append(_vertical(x(threshold), _COLOR_THRESHOLD, f"threshold {format_value(threshold)}"))
-    parts.append(_vertical(x(expert), _COLOR_E, f"E {format_value(expert)}"))
+    parts.append(_vertical(x(threshold), _COLOR_THRESHOLD, f"threshold {format_value(threshold)}", left=True))
+    parts.append(_vertical(x(expert), _COLOR_E, f"E {format_value(expert)}", left=False))
     return _svg(parts, f"Return histogram of {record[out.DATASET]} {record[out.TASK]}")
 
 

@@ -1,0 +1,130 @@
+"""The auditors' HTML report: self-contained, escaped, and really rendered by a browser."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ElementTree
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.filter import expert_return
+from pipeline.report import render_report, write_report
+from pipeline.stats import read_stats_records, task_statistics, write_statistics
+from schemas import output as out
+
+KEPT_GREEN = (0x2E, 0x8B, 0x57)
+THRESHOLD_RED = (0xD1, 0x2F, 0x1F)
+
+
+def _results(task_names: tuple[str, ...] = ("rlu_atari/Pong_run_1", "walker_walk")) -> list:
+    rng = np.random.default_rng(0)
+    results = []
+    for index, task in enumerate(task_names):
+        n = 3000 if index == 0 else 200
+        values = (
+            np.clip(np.round(np.linspace(-21, 15, n) + rng.normal(0, 4, n)), -21, 21)
+            if index == 0
+            else rng.gamma(2.0, 100.0, n)
+        ).tolist()
+        threshold = expert_return(values)
+        returns = [(((i,), "s", i), f"e{i}", v, "s") for i, v in enumerate(values)]
+        decisions = [(f"e{i}", threshold.keeps(v), "r") for i, v in enumerate(values)]
+        kept = [(f"e{i}", v, 10, 100) for i, v in enumerate(values) if threshold.keeps(v)]
+        rejects = [(None, "bad-shard", "corrupt_record", None, "CRC")] if index == 0 else []
+        results.append(task_statistics(("atari", task), threshold=threshold, returns=returns,
+                                       decisions=decisions, kept=kept, rejects=rejects))
+    return results
+
+
+def _records() -> list[dict]:
+    return [record for record, _ in _results()]
+
+
+def test_report_is_self_contained() -> None:
+    page = render_report(_records())
+    assert page.startswith("<!DOCTYPE html>")
+    for external in ("<script", "<link", "src=", "@import", "url(", "<iframe"):
+        assert external not in page
+    assert set(re.findall(r"https?://[^\"' ]+", page)) == {"http://www.w3.org/2000/svg"}  # a namespace, not a fetch
+
+
+def test_report_has_the_table_and_two_valid_charts_per_task() -> None:
+    records = _records()
+    page = render_report(records)
+    assert page.count("<tr>") == 1 + len(records)
+    charts = re.findall(r"<svg.*?</svg>", page, flags=re.S)
+    assert len(charts) == 2 * len(records)
+    for chart in charts:
+        ElementTree.fromstring(chart)  # well-formed XML
+    pong = records[0]
+    histogram = ElementTree.fromstring(charts[0])
+    ns = "{http://www.w3.org/2000/svg}"
+    dashed = [line for line in histogram.iter(f"{ns}line") if line.get("stroke-dasharray")]
+    assert [line.get("stroke") for line in dashed] == ["#d12f1f", "#1f4fd1"]  # threshold, then E
+    threshold_x, expert_x = (float(line.get("x1")) for line in dashed)
+    assert threshold_x < expert_x  # E > 0 here: the threshold sits left of E
+    bars = [rect for rect in histogram.iter(f"{ns}rect") if rect.get("fill") in ("#b8c2cc", "#2e8b57")]
+    assert len(bars) == sum(1 for c in pong[out.ST_HISTOGRAM_ALL] if c) + sum(1 for c in pong[out.ST_HISTOGRAM_KEPT] if c)
+    curve = ElementTree.fromstring(charts[1]).find(f"{ns}polyline")
+    assert len(curve.get("points").split()) == len(pong[out.ST_WINDOWED_MEAN])
+    assert f"N read {pong[out.ST_EPISODES_READ]} = kept {pong[out.ST_KEPT]}" in page
+    assert "corrupt_record: 1" in page
+
+
+def test_names_are_escaped() -> None:
+    record, _ = _results(("<script>alert(1)</script>", "a&b"))[0]
+    page = render_report([record])
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_a_task_without_returns_renders_without_charts() -> None:
+    record, _ = task_statistics(("d", "t"), threshold=None, returns=[], decisions=[], kept=[],
+                                rejects=[("e0", "s", "bad_shape", None, "x")])
+    page = render_report([record])
+    assert "<svg" not in page and "no histogram" in page
+
+
+def test_write_report_renders_from_stats_json(tmp_path: pathlib.Path) -> None:
+    write_statistics(str(tmp_path), _results(), report=False)
+    assert write_report(str(tmp_path)) == out.REPORT_FILE
+    assert (tmp_path / out.REPORT_FILE).read_text() == render_report(read_stats_records(str(tmp_path)))
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_report_renders_in_headless_chromium(tmp_path: pathlib.Path) -> None:
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required under CI (.ci/run installs the Debian package)")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    write_statistics(str(tmp_path), _results())
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [
+            browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}", f"--screenshot={shot}",
+            "--window-size=1200,2000", (tmp_path / out.REPORT_FILE).as_uri(),
+        ],
+        check=True, capture_output=True, timeout=90,
+    )
+    pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
+    assert pixels.shape == (2000, 1200, 3)
+    assert pixels.std() > 10  # not a blank page
+    # The first task's charts sit below the table: that band must hold the kept bars
+    # (green) and the threshold line (red), i.e. the SVGs were drawn, not just text.
+    band = pixels[250:1000]
+    def count(color: tuple[int, int, int]) -> int:
+        return int(np.all(np.abs(band - np.array(color)) <= 12, axis=-1).sum())
+    assert count(KEPT_GREEN) > 2000
+    assert count(THRESHOLD_RED) > 50
+    assert int((band.min(axis=-1) < 200).sum()) > 20_000  # plenty of non-white pixels
