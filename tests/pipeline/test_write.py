@@ -296,3 +296,20 @@ def test_byte_limit_closes_shards_at_row_group_boundaries(tmp_path: Path) -> Non
     assert [e.rows for e in entries] == [2] * (rows // 2) + ([1] if rows % 2 else [])
     with pytest.raises(ValueError, match="must be >= 1"):
         WriteOptions(str(tmp_path), row_group_rows=0)
+
+
+def test_the_project_reader_streams_the_written_output(tmp_path: Path) -> None:
+    from reader import GatoReader, ReaderOptions
+
+    out = str(tmp_path / "out")
+    manifest = _job(out, "BundleBasedDirectRunner")
+    rows = sum(s["rows"] for s in manifest[M_SHARDS])
+    reader = GatoReader(out, ReaderOptions(exhausted="drop", num_epochs=1, prefetch=0, shuffle_buffer=8))
+    seen = 0
+    with reader.batches(4) as stream:
+        for batch in stream:
+            assert batch["tokens"].shape[1] == L
+            image_tokens = (batch["modality"] == Modality.IMAGE).sum(axis=1)
+            assert (batch["patch_mask"].sum(axis=1) == image_tokens).all()
+            seen += batch["tokens"].shape[0]
+    assert seen == rows
