@@ -106,3 +106,30 @@ def test_normalization_mismatch_is_refused_only_when_normalizing(tmp_path: Path)
     GatoReader(root)  # raw patches: the formula does not matter
     with pytest.raises(ValueError, match="image normalization 'p / 255'"):
         GatoReader(root, ReaderOptions(normalize_images=True))
+
+
+def test_reads_a_manifest_built_by_the_pipeline_writer(tmp_path: Path) -> None:
+    # pipeline.manifest builds the real manifests; the reader must accept them and their weights.
+    from pipeline.manifest import build_manifest, write_manifest
+
+    root = write_output(tmp_path, {("atari", "pong"): 10, ("atari", "breakout"): 30, ("dmlab", "x"): 8})
+    shards = open_output(root).shards
+    manifest = build_manifest(
+        config={"seed": 0},
+        layout=GATO,
+        fields={},
+        sequence_length=32,
+        shards=shards,
+        dataset_weights={"atari": 9.5, "dmlab": 9.35},
+    )
+    write_manifest(root, manifest)
+    reader = GatoReader(root)
+    weights = dict(zip((s.key for s in reader.sources), reader.weights.tolist()))
+    atari = 9.5 / (9.5 + 9.35)
+    tokens = {"pong": 0, "breakout": 0}
+    for shard in shards:
+        if shard[out.S_DATASET] == "atari":
+            tokens[shard[out.S_TASK]] += shard[out.S_TOKENS]
+    share_pong = tokens["pong"] / (tokens["pong"] + tokens["breakout"])
+    assert weights[("atari", "pong")] == pytest.approx(atari * share_pong)
+    assert weights[("dmlab", "x")] == pytest.approx(1 - atari)
