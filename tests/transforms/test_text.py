@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from schemas.vocab import TEXT_VOCAB_SIZE
 from tests.transforms.text_fixtures import write_corpus
-from transforms.errors import INVALID_UTF8, TokenizationError
+from transforms.errors import INVALID_UTF8, TEXT_ID_OUT_OF_RANGE, TokenizationError
 from transforms.text import SentencePieceTokenizer
 from transforms.train_sentencepiece import main
 
@@ -101,6 +101,22 @@ def test_invalid_utf8_names_the_index(tiny_tokenizer: SentencePieceTokenizer) ->
         tiny_tokenizer.encode_batch([b"ok", b"ok", b"bad \xff byte"])
     assert (info.value.reason, info.value.timestep) == (INVALID_UTF8, 2)
     assert b"\xff" in info.value.value
+
+
+def test_ids_beyond_the_text_range_are_bad_input(tiny_model_path: Path) -> None:
+    # A valid model cannot yield such an id; the check guards the vocabulary contract
+    # anyway, so fake a processor that does.
+    class Overflowing:
+        def Encode(self, texts: list[str], out_type: type) -> list[list[int]]:  # noqa: N802
+            return [[5], [7, TEXT_VOCAB_SIZE]]
+
+    tokenizer = SentencePieceTokenizer.from_path(str(tiny_model_path))
+    tokenizer._sp = Overflowing()  # type: ignore[assignment]
+    with pytest.raises(TokenizationError) as info:
+        tokenizer.encode_batch(["a", "b"])
+    assert (info.value.reason, info.value.timestep, info.value.value) == (
+        TEXT_ID_OUT_OF_RANGE, 1, TEXT_VOCAB_SIZE,
+    )
 
 
 def test_decode_rejects_unknown_ids(tiny_tokenizer: SentencePieceTokenizer) -> None:

@@ -320,3 +320,25 @@ def test_matches_the_per_timestep_reference(
     assert ep.local_positions.tolist() == local
     assert ep.loss_mask.tolist() == loss
     assert ep.timestep.tolist() == timestep
+
+
+def test_png_bytes_tokenize_like_the_decoded_frames() -> None:
+    import io
+
+    from PIL import Image
+
+    frames = np.random.default_rng(3).integers(0, 256, (3, 20, 24, 3), dtype=np.uint8)
+    encoded = []
+    for frame in frames:
+        buf = io.BytesIO()
+        Image.fromarray(frame).save(buf, format="PNG")
+        encoded.append(buf.getvalue())
+    specs = {"observation/rgb": F.image(), "action": F.discrete()}
+    action = np.zeros((3, 1), dtype=np.int64)
+    from_png = tokenize_episode(
+        {"observation": {"rgb": np.array(encoded, dtype=object)}, "action": action}, specs
+    )
+    from_array = tokenize_episode({"observation": {"rgb": frames}, "action": action}, specs)
+    assert from_png.tokens.tolist() == from_array.tokens.tolist()
+    assert np.array_equal(from_png.patch_pixels, from_array.patch_pixels)
+    assert np.array_equal(from_png.patch_positions, from_array.patch_positions)
