@@ -192,3 +192,26 @@ def test_episode_without_is_last_is_read_then_rejected(tmp_path: Path) -> None:
             equal_to([("1", RLDS_IS_LAST, "is_last")]),
             label="Rejects",
         )
+
+
+def test_read_episodes_tokenize_with_the_planned_specs(plan: Plan, tmp_path: Path) -> None:
+    """The reader's output is what tokenization takes: emitted steps + the plan's specs."""
+    from pipeline.validate import check_rlds, emitted_steps
+    from schemas.vocab import Modality
+    from tests.transforms.text_fixtures import train_tiny_model
+    from transforms.text import SentencePieceTokenizer
+    from transforms.tokenize import tokenize_episode
+
+    tokenizer = SentencePieceTokenizer.from_path(str(train_tiny_model(tmp_path)))
+    for raw in read_all(plan):
+        check_rlds(raw)
+        tokens = tokenize_episode(
+            emitted_steps(raw), plan.fields_for(raw.key.task), text=tokenizer, episode=raw.key.episode_id
+        )
+        timesteps = len(raw.steps["is_first"]) - 1
+        assert tokens.num_timesteps == timesteps
+        # 20x24 pixels pad to 32x32: 4 patches per timestep.
+        assert int(np.sum(tokens.modality == Modality.IMAGE)) == 4 * timesteps
+        # joints (5) + arm (3) continuous, gripper (1) discrete, per timestep.
+        assert int(np.sum(tokens.modality == Modality.CONTINUOUS)) == 8 * timesteps
+        assert int(np.sum(tokens.modality == Modality.SEPARATOR)) == timesteps
