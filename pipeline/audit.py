@@ -1,0 +1,171 @@
+"""`gato-audit`: the per-task filter statistics of a finished output, in the terminal.
+
+    gato-audit OUTPUT_DIR                    print the table of every task
+    gato-audit OUTPUT_DIR --compare OTHER    compare two outputs task by task
+
+Reads `stats/stats.json`. An output directory without `manifest.json` (written last) is
+unfinished and refused unless `--allow-unfinished`. Exit status: 0 when done (and, with
+--compare, when the outputs agree), 1 when compared outputs differ, 2 on a usage error
+or an unusable output directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+import fsspec
+
+from pipeline.paths import path_under
+from pipeline.report import TABLE_COLUMNS, format_value
+from pipeline.stats import read_stats_records
+from schemas import output as out
+
+# What --compare reports, in this order: every count and threshold an auditor cares about.
+COMPARED_FIELDS: tuple[str, ...] = (
+    out.ST_EPISODES_READ,
+    out.ST_EPISODES_WITH_RETURN,
+    out.ST_WINDOW,
+    out.ST_EXPERT_RETURN,
+    out.ST_THRESHOLD,
+    out.ST_FRACTION,
+    out.ST_CAP,
+    out.ST_NO_FILTER,
+    out.ST_WINDOW_START,
+    out.ST_KEPT,
+    out.ST_DROPPED,
+    out.ST_REJECTED,
+    out.ST_REJECTED_BY_REASON,
+    out.ST_RETURN_MIN,
+    out.ST_RETURN_MEDIAN,
+    out.ST_RETURN_MAX,
+    out.ST_KEPT_RETURN_MIN,
+    out.ST_KEPT_RETURN_MEDIAN,
+    out.ST_KEPT_RETURN_MAX,
+    out.ST_KEPT_TIMESTEPS,
+    out.ST_KEPT_TOKENS,
+)
+REASONS_HEADER = "rejected by reason"
+
+
+class AuditError(Exception):
+    """An output directory that cannot be audited (missing, unfinished, unreadable)."""
+
+
+def load_records(output_dir: str, *, allow_unfinished: bool = False) -> list[dict[str, Any]]:
+    """The stats records of `output_dir`, refusing an unfinished output (no manifest)."""
+    fs, root = fsspec.core.url_to_fs(output_dir)
+    if not fs.isdir(root):
+        raise AuditError(f"{output_dir}: no such output directory")
+    if not allow_unfinished and not fs.exists(path_under(root, out.MANIFEST_FILE)):
+        raise AuditError(
+            f"{output_dir}: no {out.MANIFEST_FILE}, so the job did not finish (the manifest is "
+            "written last); pass --allow-unfinished to read its statistics anyway"
+        )
+    if not fs.exists(path_under(root, *out.STATS_JSON_FILE.split("/"))):
+        raise AuditError(f"{output_dir}: no {out.STATS_JSON_FILE}")
+    try:
+        return read_stats_records(output_dir)
+    except (ValueError, KeyError) as error:
+        raise AuditError(f"{output_dir}: unreadable {out.STATS_JSON_FILE}: {error}") from error
+
+
+def format_table(records: Sequence[Mapping[str, Any]]) -> str:
+    """The per-task table as aligned text (one line per task, the report's columns)."""
+    headers = [title for _, title in TABLE_COLUMNS] + [REASONS_HEADER]
+    rows = [
+        [format_value(record[key]) for key, _ in TABLE_COLUMNS]
+        + [format_value(record[out.ST_REJECTED_BY_REASON])]
+        for record in records
+    ]
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
+    text_columns = {0, 1, len(headers) - 1}
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.ljust(width) if i in text_columns else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths))
+        ).rstrip()
+
+    lines = [line(headers), line(["-" * width for width in widths])]
+    lines.extend(line(row) for row in rows)
+    if not records:
+        lines.append("(no tasks)")
+    return "\n".join(lines) + "\n"
+
+
+def compare_records(
+    left: Sequence[Mapping[str, Any]], right: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """Differences task by task, one line each; empty when the outputs agree exactly."""
+    by_task_left = {(r[out.DATASET], r[out.TASK]): r for r in left}
+    by_task_right = {(r[out.DATASET], r[out.TASK]): r for r in right}
+    differences: list[str] = []
+    for task in sorted(set(by_task_left) | set(by_task_right)):
+        name = f"{task[0]} / {task[1]}"
+        if task not in by_task_right:
+            differences.append(f"{name}: only in the first output")
+            continue
+        if task not in by_task_left:
+            differences.append(f"{name}: only in the second output")
+            continue
+        a, b = by_task_left[task], by_task_right[task]
+        for key in COMPARED_FIELDS:
+            before, after = a.get(key), b.get(key)
+            if before == after:
+                continue
+            change = f"{format_value(before)} -> {format_value(after)}"
+            numbers = [v for v in (before, after) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if len(numbers) == 2:
+                change += f" (change {format_value(after - before)})"
+            differences.append(f"{name}: {key} {change}")
+    return differences
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gato-audit",
+        description="Print the per-task episode-filter statistics of a finished gato-data output, "
+        "or compare two outputs task by task.",
+    )
+    parser.add_argument("output_dir", help="an output directory (local path or URL, e.g. gs://...)")
+    parser.add_argument("--compare", metavar="OTHER", help="a second output directory to compare with")
+    parser.add_argument(
+        "--allow-unfinished",
+        action="store_true",
+        help=f"read outputs without {out.MANIFEST_FILE} (a job that did not finish)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Entry point of `gato-audit`; returns the exit status."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    args = _parser().parse_args(argv)
+    try:
+        records = load_records(args.output_dir, allow_unfinished=args.allow_unfinished)
+        other = (
+            load_records(args.compare, allow_unfinished=args.allow_unfinished)
+            if args.compare is not None
+            else None
+        )
+    except AuditError as error:
+        print(f"gato-audit: {error}", file=stderr)
+        return 2
+    if other is None:
+        stdout.write(format_table(records))
+        return 0
+    differences = compare_records(records, other)
+    if not differences:
+        stdout.write(f"{args.output_dir} and {args.compare} agree on all {len(records)} task(s)\n")
+        return 0
+    stdout.write(f"{len(differences)} difference(s) between {args.output_dir} and {args.compare}:\n")
+    stdout.writelines(line + "\n" for line in differences)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
