@@ -47,7 +47,7 @@ def _token_count(spec: FieldSpec, shape: tuple[int, ...]) -> int | None:
     if spec.modality is Modality.TEXT:
         return None
     if spec.modality is Modality.IMAGE:
-        h, w = padded_size(int(shape[0]), int(shape[1]), spec.image_size)
+        h, w = padded_size((shape[0], shape[1]), size=spec.image_size)
         return (h // PATCH_SIZE) * (w // PATCH_SIZE)
     return int(np.prod(shape, dtype=np.int64))
 
@@ -197,7 +197,7 @@ def decode_episode(
         elif spec.modality is Modality.DISCRETE:
             out[path] = decode_discrete(block, offset=spec.offset, layout=layout).reshape((t,) + shape)
         else:
-            h, w = padded_size(shape[0], shape[1], spec.image_size)
+            h, w = padded_size((shape[0], shape[1]), size=spec.image_size)
             channels = shape[2] if len(shape) == 3 else 1
             nbytes = PIXELS_PER_CHANNEL * channels
             which = patch_of_token[index]
@@ -209,7 +209,8 @@ def decode_episode(
                 )
             pixels = buffer[offsets[which][:, None] + np.arange(nbytes)]
             out[path] = unpatchify(
-                pixels.reshape(t, -1, nbytes), h // PATCH_SIZE, w // PATCH_SIZE, channels
+                pixels.reshape(t, -1, nbytes),
+                rows=h // PATCH_SIZE, cols=w // PATCH_SIZE, channels=channels,
             )
     return DecodedEpisode(timesteps=timesteps, fields=out)
 

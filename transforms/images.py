@@ -102,17 +102,20 @@ def as_frames(leaf: np.ndarray) -> np.ndarray:
     return x
 
 
-def padded_size(height: int, width: int, size: tuple[int, int] | None = None) -> tuple[int, int]:
+def padded_size(
+    height_width: tuple[int, int], *, size: tuple[int, int] | None = None
+) -> tuple[int, int]:
     """(H', W') after padding to multiples of 16, or `size` when resizing is declared."""
     if size is not None:
         return (int(size[0]), int(size[1]))
+    height, width = (int(d) for d in height_width)
     return (-(-height // PATCH_SIZE) * PATCH_SIZE, -(-width // PATCH_SIZE) * PATCH_SIZE)
 
 
 def pad_frames(frames: np.ndarray) -> np.ndarray:
     """Zero-pad `[T, H, W, C]` bottom/right to multiples of 16 (no copy when already so)."""
     t, h, w, c = frames.shape
-    ph, pw = padded_size(h, w)
+    ph, pw = padded_size((h, w))
     if (ph, pw) == (h, w):
         return frames
     out = np.zeros((t, ph, pw, c), dtype=frames.dtype)
@@ -120,7 +123,7 @@ def pad_frames(frames: np.ndarray) -> np.ndarray:
     return out
 
 
-def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_frames(frames: np.ndarray, *, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of `[T, H, W, C]` to `size` = (H', W'), channel by channel.
 
     Per-channel "L" images so any channel count works; H', W' must be multiples of 16.
@@ -160,7 +163,7 @@ def patchify(frames: np.ndarray) -> np.ndarray:
     return patches.view(np.uint8)
 
 
-def unpatchify(patches: np.ndarray, rows: int, cols: int, channels: int) -> np.ndarray:
+def unpatchify(patches: np.ndarray, *, rows: int, cols: int, channels: int) -> np.ndarray:
     """Inverse of `patchify`: `[T, rows*cols, 256*C]` -> `[T, 16*rows, 16*cols, C]`."""
     t = patches.shape[0]
     blocks = np.asarray(patches).reshape(t, rows, cols, PATCH_SIZE, PATCH_SIZE, channels)
@@ -180,8 +183,9 @@ def interval_bins(count: int) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def patch_positions(rows: int, cols: int) -> np.ndarray:
+def patch_positions(grid: tuple[int, int]) -> np.ndarray:
     """int16 `[rows*cols, 4]`: (row_lo, row_hi, col_lo, col_hi) of each patch, raster order."""
+    rows, cols = grid
     row_lo, row_hi = interval_bins(rows)
     col_lo, col_hi = interval_bins(cols)
     out = np.empty((rows, cols, 4), dtype=np.int16)
@@ -192,10 +196,12 @@ def patch_positions(rows: int, cols: int) -> np.ndarray:
     return out.reshape(rows * cols, 4)
 
 
-def image_patches(leaf: np.ndarray, size: tuple[int, int] | None = None) -> tuple[np.ndarray, int, int]:
+def image_patches(
+    leaf: np.ndarray, *, size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, int, int]:
     """An image leaf -> (patches `[T, P, 256*C]`, rows, cols): decode, pad or resize, patchify."""
     frames = as_frames(leaf)
-    frames = pad_frames(frames) if size is None else resize_frames(frames, size)
+    frames = pad_frames(frames) if size is None else resize_frames(frames, size=size)
     return (
         patchify(frames),
         frames.shape[1] // PATCH_SIZE,

@@ -132,13 +132,13 @@ def _encode_field(
         tokens = encode_discrete(x, offset=spec.offset, layout=layout, leading_time_axis=True)
         return EncodedField(path, spec, x.shape[1:], tokens=_per_step(tokens, t))
     if spec.modality is Modality.IMAGE:
-        patches, rows, cols = image_patches(leaf, spec.image_size)
+        patches, rows, cols = image_patches(leaf, size=spec.image_size)
         channels = patches.shape[2] // PATCH_PIXELS if patches.shape[1] else 1
         shape = (rows * PATCH_SIZE, cols * PATCH_SIZE, channels)
         tokens = np.full((t, rows * cols), layout.image_placeholder, dtype=np.int32)
         return EncodedField(
             path, spec, shape, tokens=tokens, patches=patches,
-            positions=patch_positions(rows, cols),
+            positions=patch_positions((rows, cols)),
         )
     if spec.modality is Modality.TEXT:
         if text is None:

@@ -144,3 +144,15 @@ def test_decode_of_encode_is_within_half_a_bin(values: list[list[float]], layout
     assert np.abs(mu_law_encode(out["observation/mu"]) - f_in).max() <= 1 / NUM_BINS + 1e-12
     assert np.abs(out["action/lin"] - np.clip(x, -1, 1)).max() <= 1 / NUM_BINS + 1e-12
     assert out["action/d"].tolist() == (np.arange(len(x)) % 1024).tolist()
+
+
+def test_resized_grayscale_images_decode_to_the_declared_size() -> None:
+    frames = np.full((2, 84, 84), 90, dtype=np.uint8)
+    steps = {"observation": frames, "action": np.zeros((2, 1), dtype=np.int64)}
+    specs = {"observation": F.image(size=(64, 48)), "action": F.discrete()}
+    ep = tokenize_episode(steps, specs)
+    assert ep.field_lengths[0].tolist() == [4 * 3, 1]
+    # A reader knows the stored frame shape (84, 84), not the resized one.
+    out = decode_episode(as_row(ep), specs, shapes={"observation": (84, 84), "action": (1,)})
+    image = out.fields["observation"]
+    assert image.shape == (2, 64, 48, 1) and (image == 90).all()

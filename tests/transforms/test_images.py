@@ -64,7 +64,8 @@ def test_padding_is_zeros_bottom_right() -> None:
     assert padded.shape == (1, 32, 32, 1)
     assert (padded[0, :20, :17] == 7).all()
     assert padded[0, 20:].max() == 0 and padded[0, :, 17:].max() == 0
-    assert padded_size(84, 84) == (96, 96) and padded_size(16, 32) == (16, 32)
+    assert padded_size((84, 84)) == (96, 96) and padded_size((16, 32)) == (16, 32)
+    assert padded_size((84, 84), size=(64, 48)) == (64, 48)
     already = np.zeros((2, 32, 16, 3), dtype=np.uint8)
     assert pad_frames(already) is already
 
@@ -79,7 +80,7 @@ def test_patch_positions_quantize_the_unit_square() -> None:
     assert interval_bins(3)[0].tolist() == [0, 42, 85]
     assert interval_bins(3)[1].tolist() == [42, 85, 127]
     assert interval_bins(1)[0].tolist() == [0] and interval_bins(1)[1].tolist() == [127]
-    pos = patch_positions(2, 3)
+    pos = patch_positions((2, 3))
     assert pos.dtype == np.int16
     assert pos.tolist() == [
         [0, 64, 0, 42], [0, 64, 42, 85], [0, 64, 85, 127],
@@ -99,7 +100,7 @@ def test_unpatchify_inverts_patchify(rows: int, cols: int, channels: int, t: int
     frames = np.random.default_rng(seed).integers(
         0, 256, (t, rows * 16, cols * 16, channels), dtype=np.uint8
     )
-    assert np.array_equal(unpatchify(patchify(frames), rows, cols, channels), frames)
+    assert np.array_equal(unpatchify(patchify(frames), rows=rows, cols=cols, channels=channels), frames)
 
 
 def test_leaf_forms() -> None:
@@ -141,9 +142,9 @@ def test_png_errors_name_the_frame() -> None:
 
 def test_resize_when_declared() -> None:
     frames = np.full((2, 84, 84, 2), 200, dtype=np.uint8)
-    resized = resize_frames(frames, (64, 48))
+    resized = resize_frames(frames, size=(64, 48))
     assert resized.shape == (2, 64, 48, 2) and (resized == 200).all()
-    patches, rows, cols = image_patches(frames, (64, 48))
+    patches, rows, cols = image_patches(frames, size=(64, 48))
     assert (rows, cols) == (4, 3)
     with pytest.raises(ValueError, match="multiples of 16"):
-        resize_frames(frames, (60, 48))
+        resize_frames(frames, size=(60, 48))
