@@ -19,7 +19,8 @@ from PIL import Image
 from pipeline.episode import RawEpisode, Reject
 from pipeline.plan import Plan, WorkItem, plan_work
 from pipeline.read import REJECTS, ReadEpisodes, ShardReader, read_shard
-from pipeline.validate import CORRUPT_RECORD, RLDS_IS_LAST, ValidateEpisodes
+from pipeline.validate import CORRUPT_RECORD, RLDS_IS_LAST, ValidateEpisodes, check_rlds, episode_return
+from schemas.datasets import REGISTRY
 from tests import tfds_fixtures as fx
 
 RUNNER = "BundleBasedDirectRunner"
@@ -196,7 +197,7 @@ def test_episode_without_is_last_is_read_then_rejected(tmp_path: Path) -> None:
 
 def test_read_episodes_tokenize_with_the_planned_specs(plan: Plan, tmp_path: Path) -> None:
     """The reader's output is what tokenization takes: emitted steps + the plan's specs."""
-    from pipeline.validate import check_rlds, emitted_steps
+    from pipeline.validate import emitted_steps
     from schemas.vocab import Modality
     from tests.transforms.text_fixtures import train_tiny_model
     from transforms.text import SentencePieceTokenizer
@@ -215,3 +216,31 @@ def test_read_episodes_tokenize_with_the_planned_specs(plan: Plan, tmp_path: Pat
         # joints (5) + arm (3) continuous, gripper (1) discrete, per timestep.
         assert int(np.sum(tokens.modality == Modality.CONTINUOUS)) == 8 * timesteps
         assert int(np.sum(tokens.modality == Modality.SEPARATOR)) == timesteps
+
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "data"
+BUNDLED = sorted(
+    name for name, spec in REGISTRY.items() if any((SAMPLES / t).is_dir() for t in spec.tfds_names)
+)
+
+
+@pytest.mark.skipif(not BUNDLED, reason="samples/data/ holds no recorded dataset yet")
+@pytest.mark.parametrize("dataset", BUNDLED)
+def test_every_bundled_dataset_plans_and_reads(dataset: str) -> None:
+    plan = plan_work(dataset, data_dir=str(SAMPLES))
+    assert plan.work_items
+    episodes = read_all(plan)
+    assert episodes and all(isinstance(e, RawEpisode) for e in episodes), [
+        e for e in episodes if isinstance(e, Reject)
+    ]
+    tasks_read = set()
+    for raw in episodes:
+        check_rlds(raw)
+        assert np.isfinite(episode_return(raw, plan.dataset))
+        tasks_read.add(raw.key.task)
+        for field in plan.fields_for(raw.key.task):
+            leaf: Any = raw.steps
+            for part in field.split("/"):
+                leaf = leaf[part]
+            assert len(leaf) == len(raw.steps["is_first"]), field
+    assert tasks_read == set(plan.tasks)
