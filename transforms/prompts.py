@@ -62,6 +62,9 @@ def slice_timesteps(episode: TokenizedEpisode, start: int, stop: int) -> Tokeniz
         patch_offsets=offsets[pa : pb + 1] - offsets[pa],
         patch_positions=episode.patch_positions[pa:pb],
         patch_starts=episode.patch_starts[start : stop + 1] - pa,
+        field_paths=episode.field_paths,
+        field_shapes=episode.field_shapes,
+        field_lengths=None if episode.field_lengths is None else episode.field_lengths[start:stop],
     )
 
 
