@@ -145,6 +145,24 @@ def test_corrupt_record_rejected_after_earlier_episodes(
     assert message in reject.detail and "function_node" not in reject.detail
 
 
+def test_unparsable_record_is_rejected_and_reading_goes_on(plan: Plan, tmp_path: Path) -> None:
+    """A record with valid framing but bytes that are no tf.train.Example: only it is lost."""
+    import tensorflow as tf
+
+    item = plan.work_items[0]
+    records = [r.numpy() for r in tf.data.TFRecordDataset(item.shard_path)]
+    path = tmp_path / "mixed.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        writer.write(records[0])
+        writer.write(b"\xff not an example \x00")
+        writer.write(records[1])
+    out = read_all(plan, [dataclasses.replace(item, shard_path=str(path))])
+    assert [type(o) for o in out] == [RawEpisode, Reject, RawEpisode]
+    assert out[1].reason == CORRUPT_RECORD
+    assert out[1].detail.startswith(f"{path}: record 1 cannot be read: ")
+    assert [o.key.index_in_file for o in (out[0], out[2])] == [0, 2]
+
+
 def test_corrupt_record_strict_raises(plan: Plan, tmp_path: Path) -> None:
     item, before = damaged_item(plan, tmp_path, "truncate")
     with pytest.raises(ValueError, match=f"{item.shard_path}: record {before} cannot be read"):
