@@ -193,21 +193,21 @@ class Mixture:
     def __init__(
         self,
         weights: np.ndarray,
-        rows: np.ndarray,
         *,
+        rows: np.ndarray,
         seed: int,
-        exhausted: Exhausted,
+        exhausted: Exhausted | str,
         num_epochs: int | None,
     ) -> None:
         self.weights = np.asarray(weights, dtype=np.float64)
         self.rows = np.asarray(rows, dtype=np.int64)
         if self.weights.shape != self.rows.shape or not (self.weights > 0).all() or not (self.rows > 0).all():
             raise ValueError("Mixture needs one positive weight and a positive row count per source")
+        self.exhausted = Exhausted(exhausted)
         if num_epochs is not None and num_epochs < 1:
             raise ValueError(f"num_epochs must be >= 1 or None, got {num_epochs}")
-        if exhausted is Exhausted.REPEAT and num_epochs is not None:
+        if self.exhausted is Exhausted.REPEAT and num_epochs is not None:
             raise ValueError("num_epochs applies to exhausted='drop'; with 'repeat' the stream never ends")
-        self.exhausted = Exhausted(exhausted)
         self.num_epochs = num_epochs
         self._key = key_of(seed, "mixture")
 

@@ -65,10 +65,11 @@ class Prefetcher(Generic[T]):
             raise item.error
         return item  # type: ignore[return-value]
 
-    def close(self) -> None:
-        """Stop the producer thread and wait for it."""
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the producer thread (it notices within one poll or after its current item)."""
         self._stop.set()
-        self._thread.join()
+        if wait:
+            self._thread.join()
 
 
 class _Failure:

@@ -19,6 +19,7 @@ class Consumer:
     """One reader of the global stream. Invariant: 0 <= rank < world_size, 0 <= worker < num_workers."""
 
     batch_size: int
+    _: dataclasses.KW_ONLY
     rank: int = 0
     world_size: int = 1
     worker: int = 0

@@ -25,7 +25,7 @@ _WINDOW_CACHE = 4  # window permutations kept per plan (a batch touches one or t
 class EpochPlan:
     """The read order of one source in one epoch."""
 
-    def __init__(self, source: Source, unit_rows: np.ndarray, *, seed: int, epoch: int, buffer: int) -> None:
+    def __init__(self, source: Source, *, unit_rows: np.ndarray, seed: int, epoch: int, buffer: int) -> None:
         if buffer < 1:
             raise ValueError(f"shuffle buffer must be >= 1 row, got {buffer}")
         self.source = source

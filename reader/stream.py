@@ -107,7 +107,7 @@ class GatoReader:
         exhausted = Exhausted(self.options.exhausted)
         self.mixture = Mixture(
             self.weights,
-            np.asarray([s.rows for s in self.sources], dtype=np.int64),
+            rows=np.asarray([s.rows for s in self.sources], dtype=np.int64),
             seed=self.options.seed,
             exhausted=exhausted,
             num_epochs=self.options.num_epochs,
@@ -142,7 +142,7 @@ class GatoReader:
         """The state of a stream that has not started."""
         return ReaderState(self.fingerprint, 0, self.mixture.initial().to_dict()).to_dict()
 
-    def state_after(self, state: Mapping[str, Any] | None, samples: int) -> dict[str, Any]:
+    def state_after(self, state: Mapping[str, Any] | None, *, samples: int) -> dict[str, Any]:
         """The state once `samples` more global samples (all ranks) were consumed after `state`."""
         start = self._start(state)
         return ReaderState(self.fingerprint, start.position + samples).to_dict()
@@ -160,7 +160,7 @@ class GatoReader:
         state: Mapping[str, Any] | None = None,
     ) -> BatchStream:
         """This consumer's batches of the global stream, from `state` (or the beginning)."""
-        consumer = Consumer(batch_size, rank, world_size, worker, num_workers)
+        consumer = Consumer(batch_size, rank=rank, world_size=world_size, worker=worker, num_workers=num_workers)
         return BatchStream(self, consumer, self._start(state))
 
     def _produce(self, consumer: Consumer, start: MixtureState) -> Iterator[tuple[Batch, MixtureState]]:
@@ -206,7 +206,7 @@ class BatchStream(Iterator[Batch]):
         if self._consumer.num_workers != 1:
             raise ValueError(
                 "state() of one data-loader worker's stream is not the rank's state; use "
-                "reader.state_after(start_state, batches * world_size * batch_size) instead"
+                "reader.state_after(start_state, samples=batches * world_size * batch_size) instead"
             )
         position = self._consumer.position_after(self._start.position, self._consumed)
         snapshot = self._last if self._last is not None else self._start
@@ -216,6 +216,12 @@ class BatchStream(Iterator[Batch]):
         """Stop reading ahead (the background thread)."""
         if isinstance(self._items, Prefetcher):
             self._items.close()
+
+    def __del__(self) -> None:
+        # An abandoned stream must not keep its thread (and decoded row groups) alive.
+        items = getattr(self, "_items", None)
+        if isinstance(items, Prefetcher):
+            items.close(wait=False)
 
     def __enter__(self) -> BatchStream:
         return self
@@ -244,7 +250,11 @@ class _BatchBuilder:
                 del self._plans[key]
             r = self._reader
             plan = EpochPlan(
-                r.sources[source], r.index.unit_rows, seed=r.options.seed, epoch=epoch, buffer=r.options.shuffle_buffer
+                r.sources[source],
+                unit_rows=r.index.unit_rows,
+                seed=r.options.seed,
+                epoch=epoch,
+                buffer=r.options.shuffle_buffer,
             )
             self._plans[(source, epoch)] = plan
         return plan

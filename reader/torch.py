@@ -71,7 +71,7 @@ class GatoIterableDataset(IterableDataset):
         since the last `load_state_dict` (or the start)."""
         if batches_consumed < 0:
             raise ValueError(f"batches_consumed must be >= 0, got {batches_consumed}")
-        return self.reader.state_after(self._state, batches_consumed * self.world_size * self.batch_size)
+        return self.reader.state_after(self._state, samples=batches_consumed * self.world_size * self.batch_size)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume from `state` at the next `iter()` (a DataLoader iter starts its workers)."""

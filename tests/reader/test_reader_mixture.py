@@ -55,7 +55,7 @@ def test_cumcount() -> None:
 
 def test_repeat_mixture_matches_weights_over_a_long_run() -> None:
     weights = np.array([0.0935, 0.095, 0.0896, 0.7219])
-    mixture = Mixture(weights, np.array([7, 1000, 50, 3]), seed=5, exhausted=Exhausted.REPEAT, num_epochs=None)
+    mixture = Mixture(weights, rows=np.array([7, 1000, 50, 3]), seed=5, exhausted=Exhausted.REPEAT, num_epochs=None)
     draws = mixture.take(mixture.initial(), 200_000)
     freq = np.bincount(draws.source, minlength=4) / 200_000
     # Binomial std <= 0.0011 at n = 200000: a tolerance of 0.005 is > 4.5 sigma.
@@ -69,7 +69,7 @@ def test_repeat_mixture_matches_weights_over_a_long_run() -> None:
 
 def test_drop_mixture_draws_every_row_once_per_epoch_then_ends() -> None:
     rows = np.array([5, 40, 13])
-    mixture = Mixture(np.array([0.6, 0.1, 0.3]), rows, seed=1, exhausted=Exhausted.DROP, num_epochs=2)
+    mixture = Mixture(np.array([0.6, 0.1, 0.3]), rows=rows, seed=1, exhausted=Exhausted.DROP, num_epochs=2)
     state = mixture.initial()
     draws = mixture.take(state, 10_000)
     assert len(draws) == 2 * rows.sum() and state.finished and state.position == 2 * rows.sum()
@@ -83,7 +83,7 @@ def test_drop_mixture_draws_every_row_once_per_epoch_then_ends() -> None:
 
 def test_drop_mixture_renormalizes_after_a_source_runs_out() -> None:
     # Source 0 (weight 0.9, 10 rows) runs out early; then 1 and 2 share 1:1.
-    mixture = Mixture(np.array([0.9, 0.05, 0.05]), np.array([10, 100_000, 100_000]), seed=2, exhausted="drop", num_epochs=None)
+    mixture = Mixture(np.array([0.9, 0.05, 0.05]), rows=np.array([10, 100_000, 100_000]), seed=2, exhausted="drop", num_epochs=None)
     draws = mixture.take(mixture.initial(), 40_000)
     last_of_0 = int(np.flatnonzero(draws.source == 0)[-1])
     assert (draws.source == 0).sum() == 10 and last_of_0 < 100
@@ -95,7 +95,7 @@ def test_drop_mixture_renormalizes_after_a_source_runs_out() -> None:
 @settings(max_examples=30, deadline=None)
 def test_taking_in_pieces_equals_taking_at_once(policy: str, pieces: list[int]) -> None:
     rows = np.array([17, 3, 60])
-    mixture = Mixture(np.array([0.2, 0.3, 0.5]), rows, seed=9, exhausted=policy, num_epochs=None)
+    mixture = Mixture(np.array([0.2, 0.3, 0.5]), rows=rows, seed=9, exhausted=policy, num_epochs=None)
     whole = mixture.take(mixture.initial(), sum(pieces))
     state = mixture.initial()
     parts = [mixture.take(state, n) for n in pieces]
@@ -107,6 +107,10 @@ def test_taking_in_pieces_equals_taking_at_once(policy: str, pieces: list[int]) 
 
 def test_invalid_mixture_settings() -> None:
     with pytest.raises(ValueError, match="num_epochs applies to exhausted='drop'"):
-        Mixture(np.array([1.0]), np.array([3]), seed=0, exhausted=Exhausted.REPEAT, num_epochs=1)
+        Mixture(np.array([1.0]), rows=np.array([3]), seed=0, exhausted="repeat", num_epochs=1)
+    with pytest.raises(ValueError, match="num_epochs must be >= 1"):
+        Mixture(np.array([1.0]), rows=np.array([3]), seed=0, exhausted="drop", num_epochs=0)
+    with pytest.raises(ValueError, match="one positive weight and a positive row count"):
+        Mixture(np.array([1.0, 0.0]), rows=np.array([3, 3]), seed=0, exhausted="drop", num_epochs=None)
     with pytest.raises(ValueError, match="'sometimes' is not a valid Exhausted"):
-        Mixture(np.array([1.0]), np.array([3]), seed=0, exhausted="sometimes", num_epochs=None)
+        Mixture(np.array([1.0]), rows=np.array([3]), seed=0, exhausted="sometimes", num_epochs=None)

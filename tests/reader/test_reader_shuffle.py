@@ -13,7 +13,7 @@ from reader.shuffle import EpochPlan
 def _plan(unit_rows: list[int], *, buffer: int, epoch: int = 0, seed: int = 0) -> tuple[EpochPlan, np.ndarray]:
     rows = np.asarray(unit_rows, dtype=np.int64)
     source = Source("d", "t", np.arange(len(rows), dtype=np.int64), int(rows.sum()))
-    return EpochPlan(source, rows, seed=seed, epoch=epoch, buffer=buffer), rows
+    return EpochPlan(source, unit_rows=rows, seed=seed, epoch=epoch, buffer=buffer), rows
 
 
 @given(st.lists(st.integers(1, 40), min_size=1, max_size=30), st.integers(1, 100), st.integers(0, 3))

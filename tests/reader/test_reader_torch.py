@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -22,12 +19,6 @@ LENGTH = 32
 @pytest.fixture(scope="module")
 def output_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return write_output(tmp_path_factory.mktemp("out"), {("a", "x"): 40, ("b", "y"): 25}, length=LENGTH)
-
-
-def test_importing_reader_does_not_import_torch_beam_or_tensorflow() -> None:
-    code = "import sys, reader; print(sorted(m for m in ('torch', 'apache_beam', 'tensorflow') if m in sys.modules))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]"
 
 
 def test_dataloader_with_workers_yields_the_rank_stream_in_order(output_dir: str) -> None:
@@ -60,7 +51,7 @@ def test_state_dict_resumes_with_other_workers_and_world_size(output_dir: str) -
     resumed = GatoIterableDataset(GatoReader(output_dir, options), 8, rank=0, world_size=1)
     resumed.load_state_dict(state)
     first = next(iter(torch.utils.data.DataLoader(resumed, batch_size=None, num_workers=0)))
-    reference = next(reader.batches(8, state=reader.state_after(None, 24)))
+    reference = next(reader.batches(8, state=reader.state_after(None, samples=24)))
     assert first[GLOBAL_INDEX].tolist() == list(range(24, 32))
     assert first[out.EPISODE_ID] == reference[out.EPISODE_ID].tolist()
     with pytest.raises(ValueError, match="belongs to another stream"):
