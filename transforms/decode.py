@@ -190,7 +190,8 @@ def decode_episode(
             out[path] = values
             continue
         shape = tuple(int(d) for d in shapes[path])
-        block = ids.reshape(t, -1)
+        # Explicit widths: reshape(0, -1) is ambiguous for a row without episode tokens.
+        block = ids.reshape(t, _token_count(spec, shape) or 0)
         if spec.modality is Modality.CONTINUOUS:
             values = tokens_to_values(block, Encoding(spec.encoding), layout=layout)
             out[path] = values.reshape((t,) + shape)
@@ -209,7 +210,7 @@ def decode_episode(
                 )
             pixels = buffer[offsets[which][:, None] + np.arange(nbytes)]
             out[path] = unpatchify(
-                pixels.reshape(t, -1, nbytes),
+                pixels.reshape(t, block.shape[1], nbytes),
                 rows=h // PATCH_SIZE, cols=w // PATCH_SIZE, channels=channels,
             )
     return DecodedEpisode(timesteps=timesteps, fields=out)

@@ -106,6 +106,13 @@ def _num_timesteps(path: str, leaf: Any) -> int:
     return int(shape[0])
 
 
+def _as_array(leaf: Any) -> np.ndarray:
+    try:
+        return np.asarray(leaf)
+    except ValueError as exc:  # e.g. ragged nested lists
+        raise TokenizationError(BAD_SHAPE, f"values do not form an array: {exc}") from None
+
+
 def _per_step(tokens: np.ndarray, num_timesteps: int) -> np.ndarray:
     """`[T, ...]` -> `[T, k]` (explicit k: `reshape(0, -1)` is ambiguous)."""
     return tokens.reshape(num_timesteps, int(np.prod(tokens.shape[1:], dtype=np.int64)))
@@ -122,13 +129,13 @@ def _encode_field(
 ) -> EncodedField:
     t = num_timesteps
     if spec.modality is Modality.CONTINUOUS:
-        x = np.asarray(leaf)
+        x = _as_array(leaf)
         tokens = encode_continuous(
             x, Encoding(spec.encoding), layout=layout, leading_time_axis=True
         )
         return EncodedField(path, spec, x.shape[1:], tokens=_per_step(tokens, t))
     if spec.modality is Modality.DISCRETE:
-        x = np.asarray(leaf)
+        x = _as_array(leaf)
         tokens = encode_discrete(x, offset=spec.offset, layout=layout, leading_time_axis=True)
         return EncodedField(path, spec, x.shape[1:], tokens=_per_step(tokens, t))
     if spec.modality is Modality.IMAGE:

@@ -156,3 +156,15 @@ def test_resized_grayscale_images_decode_to_the_declared_size() -> None:
     out = decode_episode(as_row(ep), specs, shapes={"observation": (84, 84), "action": (1,)})
     image = out.fields["observation"]
     assert image.shape == (2, 64, 48, 1) and (image == 90).all()
+
+
+def test_a_row_of_only_prompt_and_padding_decodes_to_no_timesteps() -> None:
+    steps, specs, shapes = mixed_episode()
+    del steps["observation"]["instruction"], specs["observation/instruction"]
+    ep = tokenize_episode(steps, specs)
+    row = as_row(ep)
+    row[O.TIMESTEP] = [O.NO_TIMESTEP] * len(row[O.TIMESTEP])  # all of it is a prompt
+    out = decode_episode(row, specs, shapes=shapes)
+    assert out.timesteps.tolist() == []
+    assert out.fields["observation/image"].shape == (0, 32, 32, 3)
+    assert out.fields["observation/joints"].shape == (0, 2, 3)

@@ -240,6 +240,13 @@ def test_unknown_and_missing_fields() -> None:
     assert (info.value.reason, info.value.field) == (MISSING_FIELD, "observation/y")
 
 
+def test_ragged_lists_are_a_shape_error() -> None:
+    with pytest.raises(TokenizationError) as info:
+        tokenize_episode({"observation": [[1.0], [1.0, 2.0]], "action": np.zeros((2, 1))},
+                         {"observation": F.continuous(), "action": F.continuous()})
+    assert (info.value.reason, info.value.field) == (BAD_SHAPE, "observation")
+
+
 def test_scalar_leaf_has_no_time_axis() -> None:
     with pytest.raises(TokenizationError) as info:
         tokenize_episode({"observation": np.float64(1.0), "action": np.zeros((1, 1))},
