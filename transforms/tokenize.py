@@ -312,6 +312,11 @@ def tokenize_episode(
     maps every leaf path to its `FieldSpec`. Bad input raises `TokenizationError`
     naming `episode`, the field, the timestep and the value.
     """
+    if local_position_table < 2:
+        raise ValueError(
+            f"local_position_table must be at least 2 (positions 0.. and the action index), "
+            f"got {local_position_table}"
+        )
     t, fields = encode_fields(steps, specs, layout=layout, text=text, episode=episode)
     lengths, sep = _column_lengths(fields, t)
     _check_observation_count(fields, lengths, sep, local_position_table, episode)

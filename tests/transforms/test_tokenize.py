@@ -189,6 +189,8 @@ def test_observation_token_limit_is_table_minus_one() -> None:
     assert (err.reason, err.field, err.timestep, err.value, err.episode) == (
         TOO_MANY_OBSERVATION_TOKENS, "observation/b", 0, 512, "ep7",
     )
+    with pytest.raises(ValueError, match="at least 2"):
+        tokenize_episode(steps, specs, local_position_table=1)
     big = tokenize_episode(steps, specs, local_position_table=1024)
     assert big.local_positions[511] == 511 and big.local_positions[512] == 1023
 
