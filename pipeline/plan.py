@@ -148,13 +148,13 @@ def plan_work(
     for builder, info in zip(selected, infos):
         task = task_name(builder.tfds_name, builder.config)
         features = describe_features(info.features)
-        mismatch = feature_mismatches(spec, features)
+        mismatch = feature_mismatches(spec, found=features)
         if mismatch:
             problems.append(
                 f"task {task!r} ({builder.path}): " + "; ".join(mismatch)
             )
             continue
-        task_fields[task] = registry_fields(spec, features)
+        task_fields[task] = registry_fields(spec, features=features)
         shards[task] = (str(builder.path), _train_shards(info, builder.path))
     if problems:
         raise ValueError(
@@ -164,7 +164,7 @@ def plan_work(
     return _make_plan(spec, task_fields, shards)
 
 
-def registry_fields(spec: DatasetSpec, features: Mapping[str, FeatureInfo]) -> dict[str, FieldSpec]:
+def registry_fields(spec: DatasetSpec, *, features: Mapping[str, FeatureInfo]) -> dict[str, FieldSpec]:
     """The FieldSpecs of one task: the registry's, plus inferred ones for `infer_roles`."""
     fields = dict(spec.field_specs)
     for field, info in tokenized_fields(features).items():
@@ -174,7 +174,7 @@ def registry_fields(spec: DatasetSpec, features: Mapping[str, FeatureInfo]) -> d
     return dict(sorted(fields.items()))
 
 
-def feature_mismatches(spec: DatasetSpec, found: Mapping[str, FeatureInfo]) -> list[str]:
+def feature_mismatches(spec: DatasetSpec, *, found: Mapping[str, FeatureInfo]) -> list[str]:
     """Human-readable differences between the registry's expected features and `found`.
 
     Every expected path (or pattern) must be present and match; every tokenized step field
@@ -268,7 +268,7 @@ def _plan_rlds(directory: str, *, tasks: Sequence[str], spec_path: str | None) -
     for builder, info, features in zip(selected, infos, all_features):
         task = overrides.task or task_name(builder.tfds_name, builder.config)
         _check_rlds_layout(features, task=task, where=str(builder.path))
-        task_fields[task] = resolve_fields(features, overrides.field_overrides, source=source)
+        task_fields[task] = resolve_fields(features, overrides=overrides.field_overrides, source=source)
         shards[task] = (str(builder.path), _train_shards(info, builder.path))
     return _make_plan(spec, task_fields, shards)
 

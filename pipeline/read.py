@@ -95,7 +95,7 @@ def _scalar(value: Any) -> Any:
 
 
 def make_key(
-    item: WorkItem, spec: DatasetSpec, metadata: dict[str, Any], index: int
+    item: WorkItem, *, spec: DatasetSpec, metadata: dict[str, Any], index: int
 ) -> EpisodeKey:
     """The key of the `index`-th episode of a work item's shard (ids from the spec's fields)."""
     if spec.id_fields:
@@ -117,7 +117,7 @@ def make_key(
 _TF_NOISE = re.compile(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\].*$")
 
 
-def corrupt_reject(item: WorkItem, index: int, error: Exception) -> Reject:
+def corrupt_reject(item: WorkItem, *, index: int, error: Exception) -> Reject:
     # TF's messages wrap the useful part ("truncated record at N") in op names.
     message = _TF_NOISE.sub("", str(error)).strip()
     return Reject(
@@ -132,7 +132,7 @@ def corrupt_reject(item: WorkItem, index: int, error: Exception) -> Reject:
 
 
 def read_shard(
-    reader: ShardReader, item: WorkItem, spec: DatasetSpec, *, strict: bool = False
+    item: WorkItem, *, reader: ShardReader, spec: DatasetSpec, strict: bool = False
 ) -> Iterator[RawEpisode | Reject]:
     """The episodes of one shard in record order, and a Reject for each corrupt record."""
     for index, record in reader.records(item.shard_path):
@@ -143,14 +143,14 @@ def read_shard(
             except reader.decode_errors as e:
                 error = e
         if error is not None:
-            reject = corrupt_reject(item, index, error)
+            reject = corrupt_reject(item, index=index, error=error)
             if strict:
                 raise ValueError(reject.detail) from error
             yield reject
             continue
         steps = decoded.pop(STEPS)
         yield RawEpisode(
-            key=make_key(item, spec, decoded, index), steps=steps, episode_metadata=decoded
+            key=make_key(item, spec=spec, metadata=decoded, index=index), steps=steps, episode_metadata=decoded
         )
 
 
@@ -175,7 +175,7 @@ class ReadEpisodesFn(beam.DoFn):
         if reader is None:
             reader = self._readers[item.builder_dir] = ShardReader(item.builder_dir)
         counter = beam.metrics.Metrics.counter
-        for out in read_shard(reader, item, self._spec, strict=self._strict):
+        for out in read_shard(item, reader=reader, spec=self._spec, strict=self._strict):
             if isinstance(out, Reject):
                 counter("read", f"corrupt_records/{item.task}").inc()
                 yield beam.pvalue.TaggedOutput(REJECTS, out)

@@ -251,8 +251,8 @@ def _parse_field(path: str, body: Any, source: str) -> FieldOverride:
 
 def resolve_fields(
     features: Mapping[str, FeatureInfo],
-    overrides: Mapping[str, FieldOverride],
     *,
+    overrides: Mapping[str, FieldOverride],
     source: str = "<spec>",
 ) -> dict[str, FieldSpec]:
     """Inferred FieldSpecs of every tokenized step field, with overrides applied.

@@ -163,7 +163,7 @@ def test_spec_file_overrides_inferred_fields() -> None:
     assert overrides.order_key == ("episode_id",)
     assert overrides.return_source == RETURN_SUM_REWARDS
     assert overrides.local_position_table == 1024
-    fields = resolve_fields(_FEATURES, overrides.field_overrides)
+    fields = resolve_fields(_FEATURES, overrides=overrides.field_overrides)
     assert fields == {
         "action/arm": continuous("linear"),
         "action/gripper": discrete(offset=2),
@@ -175,10 +175,10 @@ def test_spec_file_overrides_inferred_fields() -> None:
 
 def test_spec_file_can_change_a_modality() -> None:
     overrides = parse_spec('[fields."observation/joints"]\nmodality = "discrete"\n')
-    fields = resolve_fields(_FEATURES, overrides.field_overrides)
+    fields = resolve_fields(_FEATURES, overrides=overrides.field_overrides)
     assert fields["observation/joints"] == discrete()
     overrides = parse_spec('[fields."action/gripper"]\nmodality = "continuous"\n')
-    assert resolve_fields(_FEATURES, overrides.field_overrides)["action/gripper"] == continuous()
+    assert resolve_fields(_FEATURES, overrides=overrides.field_overrides)["action/gripper"] == continuous()
 
 
 @pytest.mark.parametrize(
@@ -205,13 +205,13 @@ def test_spec_file_errors_name_the_key(text: str, message: str) -> None:
 def test_override_of_a_missing_field_is_an_error() -> None:
     overrides = parse_spec('[fields."observation/jionts"]\nmodality = "discrete"\n')
     with pytest.raises(ValueError, match="observation/jionts.*observation/joints"):
-        resolve_fields(_FEATURES, overrides.field_overrides)
+        resolve_fields(_FEATURES, overrides=overrides.field_overrides)
 
 
 def test_impossible_override_is_an_error_naming_the_field() -> None:
     overrides = parse_spec('[fields."observation/joints"]\nsize = [16, 16]\n')
     with pytest.raises(ValueError, match="observation/joints.*image_size"):
-        resolve_fields(_FEATURES, overrides.field_overrides)
+        resolve_fields(_FEATURES, overrides=overrides.field_overrides)
 
 
 _modalities = st.sampled_from(["image", "text", "discrete", "continuous"])

@@ -44,7 +44,7 @@ def plan(novel: tuple[Path, list[dict[str, Any]]]) -> Plan:
 def read_all(plan: Plan, items: list[WorkItem] | None = None, **kwargs: Any) -> list[Any]:
     out: list[Any] = []
     for item in items or plan.work_items:
-        out.extend(read_shard(ShardReader(item.builder_dir), item, plan.dataset, **kwargs))
+        out.extend(read_shard(item, reader=ShardReader(item.builder_dir), spec=plan.dataset, **kwargs))
     return out
 
 
@@ -84,7 +84,7 @@ def test_read_rlds_dir_gives_exact_episodes(
 
 def test_index_in_file_is_the_record_index(plan: Plan) -> None:
     for item in plan.work_items:
-        episodes = list(read_shard(ShardReader(item.builder_dir), item, plan.dataset))
+        episodes = list(read_shard(item, reader=ShardReader(item.builder_dir), spec=plan.dataset))
         assert [e.key.index_in_file for e in episodes] == list(range(len(episodes)))
         assert {e.key.work_item for e in episodes} == {item.index}
 
