@@ -358,3 +358,21 @@ def test_real_tokenizer_rows_decode_back_from_the_shard(tmp_path: Path) -> None:
         f_err = np.abs(mu_law_encode(decoded.fields["observation/state"]) - mu_law_encode(original["observation"]["state"][ts]))
         assert f_err.max() <= 1 / 1024 + 1e-9
     assert seen == list(range(30))  # every timestep exactly once, in order
+
+
+def test_a_rerun_after_a_crash_lists_no_partial_shard(tmp_path: Path) -> None:
+    from pipeline.manifest import prepare_output_dir
+
+    out = tmp_path / "out"
+    first = _job(str(out), "BundleBasedDirectRunner")
+    # A crash while finalizing a later run: manifest gone, a half-moved shard, temporaries.
+    (out / "manifest.json").unlink()
+    partial = out / "sequences" / "toy" / "toy__a" / "part-00009-000.parquet"
+    partial.write_bytes(b"PAR1 half")
+    (out / TMP_DIR / SEQUENCES_DIR / "dead").mkdir(parents=True)
+    prepare_output_dir(str(out), overwrite=False)
+    again = _job(str(out), "BundleBasedDirectRunner")
+    assert again == first
+    assert not partial.exists() and not (out / TMP_DIR).exists()
+    on_disk = sorted(str(p.relative_to(out)) for p in out.rglob("*.parquet"))
+    assert on_disk == sorted(s["path"] for s in again[M_SHARDS] + again[M_REJECTS])
