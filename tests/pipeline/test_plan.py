@@ -9,6 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from pipeline.plan import WorkItem, plan_work
+from pipeline.read import ShardReader, read_shard
 from schemas.fields import continuous, discrete, image, text
 from schemas.rlds_spec import RETURN_EPISODE_RETURN, RETURN_SUM_REWARDS
 from tests import tfds_fixtures as fx
@@ -145,14 +146,18 @@ def test_control_suite_infers_observations_per_task(tmp_path: Path) -> None:
     for task, keys in (("cartpole_swingup", {"position": 3, "velocity": 2}), ("walker_walk", {"height": 1})):
         features = fx.episode_features(
             {
-                "observation": {k: tfds.features.Tensor(shape=(n,), dtype=np.float32) for k, n in keys.items()},
+                # As rlu_control_suite stores them: zlib-compressed float vectors.
+                "observation": {
+                    k: tfds.features.Tensor(shape=(n,), dtype=np.float32, encoding=tfds.features.Encoding.ZLIB)
+                    for k, n in keys.items()
+                },
                 "action": tfds.features.Tensor(shape=(1,), dtype=np.float32),
             },
             episode_id=np.int64,
             timestamp=np.int64,
         )
         steps = {
-            "observation": {k: np.zeros((2, n), np.float32) for k, n in keys.items()},
+            "observation": {k: np.full((2, n), 0.5, np.float32) for k, n in keys.items()},
             "action": np.zeros((2, 1), np.float32),
             "reward": np.ones(2, np.float32),
             **fx.flags(2),
@@ -172,6 +177,10 @@ def test_control_suite_infers_observations_per_task(tmp_path: Path) -> None:
         },
     }
     assert plan.dataset.return_source == RETURN_SUM_REWARDS
+    item = plan.work_items[0]
+    [raw] = read_shard(item, reader=ShardReader(item.builder_dir), spec=plan.dataset)
+    np.testing.assert_array_equal(raw.steps["observation"]["velocity"], np.full((2, 2), 0.5, np.float32))
+    assert raw.key.episode_id == "0" and raw.episode_metadata == {"episode_id": 0, "timestamp": 0}
 
 
 def test_rlds_data_dir_infers_every_field(novel_dir: Path) -> None:
