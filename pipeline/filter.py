@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import decimal
+import array
 import math
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -177,44 +177,103 @@ def collection_order(task: TaskKey, sort_keys: Sequence[tuple[Any, ...]]) -> np.
     return np.asarray(order, dtype=np.int64)
 
 
-class _CollectReturns(beam.CombineFn):
-    """Accumulates only (sort_key, return) per task, then computes its `TaskThreshold`.
+class TaskReturns:
+    """One task's (sort key, return) pairs as compact columns: about 100 bytes per episode.
 
-    The accumulator is two parallel lists; file names inside sort keys are interned so
-    a task's many episodes from one shard share one string.
+    The order key tuples are kept as they are (the registry decides their types); file
+    names are stored once each and referenced by index, record indices and returns
+    live in typed arrays. This is all the filter ever holds per task.
     """
 
-    def __init__(self, *, fraction: float, cap: int) -> None:
-        self._fraction = fraction
-        self._cap = cap
+    def __init__(self) -> None:
+        self.order_keys: list[tuple[Any, ...]] = []
+        self.files: list[str] = []
+        self.file_ids: dict[str, int] = {}
+        self.file_index = array.array("q")
+        self.records = array.array("q")
+        self.values = array.array("d")
 
-    def create_accumulator(self) -> list[tuple[tuple[Any, ...], float]]:
-        return []
+    def __len__(self) -> int:
+        return len(self.values)
 
-    def add_input(
-        self, accumulator: list[tuple[tuple[Any, ...], float]], element: tuple[tuple[Any, ...], float]
-    ) -> list[tuple[tuple[Any, ...], float]]:
-        accumulator.append(element)
+    def _file_id(self, source_file: str) -> int:
+        file_id = self.file_ids.get(source_file)
+        if file_id is None:
+            file_id = self.file_ids[source_file] = len(self.files)
+            self.files.append(source_file)
+        return file_id
+
+    def add(self, sort_key: tuple[Any, ...], value: float) -> None:
+        order_key, source_file, record = sort_key
+        self.order_keys.append(order_key)
+        self.file_index.append(self._file_id(source_file))
+        self.records.append(record)
+        self.values.append(value)
+
+    def merge(self, other: TaskReturns) -> None:
+        remap = np.asarray([self._file_id(f) for f in other.files], dtype=np.int64)
+        self.order_keys.extend(other.order_keys)
+        if len(other):
+            self.file_index.extend(remap[np.asarray(other.file_index, dtype=np.int64)].tolist())
+        self.records.extend(other.records)
+        self.values.extend(other.values)
+
+    def collection_order(self, task: TaskKey) -> np.ndarray:
+        """Indices in collection order: order key, then file, then record (see `collection_order`)."""
+        file_rank = np.empty(len(self.files), dtype=np.int64)
+        file_rank[np.argsort(np.asarray(self.files, dtype=object), kind="stable")] = np.arange(len(self.files))
+        files = file_rank[np.asarray(self.file_index, dtype=np.int64)]
+        records = np.asarray(self.records, dtype=np.int64)
+        by_file_and_record = np.lexsort((records, files))
+        try:
+            # Python's sort is stable: sorting the (file, record) order by order key gives
+            # the total order without building a tuple per episode.
+            order = np.asarray(
+                sorted(by_file_and_record.tolist(), key=self.order_keys.__getitem__), dtype=np.int64
+            )
+        except TypeError as error:
+            raise ValueError(
+                f"task {task}: order keys are not comparable with each other ({error}); "
+                "the registry's order key must have the same types for every episode"
+            ) from error
+        same_place = np.flatnonzero((files[order[1:]] == files[order[:-1]]) & (records[order[1:]] == records[order[:-1]]))
+        for i in same_place.tolist():
+            if self.order_keys[order[i]] == self.order_keys[order[i + 1]]:
+                j = int(order[i + 1])
+                raise ValueError(
+                    f"task {task}: two episodes share the sort key "
+                    f"{(self.order_keys[j], self.files[self.file_index[j]], self.records[j])!r} "
+                    "(same order key, file and record): the episode was read twice"
+                )
+        return order
+
+    def threshold(self, task: TaskKey, *, fraction: float, cap: int) -> TaskThreshold:
+        values = np.asarray(self.values, dtype=np.float64)[self.collection_order(task)]
+        return expert_return(values, fraction=fraction, cap=cap)
+
+
+class CollectReturns(beam.CombineFn):
+    """Accumulates only (sort_key, return) per task into a `TaskReturns`."""
+
+    def create_accumulator(self) -> TaskReturns:
+        return TaskReturns()
+
+    def add_input(self, accumulator: TaskReturns, element: tuple[tuple[Any, ...], float]) -> TaskReturns:
+        accumulator.add(*element)
         return accumulator
 
-    def merge_accumulators(
-        self, accumulators: Iterable[list[tuple[tuple[Any, ...], float]]]
-    ) -> list[tuple[tuple[Any, ...], float]]:
-        merged: list[tuple[tuple[Any, ...], float]] = []
+    def merge_accumulators(self, accumulators: Iterable[TaskReturns]) -> TaskReturns:
+        merged = TaskReturns()
         for accumulator in accumulators:
-            merged.extend(accumulator)
+            merged.merge(accumulator)
         return merged
 
-    def extract_output(self, accumulator: list[tuple[tuple[Any, ...], float]]) -> Any:
+    def extract_output(self, accumulator: TaskReturns) -> TaskReturns:
         return accumulator  # the threshold is computed in the keyed step below (needs the task)
 
 
 def _pair(element: EpisodeReturn) -> tuple[TaskKey, tuple[tuple[Any, ...], float]]:
-    key = element.key
-    order_key, source_file, index_in_file = key.sort_key()
-    # Interned: the many episodes of one shard then share one file-name string in memory.
-    sort_key = (order_key, sys.intern(source_file), index_in_file)
-    return key.task_key, (sort_key, float(element.value))
+    return element.key.task_key, (element.key.sort_key(), float(element.value))
 
 
 def thresholds_from_pairs(
@@ -225,10 +284,10 @@ def thresholds_from_pairs(
     cap: int = DEFAULT_CAP,
 ) -> TaskThreshold:
     """Sort one task's (sort_key, return) pairs into collection order and compute its threshold."""
-    items = list(pairs)
-    keys = [item[0] for item in items]
-    values = np.fromiter((item[1] for item in items), dtype=np.float64, count=len(items))
-    return expert_return(values[collection_order(task, keys)], fraction=fraction, cap=cap)
+    returns = TaskReturns()
+    for sort_key, value in pairs:
+        returns.add(sort_key, value)
+    return returns.threshold(task, fraction=fraction, cap=cap)
 
 
 class ExpertThresholds(beam.PTransform):
@@ -251,11 +310,9 @@ class ExpertThresholds(beam.PTransform):
         return (
             returns
             | "ReturnPairs" >> beam.Map(_pair)
-            | "CollectReturns" >> beam.CombinePerKey(_CollectReturns(fraction=fraction, cap=cap))
+            | "CollectReturns" >> beam.CombinePerKey(CollectReturns())
             | "Threshold"
-            >> beam.MapTuple(
-                lambda task, pairs: (task, thresholds_from_pairs(task, pairs, fraction=fraction, cap=cap))
-            )
+            >> beam.MapTuple(lambda task, returns: (task, returns.threshold(task, fraction=fraction, cap=cap)))
         )
 
 

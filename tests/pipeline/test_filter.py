@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 import random
 
 import apache_beam as beam
@@ -21,6 +22,7 @@ from pipeline.filter import (
     ExpertThresholds,
     FilterEpisodes,
     TaskThreshold,
+    CollectReturns,
     collection_order,
     counter_name,
     decide,
@@ -211,6 +213,25 @@ def test_threshold_does_not_depend_on_arrival_order() -> None:
         assert thresholds_from_pairs(("atari", "t"), pairs) == expected
 
 
+def test_partial_accumulators_merge_to_the_same_threshold() -> None:
+    # Beam combines per bundle, pickles the partial results and merges them: the file
+    # tables of the partials differ and must be remapped.
+    rng = random.Random(9)
+    pairs = [(_key("t", str(i), (i // 7,), f"f{rng.randint(0, 5)}", i).sort_key(), float(rng.randint(-21, 21))) for i in range(300)]
+    combine = CollectReturns()
+    partials = []
+    for part in (pairs[:100], pairs[100:130], [], pairs[130:]):
+        accumulator = combine.create_accumulator()
+        for pair in part:
+            accumulator = combine.add_input(accumulator, pair)
+        partials.append(pickle.loads(pickle.dumps(accumulator)))
+    merged = combine.extract_output(combine.merge_accumulators(partials))
+    task = ("atari", "t")
+    assert merged.threshold(task, fraction=0.8, cap=1000) == thresholds_from_pairs(task, pairs)
+    expected_order = sorted(range(300), key=lambda i: pairs[i][0])
+    assert merged.collection_order(task).tolist() == expected_order
+
+
 def test_the_same_episode_twice_is_an_error() -> None:
     key = _key("t", "a", (1,), "f1", 4).sort_key()
     with pytest.raises(ValueError, match="read twice"):
@@ -220,6 +241,16 @@ def test_the_same_episode_twice_is_an_error() -> None:
 def test_incomparable_order_keys_are_an_error() -> None:
     with pytest.raises(ValueError, match="not comparable"):
         collection_order(("atari", "t"), [((1,), "f", 0), (("x",), "f", 1)])
+    with pytest.raises(ValueError, match="not comparable"):
+        thresholds_from_pairs(("atari", "t"), [(((1,), "f", 0), 1.0), ((("x",), "f", 1), 2.0)])
+
+
+def test_the_same_episode_twice_is_an_error_in_the_stage_state() -> None:
+    key = _key("t", "a", (1,), "f1", 4).sort_key()
+    other = _key("t", "b", (2,), "f1", 4).sort_key()  # same file and record, other order key: fine
+    assert thresholds_from_pairs(("atari", "t"), [(key, 1.0), (other, 2.0)]).n == 2
+    with pytest.raises(ValueError, match="read twice"):
+        thresholds_from_pairs(("atari", "t"), [(key, 1.0), (other, 2.0), (key, 1.0)])
 
 
 # --- decide ---
