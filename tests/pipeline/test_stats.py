@@ -257,3 +257,58 @@ def test_written_stats_are_readable_by_duckdb_and_polars(tmp_path: pathlib.Path)
     frame = pl.read_parquet(tmp_path / out.STATS_EPISODES_FILE)
     assert frame.height == 22 + 1 + 30
     assert math.isclose(frame.filter(pl.col(out.EPISODE_ID) == "e3")[out.EP_RETURN][0], -18.5)
+
+
+def test_filter_and_statistics_compose_as_in_the_job(tmp_path: pathlib.Path) -> None:
+    """RawEpisodes -> returns -> thresholds -> filter -> (a stand-in tokenizer) -> stats:
+    the kept episodes are exactly those the spec's brute force keeps, minus tokenizer rejects."""
+    from pipeline.episode import RawEpisode
+    from pipeline.filter import DECISIONS_TAG, FilterEpisodes
+
+    rng = random.Random(17)
+    episodes = [
+        RawEpisode(EpisodeKey("atari", "rlu_atari/Pong_run_1", f"p{i}", (i // 6,), f"shard{i % 3}", i),
+                   {"reward": np.array([float(rng.randint(-3, 1)) for _ in range(5)])}, {})
+        for i in range(64)
+    ]
+
+    def episode_return(episode: RawEpisode) -> float:
+        return float(np.sum(episode.steps["reward"]))
+
+    def tokenize(episode: RawEpisode):
+        # Stand-in for the tokenizer: every 5th episode turns out to hold bad input.
+        if episode.key.index_in_file % 5 == 0:
+            key = episode.key
+            return Reject(key.dataset, key.task, key.episode_id, key.source_file, "non_finite", "observation/x", "NaN")
+        return KeptEpisode(episode.key, episode_return(episode), 4, 40)
+
+    ordered = sorted(episodes, key=lambda e: e.key.sort_key())
+    values = [episode_return(e) for e in ordered]
+    w = max(1, min(1000, len(values) // 10))
+    expert = max(math.fsum(values[j : j + w]) / w for j in range(len(values) - w + 1))
+    threshold = expert - 0.2 * abs(expert)
+    brute_kept = {e.key.episode_id for e, v in zip(ordered, values) if v >= threshold}
+    expected_kept = {e.key.episode_id for e in episodes if e.key.episode_id in brute_kept and e.key.index_in_file % 5}
+    assert 0 < len(expected_kept) < len(brute_kept) < len(episodes)  # some dropped, some rejected
+
+    with TestPipeline(runner="BundleBasedDirectRunner") as pipeline:
+        raw = pipeline | beam.Create(episodes)
+        returns = raw | "Returns" >> beam.Map(lambda e: EpisodeReturn(e.key, episode_return(e), 4))
+        thresholds = returns | ExpertThresholds()
+        filtered = raw | FilterEpisodes(beam.pvalue.AsDict(thresholds), return_fn=episode_return)
+        tokenized = filtered.kept | "Tokenize" >> beam.Map(tokenize)
+        inputs = {
+            THRESHOLDS: thresholds,
+            RETURNS: returns,
+            DECISIONS: filtered[DECISIONS_TAG],
+            KEPT: tokenized | "OnlyKept" >> beam.Filter(lambda x: isinstance(x, KeptEpisode)),
+            REJECTS: tokenized | "OnlyRejects" >> beam.Filter(lambda x: isinstance(x, Reject)),
+        }
+        _ = inputs | TaskStatistics(str(tmp_path))
+    (record,) = read_stats_records(str(tmp_path))
+    assert record[out.ST_EXPERT_RETURN] == expert and record[out.ST_THRESHOLD] == threshold
+    assert record[out.ST_EPISODES_READ] == 64 == record[out.ST_KEPT] + record[out.ST_DROPPED] + record[out.ST_REJECTED]
+    assert record[out.ST_DROPPED] == 64 - len(brute_kept)
+    rows = pq.read_table(tmp_path / out.STATS_EPISODES_FILE).to_pylist()
+    assert {r[out.EPISODE_ID] for r in rows if r[out.EP_DECISION] == out.DECISION_KEPT} == expected_kept
+    assert [r[out.EPISODE_ID] for r in rows] == [e.key.episode_id for e in ordered]
