@@ -1,0 +1,245 @@
+"""The Gato data job: every stage composed in one function (`build_pipeline`).
+
+Two passes read the same TFDS shards (docs/ARCHITECTURE.md). Pass 1 computes each
+task's returns, expert return and threshold, and a bounded pool of prompt windows;
+pass 2 validates, filters, tokenizes, sequences and writes, one episode at a time, with
+pass 1's small results as side inputs. The manifest is written last, from the finalized
+shard lists and the statistics, so an output without `manifest.json` is unfinished.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline import stats as stats_stage
+from pipeline.episode import EpisodeReturn, RawEpisode
+from pipeline.filter import ExpertThresholds, FilterEpisodes
+from pipeline.manifest import build_manifest, prepare_output_dir, write_manifest
+from pipeline.options import JobOptions
+from pipeline.plan import Plan, plan_work
+from pipeline.read import ReadEpisodes
+from pipeline.sequence import COUNTS_TAG, PromptPools, SequenceEpisodes
+from pipeline.sequence import REJECTS_TAG as SEQUENCE_REJECTS
+from pipeline.tokenize import PromptCandidatesFn, TokenizeEpisodes, TokenizerConfig
+from pipeline.validate import ValidateEpisodes, episode_return, num_emitted_steps
+from pipeline.write import FinalizeShards, WriteOptions, WriteRejects, WriteShards, sequence_schema
+from schemas.datasets import DatasetSpec
+from schemas.output import REJECTS_DIR, SEQUENCES_DIR
+from schemas.vocab import Modality, get_layout
+from transforms.sequence import SequenceConfig
+
+log = logging.getLogger(__name__)
+
+
+def _return_of(raw: RawEpisode, *, spec: DatasetSpec) -> float:
+    return episode_return(raw, spec)
+
+
+def _episode_return(raw: RawEpisode, *, spec: DatasetSpec) -> EpisodeReturn:
+    return EpisodeReturn(key=raw.key, value=episode_return(raw, spec), num_steps=num_emitted_steps(raw))
+
+
+def needs_text_model(plan: Plan) -> bool:
+    """Whether any planned field is text (and so needs a SentencePiece model)."""
+    return any(
+        spec.modality is Modality.TEXT for fields in plan.task_fields.values() for spec in fields.values()
+    )
+
+
+def build_pipeline(root: beam.Pipeline, options: JobOptions, *, plan: Plan) -> None:
+    """Adds the whole job to `root`: read twice, filter, tokenize, sequence, write, stats, manifest."""
+    spec = plan.dataset
+    layout = get_layout(options.layout)
+    return_fn = functools.partial(_return_of, spec=spec)
+    tokenizer = TokenizerConfig(
+        task_fields=plan.task_fields,
+        layout=options.layout,
+        sentencepiece_model=options.sentencepiece_model,
+        local_position_table=spec.local_position_table,
+        max_timestep_tokens=options.sequence_length,
+    )
+    sequencing = SequenceConfig(
+        sequence_length=options.sequence_length,
+        prompt_fraction=options.prompt_fraction,
+        prompt_budget=options.effective_prompt_tokens,
+        seed=options.seed,
+        layout=layout,
+    )
+    writing = WriteOptions(output_dir=options.output_dir, rows_per_shard=options.rows_per_shard)
+    fields = {spec.name: _all_fields(plan)}
+
+    work = root | "WorkItems" >> beam.Create(plan.work_items)
+
+    # Pass 1: returns -> thresholds, and the prompt pools. Its rejects are the same as
+    # pass 2's, which are the ones reported.
+    read1 = work | "ReadForReturns" >> ReadEpisodes(spec)
+    valid1 = read1.episodes | "ValidateForReturns" >> ValidateEpisodes()
+    returns = valid1.valid | "Returns" >> beam.Map(functools.partial(_episode_return, spec=spec))
+    thresholds = returns | "ExpertReturn" >> ExpertThresholds(
+        fraction=options.filter_fraction, cap=options.window_cap
+    )
+    pools = (
+        valid1.valid
+        | "PromptWindows" >> beam.ParDo(PromptCandidatesFn(tokenizer, sequence=sequencing, return_fn=return_fn))
+        | "PromptPools" >> PromptPools(options.prompt_pool_size)
+    )
+
+    # Pass 2: one episode at a time from its input shard to an output shard.
+    read2 = work | "Read" >> ReadEpisodes(spec, strict=options.strict)
+    valid2 = read2.episodes | "Validate" >> ValidateEpisodes(strict=options.strict)
+    filtered = valid2.valid | "Filter" >> FilterEpisodes(
+        beam.pvalue.AsDict(thresholds), return_fn=return_fn, no_filter=options.no_filter
+    )
+    tokenized = filtered.kept | "Tokenize" >> TokenizeEpisodes(
+        tokenizer, return_fn=return_fn, strict=options.strict
+    )
+    sequenced = tokenized.tokenized | "Sequence" >> beam.ParDo(
+        SequenceEpisodes(sequencing, strict=options.strict),
+        beam.pvalue.AsDict(pools),
+        beam.pvalue.AsDict(thresholds),
+    ).with_outputs(SEQUENCE_REJECTS, COUNTS_TAG, main="sequences")
+    shards = (
+        sequenced.sequences
+        | "Write" >> beam.ParDo(
+            WriteShards(writing, sequence_schema(layout=layout, fields=fields, sequence_length=options.sequence_length))
+        )
+        | "FinalizeShards" >> FinalizeShards(options.output_dir, kind=SEQUENCES_DIR)
+    )
+
+    rejects = (
+        read2.rejects,
+        valid2.rejects,
+        tokenized.rejects,
+        sequenced[SEQUENCE_REJECTS],
+    ) | "AllRejects" >> beam.Flatten()
+    reject_shards = (
+        rejects
+        | "WriteRejects" >> WriteRejects(writing)
+        | "FinalizeRejects" >> FinalizeShards(options.output_dir, kind=REJECTS_DIR)
+    )
+
+    stats_paths = {
+        stats_stage.THRESHOLDS: thresholds,
+        stats_stage.RETURNS: returns,
+        stats_stage.DECISIONS: filtered.decisions,
+        stats_stage.KEPT: tokenized.kept,
+        stats_stage.REJECTS: rejects,
+    } | "Stats" >> stats_stage.TaskStatistics(
+        options.output_dir,
+        options=stats_stage.StatsOptions(
+            fraction=options.filter_fraction, cap=options.window_cap, no_filter=options.no_filter
+        ),
+    )
+
+    manifest = functools.partial(
+        _write_manifest,
+        options=options,
+        fields=fields,
+        dataset_weights={spec.name: spec.sample_weight},
+    )
+    _ = (
+        root
+        | "ManifestTrigger" >> beam.Create([None])
+        | "Manifest" >> beam.Map(
+            manifest,
+            shards=beam.pvalue.AsSingleton(shards),
+            rejects=beam.pvalue.AsSingleton(reject_shards),
+            stats=beam.pvalue.AsSingleton(stats_paths),
+        )
+    )
+
+
+def _all_fields(plan: Plan) -> dict[str, Any]:
+    """Per-field specs of the dataset: one entry per path (identical across tasks), else per task."""
+    merged: dict[str, Any] = {}
+    for task in plan.tasks:
+        for path, spec in plan.fields_for(task).items():
+            if merged.setdefault(path, spec) != spec:
+                raise ValueError(
+                    f"field {path!r} is tokenized differently across tasks "
+                    f"({merged[path]} vs {spec} in {task!r})"
+                )
+    return merged
+
+
+def _write_manifest(
+    _: None,
+    *,
+    shards: Sequence[Mapping[str, Any]],
+    rejects: Sequence[Mapping[str, Any]],
+    stats: Mapping[str, str],
+    options: JobOptions,
+    fields: Mapping[str, Mapping[str, Any]],
+    dataset_weights: Mapping[str, float | None],
+) -> str:
+    manifest = build_manifest(
+        config=options.to_config(),
+        layout=get_layout(options.layout),
+        fields=fields,
+        sequence_length=options.sequence_length,
+        shards=shards,
+        rejects=rejects,
+        stats=stats,
+        dataset_weights=dataset_weights,
+        config_digest=options.config_hash(),
+    )
+    return write_manifest(options.output_dir, manifest)
+
+
+def run_job(options: JobOptions, *, beam_args: Sequence[str] = ("--runner=DirectRunner",)) -> dict[str, Any]:
+    """Plans (failing fast on bad names, paths or features), runs the job, and logs a summary.
+
+    Returns the per-task counter summary. Raises ValueError for a finished output without
+    `overwrite`, and for every start-up check.
+    """
+    plan = plan_work(
+        options.dataset, data_dir=options.data_dir, tasks=options.tasks, rlds_spec=options.rlds_spec
+    )
+    if needs_text_model(plan) and not options.sentencepiece_model:
+        raise ValueError(
+            f"dataset {options.dataset!r} has text fields: give --sentencepiece_model "
+            "(train one offline with gato-train-sentencepiece)"
+        )
+    log.info(
+        "dataset %s: %d tasks, %d input shards -> %s",
+        plan.dataset.name, len(plan.tasks), len(plan.work_items), options.output_dir,
+    )
+    prepare_output_dir(options.output_dir, overwrite=options.overwrite)
+    started = time.monotonic()
+    pipeline = beam.Pipeline(options=PipelineOptions(list(beam_args)))
+    build_pipeline(pipeline, options, plan=plan)
+    result = pipeline.run()
+    result.wait_until_finish()
+    summary = counter_summary(result)
+    log.info("finished in %.1f s; per task:\n%s", time.monotonic() - started, format_summary(summary))
+    return summary
+
+
+def counter_summary(result: beam.runners.runner.PipelineResult) -> dict[str, dict[str, int]]:
+    """{"<dataset>/<task>": {counter: value}} from the job's Beam counters."""
+    summary: dict[str, dict[str, int]] = {}
+    for counter in result.metrics().query()["counters"]:
+        name = counter.key.metric.name
+        task, _, what = name.rpartition("/")
+        if not task:
+            continue
+        stage = counter.key.metric.namespace.removeprefix("gato.")
+        value = counter.committed if counter.committed is not None else counter.attempted
+        per_task = summary.setdefault(task, {})
+        per_task[f"{stage}.{what}"] = per_task.get(f"{stage}.{what}", 0) + int(value or 0)
+    return summary
+
+
+def format_summary(summary: Mapping[str, Mapping[str, int]]) -> str:
+    lines = []
+    for task in sorted(summary):
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(summary[task].items()))
+        lines.append(f"  {task}: {counts}")
+    return "\n".join(lines) or "  (no counters)"
