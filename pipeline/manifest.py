@@ -144,13 +144,18 @@ def build_manifest(
     rejects: Sequence[Mapping[str, Any]] = (),
     stats: Mapping[str, str] | None = None,
     dataset_weights: Mapping[str, float | None] | None = None,
+    config_digest: str | None = None,
 ) -> dict[str, Any]:
-    """The manifest object (keys in `schemas.output`); shard lists sorted by path."""
+    """The manifest object (keys in `schemas.output`); shard lists sorted by path.
+
+    `config_digest` overrides the hash of the whole `config` (the job hashes only the
+    options that determine content, so the same data written elsewhere hashes alike).
+    """
     config = json.loads(canonical_json(config))  # fails early on anything not JSON
     return {
         M_FORMAT_VERSION: MANIFEST_FORMAT_VERSION,
         M_CONFIG: config,
-        M_CONFIG_HASH: config_hash(config),
+        M_CONFIG_HASH: config_digest or config_hash(config),
         M_VOCABULARY: layout.to_metadata(),
         M_SEQUENCE_LENGTH: int(sequence_length),
         M_IMAGE_NORMALIZATION: IMAGE_NORMALIZATION,

@@ -8,11 +8,10 @@ options (runner, workers, project...) are passed separately and never change the
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import pathlib
 from typing import Any
 
+from pipeline.manifest import config_hash
 from schemas.vocab import DEFAULT_SEQUENCE_LENGTH, LAYOUTS
 
 # The bundled sample datasets (samples/README.md), used when no --data_dir is given.
@@ -94,6 +93,4 @@ class JobOptions:
 
     def config_hash(self) -> str:
         """sha256 of the canonical JSON of the options that determine the output's content."""
-        content = {k: v for k, v in self.to_config().items() if k not in _NOT_HASHED}
-        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return config_hash({k: v for k, v in self.to_config().items() if k not in _NOT_HASHED})

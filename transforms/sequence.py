@@ -135,7 +135,8 @@ class SequenceBatch:
         return int(self.num_tokens.sum())
 
 
-def _check_timesteps_fit(episode: TokenizedEpisode, length: int, episode_id: str) -> np.ndarray:
+def check_timesteps_fit(episode: TokenizedEpisode, length: int, episode_id: str) -> np.ndarray:
+    """The episode's timestep starts; a timestep of more than `length` tokens is a SequencingError."""
     starts = np.asarray(episode.timestep_starts, dtype=np.int64)
     sizes = np.diff(starts)
     too_long = np.flatnonzero(sizes > length)
@@ -209,7 +210,7 @@ def sequence_episode(
     """
     length = config.sequence_length
     layout = config.layout
-    starts = _check_timesteps_fit(episode, length, episode_id)
+    starts = check_timesteps_fit(episode, length, episode_id)
     if episode.local_positions.size and int(episode.local_positions.max()) > _INT16_MAX:
         raise ValueError(f"episode {episode_id!r}: local positions exceed int16")
     eligible = tuple(c for c in prompts if c.episode_id != episode_id)
