@@ -50,6 +50,10 @@ def write_rlds_dataset(
         else tfds.features.FeaturesDict(dict(features))
     )
     examples = list(episodes)
+    if not 1 <= num_shards <= len(examples):
+        raise ValueError(
+            f"num_shards={num_shards} with {len(examples)} episodes: TFDS needs 1 <= shards <= episodes"
+        )
 
     class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         VERSION = tfds.core.Version(version)
