@@ -32,7 +32,7 @@ TASK = ("atari", "rlu_atari/Pong_run_1")
 
 
 def synthetic_returns(n: int, *, seed: int = 0) -> Iterator[EpisodeReturn]:
-    """Pong-like returns in collection order; every 50 episodes share a checkpoint id."""
+    """Pong-like returns in collection order; every 50 episodes share a checkpoint id (order-key ties)."""
     rng = np.random.default_rng(seed)
     values = np.clip(np.round(np.linspace(-21, 18, n) + rng.normal(0, 4, n)), -21, 21)
     files = [f"gs://bucket/rlu_atari/Pong_run_1/shard-{s:05d}.tfrecord" for s in range(100)]
@@ -111,7 +111,7 @@ def main() -> None:
         from pipeline.filter import ExpertThresholds
 
         def beam_job() -> None:
-            with beam.Pipeline(runner="DirectRunner", options=PipelineOptions()) as pipeline:
+            with beam.Pipeline(runner="DirectRunner", options=PipelineOptions([])) as pipeline:
                 _ = (
                     pipeline
                     | beam.Create(list(synthetic_returns(args.beam)))
