@@ -19,8 +19,7 @@ from typing import Any, TextIO
 import fsspec
 
 from pipeline.paths import path_under
-from pipeline.report import TABLE_COLUMNS, format_value
-from pipeline.stats import read_stats_records
+from pipeline.report import TABLE_COLUMNS, format_value, read_stats_records
 from schemas import output as out
 
 # What --compare reports, in this order: every count and threshold an auditor cares about.

@@ -4,16 +4,21 @@ A table of every task, then per task an inline SVG histogram of episode returns
 (all episodes, kept ones on top) with the threshold and the expert return E drawn,
 and the windowed mean return over collection order with E's window marked.
 Built only from the stats records (`stats/stats.json`), so it can be re-rendered
-from any finished output with `write_report(output_dir)`.
+from any finished output with `write_report(output_dir)`. This module (with the
+stats.json reader) never imports Beam, so `gato-audit` starts fast.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import fsspec
+
+from pipeline.paths import path_under
 from schemas import output as out
 
 # Columns of the summary table (also printed by `gato-audit`): (record key, header).
@@ -204,9 +209,27 @@ def render_report(stats_records: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
+def write_bytes(output_dir: str, relative: str, payload: bytes) -> None:
+    """Writes `payload` to `output_dir/relative` (local path or URL), creating directories."""
+    path = path_under(output_dir, *relative.split("/"))
+    fs, local = fsspec.core.url_to_fs(path)
+    fs.makedirs(local.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(local, "wb") as handle:
+        handle.write(payload)
+
+
+def read_stats_records(output_dir: str) -> list[dict[str, Any]]:
+    """The per-task records of a written output, from stats/stats.json."""
+    path = path_under(output_dir, *out.STATS_JSON_FILE.split("/"))
+    with fsspec.open(path, "rt", encoding="utf-8") as handle:
+        document = json.load(handle)
+    version = document.get(out.SJ_FORMAT_VERSION)
+    if version != out.STATS_FORMAT_VERSION:
+        raise ValueError(f"{path}: stats format version {version!r}, expected {out.STATS_FORMAT_VERSION}")
+    return list(document[out.SJ_TASKS])
+
+
 def write_report(output_dir: str) -> str:
     """Renders `report.html` from `stats/stats.json` of `output_dir`; returns its relative path."""
-    from pipeline.stats import read_stats_records, write_bytes
-
     write_bytes(output_dir, out.REPORT_FILE, render_report(read_stats_records(output_dir)).encode("utf-8"))
     return out.REPORT_FILE

@@ -19,7 +19,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,7 +32,7 @@ from pipeline.filter import (
     window_size,
     window_sums,
 )
-from pipeline.paths import path_under
+from pipeline.report import read_stats_records, render_report, write_bytes  # noqa: F401 (re-exported)
 from schemas import output as out
 
 HISTOGRAM_BINS = 20
@@ -287,14 +286,6 @@ def stats_json(records: Sequence[Mapping[str, Any]]) -> str:
     return json.dumps(document, indent=1, allow_nan=False) + "\n"
 
 
-def write_bytes(output_dir: str, relative: str, payload: bytes) -> None:
-    path = path_under(output_dir, *relative.split("/"))
-    fs, local = fsspec.core.url_to_fs(path)
-    fs.makedirs(local.rsplit("/", 1)[0], exist_ok=True)
-    with fs.open(local, "wb") as handle:
-        handle.write(payload)
-
-
 def _parquet_bytes(table: pa.Table) -> bytes:
     sink = io.BytesIO()
     pq.write_table(table, sink)
@@ -322,22 +313,9 @@ def write_statistics(
         out.M_STATS_EPISODES: out.STATS_EPISODES_FILE,
     }
     if report:
-        from pipeline.report import render_report  # report imports stats' readers
-
         write_bytes(output_dir, out.REPORT_FILE, render_report(records).encode("utf-8"))
         paths[out.M_STATS_REPORT] = out.REPORT_FILE
     return paths
-
-
-def read_stats_records(output_dir: str) -> list[dict[str, Any]]:
-    """The per-task records of a written output, from stats/stats.json."""
-    path = path_under(output_dir, *out.STATS_JSON_FILE.split("/"))
-    with fsspec.open(path, "rt", encoding="utf-8") as handle:
-        document = json.load(handle)
-    version = document.get(out.SJ_FORMAT_VERSION)
-    if version != out.STATS_FORMAT_VERSION:
-        raise ValueError(f"{path}: stats format version {version!r}, expected {out.STATS_FORMAT_VERSION}")
-    return list(document[out.SJ_TASKS])
 
 
 # --- Beam ---

@@ -123,3 +123,10 @@ def test_bad_arguments_exit_with_usage() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--nonsense"])
     assert exit_info.value.code == 2
+
+
+def test_the_command_does_not_import_beam_or_tensorflow() -> None:
+    # Auditors run it on laptops: it must start fast and need neither.
+    code = "import sys, pipeline.audit; print(sorted(m for m in ('apache_beam', 'tensorflow') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]"
