@@ -1,0 +1,209 @@
+"""The real command line, end to end: `python beam_runner.py ...` in a subprocess.
+
+Input datasets are written in the real TFDS on-disk format by `tests/tfds_fixtures.py`.
+These tests pin what a data engineer sees: start-up errors before any work, rejects
+with reasons (or a stop under --strict), a killed job leaving no manifest, and the same
+bytes from one worker and from two.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from schemas.output import MANIFEST_FILE, REASON, S_PATH, S_SHA256
+from tests import tfds_fixtures as fx
+from tests.transforms.text_fixtures import train_tiny_model
+
+REPO = Path(__file__).resolve().parent.parent
+MULTI_PROCESS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "beam_runner.py"), *args],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def manifest(output: Path) -> dict[str, Any]:
+    return json.loads((output / MANIFEST_FILE).read_text())
+
+
+def stats(output: Path) -> list[dict[str, Any]]:
+    return json.loads((output / "stats" / "stats.json").read_text())["tasks"]
+
+
+def metaworld_data(root: Path, *, tasks: int, episodes: int, steps: int, shards: int = 2) -> Path:
+    for t in range(tasks):
+        eps = [fx.metaworld_episode(i, steps + 3 * i, seed=t) for i in range(episodes)]
+        fx.write_rlds_dataset(root, "gato_metaworld", f"task{t}-v3", fx.metaworld_features(), eps,
+                              num_shards=shards)
+    return root
+
+
+@pytest.fixture(scope="module")
+def small_metaworld(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return metaworld_data(tmp_path_factory.mktemp("mw"), tasks=2, episodes=10, steps=20)
+
+
+# --- Start-up checks: one clear message, nothing written. ---
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset=atari", "--data_dir={missing}"], "does not exist"),
+        (["--dataset=no_such_dataset"], "atari"),  # the error lists the known names
+        (["--dataset=metaworld", "--data_dir={data}", "--tasks=nothing*"], "task0-v3"),
+        (["--dataset=metaworld", "--data_dir={data}", "--filter_fraction=2"], "--filter_fraction"),
+    ],
+)
+def test_startup_errors_are_one_clear_message(
+    small_metaworld: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = tmp_path / "out"
+    args = [a.format(missing=tmp_path / "nope", data=small_metaworld) for a in args]
+    result = run_cli(*args, f"--output_dir={out}")
+    assert result.returncode != 0
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, result.stderr[-2000:]
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_features_not_matching_the_registry_stop_at_startup(tmp_path: Path) -> None:
+    features = fx.episode_features(
+        {"observation": {"state": fx.tfds.features.Tensor(shape=(7,), dtype=np.float32)},
+         "action": fx.tfds.features.Tensor(shape=(4,), dtype=np.float32)}
+    )
+    episode = fx.metaworld_episode(0, 5)
+    episode["steps"]["observation"]["state"] = np.zeros((5, 7), np.float32)
+    fx.write_rlds_dataset(tmp_path / "data", "gato_metaworld", "odd-v3", features, [episode])
+    result = run_cli("--dataset=metaworld", f"--data_dir={tmp_path / 'data'}",
+                     f"--output_dir={tmp_path / 'out'}")
+    assert result.returncode == 1
+    assert "observation/state" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+# --- A run, a rerun, and the same bytes on two workers. ---
+
+
+def test_two_workers_write_the_same_bytes_and_reruns_need_overwrite(
+    small_metaworld: Path, tmp_path: Path
+) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    first = run_cli("--dataset=metaworld", f"--data_dir={small_metaworld}", f"--output_dir={one}",
+                    "--sequence_length=256")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_cli("--dataset=metaworld", f"--data_dir={small_metaworld}", f"--output_dir={two}",
+                     "--sequence_length=256", *MULTI_PROCESS)
+    assert second.returncode == 0, second.stderr[-3000:]
+    shards_one = {s[S_PATH]: s[S_SHA256] for s in manifest(one)["shards"]}
+    assert shards_one, "the job wrote no shards"
+    assert shards_one == {s[S_PATH]: s[S_SHA256] for s in manifest(two)["shards"]}
+    assert manifest(one)["config_hash"] == manifest(two)["config_hash"]
+    for path in shards_one:
+        assert (one / path).read_bytes() == (two / path).read_bytes()
+
+    refused = run_cli("--dataset=metaworld", f"--data_dir={small_metaworld}", f"--output_dir={one}")
+    assert refused.returncode == 1 and "--overwrite" in refused.stderr
+
+    # The audit command reads the finished output.
+    audit = subprocess.run([sys.executable, "-m", "pipeline.audit", str(one)],
+                           capture_output=True, text=True, cwd=REPO)
+    assert audit.returncode == 0 and "task0-v3" in audit.stdout
+
+
+# --- Bad input: rejects with reasons by default, a stop under --strict. ---
+
+
+@pytest.fixture(scope="module")
+def corrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A dataset the registry never saw, with one episode of each kind of bad input."""
+    root = tmp_path_factory.mktemp("novel")
+    episodes = [fx.novel_episode(i, 6 + i) for i in range(8)]
+    episodes[2]["steps"]["observation"]["joints"][3, 1] = np.nan
+    episodes[4]["steps"]["action"]["gripper"][2] = 5000
+    episodes[5] = fx.novel_episode(5, 8, is_last=False)
+    builder = fx.write_rlds_dataset(root / "data", "robot_novel", "stack", fx.novel_features(),
+                                    episodes, num_shards=2)
+    last = fx.shard_files(builder)[-1]
+    fx.truncate_file(last, fx.record_offsets(last)[-1] + 20)  # the last record is cut short
+    (root / "spm").mkdir()
+    model = train_tiny_model(root / "spm")
+    return builder, model
+
+
+def test_bad_input_goes_to_rejects_with_reasons(corrupted: tuple[Path, Path], tmp_path: Path) -> None:
+    builder, model = corrupted
+    out = tmp_path / "out"
+    result = run_cli(f"--dataset=rlds:{builder}", f"--output_dir={out}",
+                     f"--sentencepiece_model={model}", "--no_filter", "--sequence_length=512")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rejects = [pq.read_table(out / r[S_PATH]).to_pylist() for r in manifest(out)["rejects"]]
+    reasons = sorted(row[REASON] for rows in rejects for row in rows)
+    assert reasons == sorted(["non_finite", "discrete_out_of_range", "rlds_is_last", "corrupt_record"])
+    by_reason = {row[REASON]: row for rows in rejects for row in rows}
+    assert by_reason["non_finite"]["episode_id"] == "2"
+    assert by_reason["non_finite"]["field"] == "observation/joints"
+    assert by_reason["discrete_out_of_range"]["field"] == "action/gripper"
+    (task,) = stats(out)
+    assert task["kept"] + task["dropped"] + task["rejected"] == task["episodes_read"] == 8
+    assert task["rejected"] == 4
+
+
+def test_strict_stops_naming_file_and_episode(corrupted: tuple[Path, Path], tmp_path: Path) -> None:
+    builder, model = corrupted
+    out = tmp_path / "out"
+    result = run_cli(f"--dataset=rlds:{builder}", f"--output_dir={out}",
+                     f"--sentencepiece_model={model}", "--no_filter", "--strict")
+    assert result.returncode != 0
+    assert "robot_novel-train.tfrecord-0000" in result.stderr
+    assert "episode" in result.stderr
+    assert not (out / MANIFEST_FILE).exists()
+
+
+# --- A killed job leaves no manifest; the rerun completes without partial shards. ---
+
+
+def test_killed_job_leaves_no_manifest_and_rerun_completes(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    data = metaworld_data(tmp_path_factory.mktemp("mwbig"), tasks=4, episodes=24, steps=150)
+    out = tmp_path / "out"
+    args = [sys.executable, str(REPO / "beam_runner.py"), "--dataset=metaworld", f"--data_dir={data}",
+            f"--output_dir={out}", "--rows_per_shard=8"]
+    job = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "_tmp").exists() and job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert job.poll() is None, "the job ended before it could be killed mid-write"
+        os.killpg(job.pid, signal.SIGKILL)
+    finally:
+        job.wait(timeout=60)
+    assert not (out / MANIFEST_FILE).exists()
+
+    rerun = run_cli(*args[2:])
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    listed = {s[S_PATH] for s in manifest(out)["shards"]}
+    on_disk = {p.relative_to(out).as_posix() for p in (out / "sequences").rglob("*.parquet")}
+    assert listed == on_disk
+    assert not (out / "_tmp").exists()
+    assert sum(s["rows"] for s in manifest(out)["shards"]) == sum(
+        pq.ParquetFile(out / p).metadata.num_rows for p in listed
+    )
