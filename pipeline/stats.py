@@ -125,8 +125,8 @@ def task_statistics(
     returns = [returns[i] for i in order]
     ids = [row[1] for row in returns]
     values = np.fromiter((row[2] for row in returns), dtype=np.float64, count=len(returns))
-    position = {episode_id: index for index, episode_id in enumerate(ids)}
-    if len(position) != len(ids):
+    id_set = set(ids)
+    if len(id_set) != len(ids):
         duplicate = next(i for i, c in collections.Counter(ids).items() if c > 1)
         raise ValueError(f"task {task}: episode id {duplicate!r} has two returns (read twice?)")
     if threshold is not None and threshold.n != len(returns):
@@ -151,8 +151,8 @@ def task_statistics(
         tokenized[row[0]] = row
     reject_rows = _dedupe_rejects(rejects)
     rejected_ids = {row[0]: row for row in reject_rows if row[0] is not None}
-    dropped_ids = {episode_id for episode_id, row in decided.items() if not row[1]}
-    both = sorted((set(tokenized) | dropped_ids) & set(rejected_ids))
+    # Membership tests instead of set algebra: no copy of a million-episode id set.
+    both = sorted(e for e in rejected_ids if e in tokenized or (e in decided and not decided[e][1]))
     if both:
         raise ValueError(f"task {task}: episode {both[0]!r} is counted both as rejected and as kept or dropped")
     lost = sorted(
@@ -165,10 +165,10 @@ def task_statistics(
             f"task {task}: {len(lost)} episode(s) kept by the filter were neither tokenized nor "
             f"rejected, e.g. {lost[0]!r}"
         )
-    unknown = sorted(set(decided) - set(position))
+    unknown = sorted(e for e in decided if e not in id_set)
     if unknown:
         raise ValueError(f"task {task}: episode {unknown[0]!r} was filtered but has no pass-1 return")
-    missing = sorted(set(position) - set(decided) - set(rejected_ids))
+    missing = sorted(e for e in ids if e not in decided and e not in rejected_ids)
     if missing:
         raise ValueError(
             f"task {task}: {len(missing)} valid episode(s) never reached the filter nor a reject, "
@@ -176,7 +176,7 @@ def task_statistics(
         )
 
     n_kept = len(tokenized)
-    n_dropped = len(dropped_ids)
+    n_dropped = sum(1 for row in decided.values() if not row[1])
     n_rejected = len(reject_rows)
     by_reason = collections.Counter(row[2] for row in reject_rows)
     kept_values = np.fromiter((row[1] for row in tokenized.values()), dtype=np.float64, count=n_kept)
