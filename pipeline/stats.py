@@ -29,10 +29,9 @@ from pipeline.filter import (
     DEFAULT_FRACTION,
     TaskThreshold,
     collection_order,
-    window_size,
     window_sums,
 )
-from pipeline.report import read_stats_records, render_report, write_bytes  # noqa: F401 (re-exported)
+from pipeline.report import render_report, write_bytes
 from schemas import output as out
 
 HISTOGRAM_BINS = 20

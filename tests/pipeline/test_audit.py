@@ -12,7 +12,8 @@ import pytest
 
 from pipeline.audit import compare_records, format_table, main
 from pipeline.filter import expert_return
-from pipeline.stats import read_stats_records, task_statistics, write_statistics
+from pipeline.report import read_stats_records
+from pipeline.stats import task_statistics, write_statistics
 from schemas import output as out
 
 GOLDEN = pathlib.Path(__file__).resolve().parents[1] / "golden" / "stats" / "audit_table.txt"

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from pipeline.filter import expert_return
-from pipeline.report import render_report, write_report
-from pipeline.stats import read_stats_records, task_statistics, write_statistics
+from pipeline.report import read_stats_records, render_report, write_report
+from pipeline.stats import task_statistics, write_statistics
 from schemas import output as out
 
 KEPT_GREEN = (0x2E, 0x8B, 0x57)

@@ -15,8 +15,9 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.episode import EpisodeKey, EpisodeReturn, FilterDecision, KeptEpisode, Reject
+from pipeline.episode import EpisodeKey, EpisodeReturn, KeptEpisode, Reject
 from pipeline.filter import ExpertThresholds, decide, expert_return
+from pipeline.report import read_stats_records
 from pipeline.stats import (
     DECISIONS,
     KEPT,
@@ -27,7 +28,6 @@ from pipeline.stats import (
     TaskStatistics,
     downsample_curve,
     histogram_edges,
-    read_stats_records,
     task_statistics,
     write_statistics,
 )
