@@ -67,8 +67,8 @@ class TaskThreshold:
     """The filter's parameters for one task.
 
     Invariants: 1 <= window <= min(cap, n); 0 <= window_start <= n - window;
-    threshold <= expert_return; `expert_return` is the exactly rounded mean of the
-    window starting at `window_start` (the first window, in collection order, with the
+    threshold <= expert_return; `expert_return` is the correctly rounded sum (math.fsum)
+    of the window starting at `window_start`, divided by W (the first window, in collection order, with the
     largest mean).
     """
 
@@ -130,7 +130,13 @@ def expert_return(
         )
     n = int(values.shape[0])
     w = window_size(n, cap=cap)
-    sums = window_sums(values, w)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported just below
+        sums = window_sums(values, w)
+    if not np.all(np.isfinite(sums)):
+        raise ValueError(
+            f"episode returns up to {float(np.max(np.abs(values)))!r} overflow a window sum of {w} "
+            "returns; such returns are not meaningful rewards (check the dataset's reward field)"
+        )
     # The fast sums may differ from exact ones by rounding (at most about 2W * eps * W * max|R|):
     # every window within that margin of the maximum is a candidate; exact sums (fsum) settle
     # them and the first best wins. Only the first 64 candidates are settled exactly, so with

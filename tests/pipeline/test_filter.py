@@ -179,7 +179,7 @@ def test_property_matches_brute_force(returns: list[float], cap: int, fraction: 
     assert_matches_brute_force(returns, cap=cap, fraction=fraction)
 
 
-@pytest.mark.parametrize("bad", [[], [1.0, float("nan")], [float("inf")], [[1.0, 2.0]]])
+@pytest.mark.parametrize("bad", [[], [1.0, float("nan")], [float("inf")], [[1.0, 2.0]], [1e308] * 20])
 def test_empty_or_non_finite_returns_are_refused(bad: list) -> None:
     with pytest.raises(ValueError):
         expert_return(bad)
