@@ -312,3 +312,11 @@ def test_filter_and_statistics_compose_as_in_the_job(tmp_path: pathlib.Path) -> 
     rows = pq.read_table(tmp_path / out.STATS_EPISODES_FILE).to_pylist()
     assert {r[out.EPISODE_ID] for r in rows if r[out.EP_DECISION] == out.DECISION_KEPT} == expected_kept
     assert [r[out.EPISODE_ID] for r in rows] == [e.key.episode_id for e in ordered]
+
+
+def test_an_output_without_tasks_still_has_valid_files(tmp_path: pathlib.Path) -> None:
+    paths = write_statistics(str(tmp_path), [])
+    assert set(paths.values()) == {out.STATS_PARQUET_FILE, out.STATS_JSON_FILE, out.STATS_EPISODES_FILE, out.REPORT_FILE}
+    assert pq.read_table(tmp_path / out.STATS_PARQUET_FILE).schema.equals(out.STATS_SCHEMA)
+    assert pq.read_table(tmp_path / out.STATS_EPISODES_FILE).num_rows == 0
+    assert read_stats_records(str(tmp_path)) == []
