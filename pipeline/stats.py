@@ -4,7 +4,8 @@
 the return of every valid episode, the filter's decisions, the episodes kept and
 tokenized, the rejects) into one stats record and the task's per-episode audit table.
 It checks the books: per task, read = kept + dropped + rejected, and an episode the
-filter kept is either tokenized (a `KeptEpisode`) or rejected, never lost.
+filter kept is either tokenized (a `KeptEpisode`) or rejected, never lost; a tokenized
+episode that a later stage (sequencing) rejects counts as rejected.
 `TaskStatistics` is the Beam stage: it groups compact per-episode tuples (never
 episodes) per task, computes the records and writes the files with fsspec.
 """
@@ -150,10 +151,14 @@ def task_statistics(
         tokenized[row[0]] = row
     reject_rows = _dedupe_rejects(rejects)
     rejected_ids = {row[0]: row for row in reject_rows if row[0] is not None}
+    # A stage after tokenization (sequencing) may still reject a tokenized episode: it never
+    # reaches the output, so it counts as rejected, not kept.
+    for episode_id in [e for e in tokenized if e in rejected_ids]:
+        del tokenized[episode_id]
     # Membership tests instead of set algebra: no copy of a million-episode id set.
-    both = sorted(e for e in rejected_ids if e in tokenized or (e in decided and not decided[e][1]))
+    both = sorted(e for e in rejected_ids if e in decided and not decided[e][1])
     if both:
-        raise ValueError(f"task {task}: episode {both[0]!r} is counted both as rejected and as kept or dropped")
+        raise ValueError(f"task {task}: episode {both[0]!r} is counted both as rejected and as dropped")
     lost = sorted(
         episode_id
         for episode_id, row in decided.items()

@@ -120,8 +120,7 @@ def test_no_filter_keeps_everything_and_still_reports_the_threshold() -> None:
     ("mutate", "message"),
     [
         (lambda d, k, r: k.pop(), "neither tokenized nor rejected"),
-        (lambda d, k, r: r.append((k[0][0], "s", "x", None, "y")), "both as rejected"),
-        (lambda d, k, r: r.append(("e0", "s", "x", None, "y")), "both as rejected"),
+        (lambda d, k, r: r.append(("e0", "s", "x", None, "y")), "both as rejected and as dropped"),
         (lambda d, k, r: d.append(d[0]), "filtered twice"),
         (lambda d, k, r: k.append(k[0]), "tokenized twice"),
         (lambda d, k, r: k.append(("e0", 0.0, 1, 1)), "not kept by the filter"),
@@ -135,6 +134,18 @@ def test_books_that_do_not_balance_are_an_error(mutate, message: str) -> None:
     mutate(decisions, kept, rejects)
     with pytest.raises(ValueError, match=message):
         task_statistics(TASK, threshold=threshold, returns=_returns(values), decisions=decisions, kept=kept, rejects=rejects)
+
+
+def test_a_tokenized_episode_rejected_by_sequencing_counts_as_rejected() -> None:
+    values = [float(v) for v in range(10)]  # W = 1, E = 9, threshold 7.2: e8, e9 kept
+    threshold, decisions, kept, rejects = _books(values)
+    rejects.append(("e9", "shard-0", "timestep_too_long", None, "1100 > 1024 tokens"))
+    record, episodes = task_statistics(
+        TASK, threshold=threshold, returns=_returns(values), decisions=decisions, kept=kept, rejects=rejects
+    )
+    assert (record[out.ST_KEPT], record[out.ST_DROPPED], record[out.ST_REJECTED]) == (1, 8, 1)
+    assert (record[out.ST_KEPT_TIMESTEPS], record[out.ST_KEPT_RETURN_MAX]) == (3, 8.0)
+    assert episodes.to_pylist()[9][out.EP_DECISION] == out.DECISION_REJECTED
 
 
 def test_threshold_over_other_episodes_is_an_error() -> None:
