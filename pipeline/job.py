@@ -9,20 +9,23 @@ shard lists and the statistics, so an output without `manifest.json` is unfinish
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
+import fsspec
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import stats as stats_stage
 from pipeline.episode import EpisodeReturn, RawEpisode
 from pipeline.filter import ExpertThresholds, FilterEpisodes
 from pipeline.manifest import build_manifest, prepare_output_dir, write_manifest
-from pipeline.options import JobOptions
+from pipeline.options import SAMPLES_DIR, JobOptions
 from pipeline.plan import Plan, plan_work
 from pipeline.read import ReadEpisodes
 from pipeline.sequence import COUNTS_TAG, PromptPools, SequenceEpisodes
@@ -34,6 +37,13 @@ from schemas.datasets import DatasetSpec
 from schemas.output import REJECTS_DIR, SEQUENCES_DIR
 from schemas.vocab import Modality, get_layout
 from transforms.sequence import SequenceConfig
+from transforms.text import SentencePieceTokenizer
+
+# Used for text fields when no --sentencepiece_model is given: a small byte-fallback model
+# trained on BabyAI missions by samples/text/make_text_model.py; every text still encodes
+# and decodes exactly.
+DEFAULT_SENTENCEPIECE_MODEL = f"{SAMPLES_DIR}/text/gato_text.model"
+SENTENCEPIECE_SHA256 = "sentencepiece_model_sha256"
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +63,24 @@ def needs_text_model(plan: Plan) -> bool:
     )
 
 
-def build_pipeline(root: beam.Pipeline, options: JobOptions, *, plan: Plan) -> None:
-    """Adds the whole job to `root`: read twice, filter, tokenize, sequence, write, stats, manifest."""
+def text_model_digest(path: str) -> str:
+    """sha256 of a SentencePiece model file: the model enters the config hash by content."""
+    with fsspec.open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def build_pipeline(
+    root: beam.Pipeline,
+    options: JobOptions,
+    *,
+    plan: Plan,
+    extra_config: Mapping[str, Any] | None = None,
+) -> None:
+    """Adds the whole job to `root`: read twice, filter, tokenize, sequence, write, stats, manifest.
+
+    `extra_config`: run-time facts that determine the content (the text model's sha256),
+    recorded in the manifest's configuration and hash.
+    """
     spec = plan.dataset
     layout = get_layout(options.layout)
     return_fn = functools.partial(_return_of, spec=spec)
@@ -143,6 +169,7 @@ def build_pipeline(root: beam.Pipeline, options: JobOptions, *, plan: Plan) -> N
         options=options,
         fields=fields,
         dataset_weights={spec.name: spec.sample_weight},
+        extra_config=dict(extra_config or {}),
     )
     _ = (
         root
@@ -178,9 +205,10 @@ def _write_manifest(
     options: JobOptions,
     fields: Mapping[str, Mapping[str, Any]],
     dataset_weights: Mapping[str, float | None],
+    extra_config: Mapping[str, Any],
 ) -> str:
     manifest = build_manifest(
-        config=options.to_config(),
+        config={**options.to_config(), **extra_config},
         layout=get_layout(options.layout),
         fields=fields,
         sequence_length=options.sequence_length,
@@ -188,7 +216,7 @@ def _write_manifest(
         rejects=rejects,
         stats=stats,
         dataset_weights=dataset_weights,
-        config_digest=options.config_hash(),
+        config_digest=options.config_hash(extra_config),
     )
     return write_manifest(options.output_dir, manifest)
 
@@ -202,11 +230,15 @@ def run_job(options: JobOptions, *, beam_args: Sequence[str] = ("--runner=Direct
     plan = plan_work(
         options.dataset, data_dir=options.data_dir, tasks=options.tasks, rlds_spec=options.rlds_spec
     )
-    if needs_text_model(plan) and not options.sentencepiece_model:
-        raise ValueError(
-            f"dataset {options.dataset!r} has text fields: give --sentencepiece_model "
-            "(train one offline with gato-train-sentencepiece)"
-        )
+    extra_config: dict[str, Any] = {}
+    if needs_text_model(plan):
+        if not options.sentencepiece_model:
+            options = dataclasses.replace(options, sentencepiece_model=DEFAULT_SENTENCEPIECE_MODEL)
+            log.info(
+                "no --sentencepiece_model: text fields use the bundled model %s", DEFAULT_SENTENCEPIECE_MODEL
+            )
+        SentencePieceTokenizer.from_path(options.sentencepiece_model)  # fail now, not on a worker
+        extra_config[SENTENCEPIECE_SHA256] = text_model_digest(options.sentencepiece_model)
     log.info(
         "dataset %s: %d tasks, %d input shards -> %s",
         plan.dataset.name, len(plan.tasks), len(plan.work_items), options.output_dir,
@@ -214,7 +246,7 @@ def run_job(options: JobOptions, *, beam_args: Sequence[str] = ("--runner=Direct
     prepare_output_dir(options.output_dir, overwrite=options.overwrite)
     started = time.monotonic()
     pipeline = beam.Pipeline(options=PipelineOptions(list(beam_args)))
-    build_pipeline(pipeline, options, plan=plan)
+    build_pipeline(pipeline, options, plan=plan, extra_config=extra_config)
     result = pipeline.run()
     result.wait_until_finish()
     summary = counter_summary(result)

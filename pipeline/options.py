@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+from collections.abc import Mapping
 from typing import Any
 
 from pipeline.manifest import config_hash
 from schemas.vocab import DEFAULT_SEQUENCE_LENGTH, LAYOUTS
 
 # The bundled sample datasets (samples/README.md), used when no --data_dir is given.
-SAMPLES_DATA_DIR = str(pathlib.Path(__file__).resolve().parent.parent / "samples" / "data")
+SAMPLES_DIR = str(pathlib.Path(__file__).resolve().parent.parent / "samples")
+SAMPLES_DATA_DIR = f"{SAMPLES_DIR}/data"
 
 # Fields that only say where or how to run, never what is written: left out of the hash.
-_NOT_HASHED = frozenset({"output_dir", "overwrite", "data_dir", "strict"})
+# The SentencePiece model enters the hash by content (`run_job` adds its sha256), not by path.
+_NOT_HASHED = frozenset({"output_dir", "overwrite", "data_dir", "strict", "sentencepiece_model"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +94,11 @@ class JobOptions:
         config["prompt_tokens"] = self.effective_prompt_tokens
         return config
 
-    def config_hash(self) -> str:
-        """sha256 of the canonical JSON of the options that determine the output's content."""
-        return config_hash({k: v for k, v in self.to_config().items() if k not in _NOT_HASHED})
+    def config_hash(self, extra: Mapping[str, Any] | None = None) -> str:
+        """sha256 of the canonical JSON of the options that determine the output's content.
+
+        `extra` adds facts found at run time that also determine it (e.g. the text model's
+        sha256); they are recorded in the manifest's configuration too.
+        """
+        content = {k: v for k, v in self.to_config().items() if k not in _NOT_HASHED}
+        return config_hash({**content, **(extra or {})})

@@ -46,3 +46,11 @@ def test_hash_ignores_where_and_how_but_not_what() -> None:
     for field, value in [("seed", 1), ("sequence_length", 512), ("tasks", ("Pong*",)),
                          ("layout", "disjoint"), ("no_filter", True)]:
         assert dataclasses.replace(base, **{field: value}).config_hash() != base.config_hash()
+
+
+def test_text_model_enters_the_hash_by_content_not_path() -> None:
+    base = make(sentencepiece_model="/a/text.model")
+    assert base.config_hash() == make(sentencepiece_model="gs://b/text.model").config_hash()
+    assert base.config_hash({"sentencepiece_model_sha256": "00"}) != base.config_hash(
+        {"sentencepiece_model_sha256": "01"}
+    )
