@@ -216,3 +216,33 @@ def test_zero_weight_sources_are_never_read(output_dir: str) -> None:
     assert [s.key for s in reader.sources] == [("control", "walker")]
     batch = next(reader.batches(32))
     assert all(e.startswith("control|walker|") for e in batch[out.EPISODE_ID])
+
+
+def test_several_outputs_mix_and_a_shared_source_merges(tmp_path: Path) -> None:
+    a = write_output(tmp_path / "a", {("atari", "pong"): 12, ("control", "walker"): 10}, weights={"atari": {"weight": 0.5}, "control": {"weight": 0.5}})
+    b = write_output(tmp_path / "b", {("atari", "pong"): 12, ("dmlab", "x"): 6}, weights={"atari": {"weight": 0.5}, "dmlab": {"weight": 0.25}})
+    reader = GatoReader([a, b], ReaderOptions(exhausted="drop", num_epochs=1, prefetch=0))
+    assert [(s.key, s.rows) for s in reader.sources] == [
+        (("atari", "pong"), 24),
+        (("control", "walker"), 10),
+        (("dmlab", "x"), 6),
+    ]
+    np.testing.assert_allclose(reader.weights, [0.4, 0.4, 0.2])
+    ids = [e for b in reader.batches(4) for e in b[out.EPISODE_ID]]
+    assert len(ids) == 40
+    # Both outputs' pong rows (same ids, different files) are read, each once.
+    assert sorted(e for e in ids if e.startswith("atari")) == sorted(2 * [episode_id("atari", "pong", i) for i in range(12)])
+
+
+def test_reads_through_any_fsspec_filesystem(tmp_path: Path) -> None:
+    import fsspec
+
+    local = write_output(tmp_path, {("d", "t"): 20})
+    memory = fsspec.filesystem("memory")
+    memory.put(local, "/reader-test-out", recursive=True)
+    try:
+        remote = _ids(_take(GatoReader("memory://reader-test-out", ReaderOptions(seed=1, prefetch=0)).batches(5), 8))
+        expected = _ids(_take(GatoReader(local, ReaderOptions(seed=1, prefetch=0)).batches(5), 8))
+    finally:
+        memory.rm("/reader-test-out", recursive=True)
+    assert remote == expected
