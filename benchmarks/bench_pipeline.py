@@ -1,0 +1,279 @@
+"""End-to-end throughput and memory of the job against the read-only baseline (issue 7).
+
+    python benchmarks/bench_pipeline.py                 # the full suite (< 10 min on 2 cores)
+    python benchmarks/bench_pipeline.py --quick         # tiny sizes, a smoke run
+
+Makes synthetic inputs in the real TFDS formats (`benchmarks/synthetic.py`, cached under
+--cache_dir) and runs, each in its own process, on the same shards and the same
+DirectRunner settings:
+
+- baseline: `pipeline.read.ReadEpisodes` plus a PNG decode of every frame, nothing further;
+- full: `pipeline.job.run_job` (read twice, validate, filter, tokenize, sequence, write,
+  stats, manifest).
+
+For each it prints timesteps/s (input timesteps read) and tokens/s (tokens the full job
+tokenized, over each run's time), the ratio full/baseline in speed, the peak RSS of the
+whole process tree (the run and its worker processes, polled with psutil), and the
+output's bytes per token. Then the scaling checks, as ratios measured in this one run:
+the full job on 4x the Atari-like data (time and peak-memory ratio against 1x), and
+2 workers in multi_processing mode against 1 worker on the 4x Atari-like data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path:  # run as a script: `benchmarks` is not an installed package
+    sys.path.insert(0, str(_ROOT))
+
+from benchmarks.synthetic import SyntheticSet, make_dataset  # noqa: E402
+
+RESULT_PREFIX = "BENCH_RESULT "
+POLL_SECONDS = 0.05
+_PNG_MAGIC = b"\x89PNG"
+
+# Targets of issue 7 (ratios within one run).
+TARGET_FULL_OVER_BASELINE = 0.5
+TARGET_TIME_4X = 4.4
+TARGET_MEMORY_4X = 1.2
+TARGET_TWO_WORKERS = 1.6
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """Episodes x RLDS steps of each kind at 1x, and episodes per input shard."""
+
+    atari: tuple[int, int]
+    control_suite: tuple[int, int]
+    babyai: tuple[int, int]
+    episodes_per_shard: int
+
+
+FULL_SIZES = Sizes(atari=(16, 400), control_suite=(16, 1001), babyai=(32, 200), episodes_per_shard=2)
+QUICK_SIZES = Sizes(atari=(2, 40), control_suite=(2, 40), babyai=(2, 20), episodes_per_shard=1)
+
+
+# --- One measured run (in a child process) ------------------------------------------------
+
+
+def _decode_images(steps: Any) -> int:
+    """Decodes every PNG leaf of an episode's steps, as the tokenizer would; returns frames."""
+    from transforms.images import decode_pngs
+
+    frames = 0
+    for value in steps.values():
+        if isinstance(value, dict):
+            frames += _decode_images(value)
+        elif value.dtype == object and len(value) and bytes(value[0][:4]) == _PNG_MAGIC:
+            frames += len(decode_pngs(value))
+    return frames
+
+
+def _baseline_steps(raw: Any) -> int:
+    from pipeline.validate import num_emitted_steps
+
+    _decode_images(raw.steps)
+    return num_emitted_steps(raw)
+
+
+def run_baseline(data: SyntheticSet, beam_args: Sequence[str]) -> dict[str, Any]:
+    """Reader + PNG decode of every frame through Beam; returns the timesteps it read."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.plan import plan_work
+    from pipeline.read import ReadEpisodes
+
+    plan = plan_work(data.kind, data_dir=data.data_dir)
+    root = beam.Pipeline(options=PipelineOptions(list(beam_args)))
+    read = root | "WorkItems" >> beam.Create(plan.work_items) | "Read" >> ReadEpisodes(plan.dataset)
+    counter = beam.metrics.Metrics.counter("bench", "timesteps")
+    _ = read.episodes | "DecodeImages" >> beam.Map(lambda raw: counter.inc(_baseline_steps(raw)))
+    result = root.run()
+    result.wait_until_finish()
+    [timesteps] = [c.committed for c in result.metrics().query()["counters"] if c.key.metric.name == "timesteps"]
+    return {"timesteps": int(timesteps)}
+
+
+def run_full(data: SyntheticSet, beam_args: Sequence[str], output_dir: str) -> dict[str, Any]:
+    """The whole job via `run_job`; returns timesteps read, tokens, and output bytes."""
+    from pipeline.job import run_job
+    from pipeline.options import JobOptions
+    from schemas import output as out
+
+    options = JobOptions(
+        dataset=data.kind, output_dir=output_dir, data_dir=data.data_dir,
+        sentencepiece_model=data.sentencepiece_model, overwrite=True,
+    )
+    summary = run_job(options, beam_args=beam_args)
+    manifest = json.loads((Path(output_dir) / out.MANIFEST_FILE).read_text())
+    shards = manifest[out.M_SHARDS]
+    return {
+        "episode_tokens": sum(v.get("tokenize.tokens", 0) for v in summary.values()),
+        "written_tokens": sum(s[out.S_TOKENS] for s in shards),
+        "rows": sum(s[out.S_ROWS] for s in shards),
+        "output_bytes": sum((Path(output_dir) / s[out.S_PATH]).stat().st_size for s in shards),
+        "kept_episodes": sum(v.get("tokenize.episodes", 0) for v in summary.values()),
+    }
+
+
+def _child(spec: dict[str, Any]) -> None:
+    import pipeline.job  # noqa: F401  (imports, TensorFlow's included, are not the job's time)
+
+    data = SyntheticSet(**spec["data"])
+    started = time.perf_counter()
+    if spec["mode"] == "baseline":
+        result = run_baseline(data, spec["beam_args"])
+    else:
+        result = run_full(data, spec["beam_args"], spec["output_dir"])
+    result["seconds"] = time.perf_counter() - started
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+# --- The suite (parent process) -----------------------------------------------------------
+
+
+def _tree_rss(process: Any) -> int:
+    import psutil
+
+    total = 0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def measure(
+    mode: str, data: SyntheticSet, *, workers: int, work_dir: Path, label: str
+) -> dict[str, Any]:
+    """Runs one configuration in a child process, polling its process tree's RSS."""
+    import psutil
+
+    running_mode = "multi_processing" if workers > 1 else "in_memory"
+    spec = {
+        "mode": mode,
+        "data": dataclasses.asdict(data),
+        "beam_args": ["--runner=DirectRunner", f"--direct_num_workers={workers}",
+                      f"--direct_running_mode={running_mode}"],
+        "output_dir": str(work_dir / label),
+    }
+    log_path = work_dir / f"{label}.log"
+    with open(log_path, "w") as log:
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--_child", json.dumps(spec)],
+            stdout=subprocess.PIPE, stderr=log, text=True,
+        )
+        process = psutil.Process(child.pid)
+        peak = 0
+        while child.poll() is None:
+            try:
+                peak = max(peak, _tree_rss(process))
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(POLL_SECONDS)
+        stdout = child.stdout.read() if child.stdout else ""
+        child.wait()
+    results = [line for line in stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if child.returncode != 0 or not results:
+        raise RuntimeError(f"{label} failed (exit {child.returncode}); its log: {log_path}")
+    result = json.loads(results[-1][len(RESULT_PREFIX):])
+    result["peak_rss"] = peak
+    shutil.rmtree(spec["output_dir"], ignore_errors=True)
+    return result
+
+
+def _rate(n: float, seconds: float) -> str:
+    return f"{n / seconds:,.0f}"
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def _check(name: str, value: float, target: float, *, at_most: bool = False) -> str:
+    ok = value <= target if at_most else value >= target
+    return f"{name}: {value:.2f}x (target {'<=' if at_most else '>='} {target}x) {'OK' if ok else 'MISSED'}"
+
+
+def run_suite(cache_dir: Path, sizes: Sizes, *, kinds: Sequence[str], scaling: bool) -> list[str]:
+    """Makes the data, runs every measurement, prints and returns the report lines."""
+    work_dir = cache_dir / "runs"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    def dataset(kind: str, scale: int) -> SyntheticSet:
+        episodes, steps = getattr(sizes, kind)
+        return make_dataset(kind, cache_dir=cache_dir / "data", episodes=episodes * scale, steps=steps,
+                            episodes_per_shard=sizes.episodes_per_shard)
+
+    datasets = {kind: dataset(kind, 1) for kind in kinds}
+    say(f"machine: {os.cpu_count()} cores; runner DirectRunner; python {sys.version.split()[0]}")
+    full_runs: dict[str, dict[str, Any]] = {}
+    for kind, data in datasets.items():
+        base = measure("baseline", data, workers=1, work_dir=work_dir, label=f"{kind}-baseline")
+        full = measure("full", data, workers=1, work_dir=work_dir, label=f"{kind}-full")
+        full_runs[kind] = full
+        tokens = full["episode_tokens"]
+        say(f"{kind}: {data.episodes} episodes x {data.steps} steps ({base['timesteps']:,} timesteps, "
+            f"{tokens:,} tokens after filtering {full['kept_episodes']}/{data.episodes} episodes)")
+        for name, run in (("baseline", base), ("full", full)):
+            say(f"  {name:8s} {run['seconds']:7.1f} s  {_rate(base['timesteps'], run['seconds'])} timesteps/s  "
+                f"{_rate(tokens, run['seconds'])} tokens/s  peak {_mib(run['peak_rss'])}")
+        say(f"  output: {full['output_bytes'] / max(1, full['written_tokens']):.3f} bytes/token "
+            f"({full['written_tokens']:,} tokens in {full['rows']:,} rows, {full['output_bytes']:,} bytes)")
+        say("  " + _check("full/baseline speed", base["seconds"] / full["seconds"], TARGET_FULL_OVER_BASELINE))
+
+    if scaling:
+        one = full_runs.get("atari") or measure(
+            "full", datasets["atari"], workers=1, work_dir=work_dir, label="atari-full"
+        )
+        four_data = dataset("atari", 4)
+        four = measure("full", four_data, workers=1, work_dir=work_dir, label="atari-x4-full")
+        two = measure("full", four_data, workers=2, work_dir=work_dir, label="atari-x4-full-2workers")
+        say(f"scaling (atari, full job): 1x {one['seconds']:.1f} s peak {_mib(one['peak_rss'])}; "
+            f"4x {four['seconds']:.1f} s peak {_mib(four['peak_rss'])}; "
+            f"4x with 2 workers {two['seconds']:.1f} s peak {_mib(two['peak_rss'])}")
+        say("  " + _check("4x data time", four["seconds"] / one["seconds"], TARGET_TIME_4X, at_most=True))
+        say("  " + _check("4x data peak memory", four["peak_rss"] / one["peak_rss"], TARGET_MEMORY_4X, at_most=True))
+        say("  " + _check("2 workers speed-up", four["seconds"] / two["seconds"], TARGET_TWO_WORKERS))
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cache_dir", default=str(_ROOT / "bench_out"), help="synthetic data and run outputs")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, figures meaningless")
+    p.add_argument("--kinds", default="atari,control_suite,babyai", help="comma-separated dataset kinds")
+    p.add_argument("--no_scaling", action="store_true", help="skip the 4x-data and 2-worker runs")
+    p.add_argument("--_child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args._child:
+        _child(json.loads(args._child))
+        return 0
+    started = time.perf_counter()
+    kinds = [k for k in args.kinds.split(",") if k]
+    run_suite(Path(args.cache_dir), QUICK_SIZES if args.quick else FULL_SIZES, kinds=kinds,
+              scaling=not args.no_scaling and "atari" in kinds)
+    print(f"suite: {time.perf_counter() - started:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
