@@ -1,12 +1,13 @@
 """Reader throughput: sequences and tokens per second streamed from local shards, on one core.
 
 Writes a control-suite-like output (1024-token sequences of continuous proprio tokens,
-no images; zstd level 3, row groups of 128 rows, as `pipeline.write` writes them) unless
+no images; or with --kind atari, 84x84 grayscale frames as 36 patches per timestep;
+zstd level 3, row groups of 128 rows, as `pipeline.write` writes them) unless
 --output points at an existing one, then streams it with the reader (background
 read-ahead on) and prints the time to first batch and the steady rate.
 Target (issue 6): >= 2,000 sequences of 1024 tokens per second on one core.
 
-    taskset -c 0 python benchmarks/bench_reader.py --sequences 16384
+    PYTHONPATH=. taskset -c 0 python benchmarks/bench_reader.py --sequences 16384 [--kind atari]
 """
 
 from __future__ import annotations
@@ -28,17 +29,46 @@ from schemas import output as out
 from schemas.vocab import GATO, IMAGE_NORMALIZATION, LOCAL_POSITION_TABLE, Modality
 
 TASKS = ("walker_walk", "cheetah_run", "humanoid_run", "cartpole_swingup")
-OBS_TOKENS = 67  # walker-sized proprio: 67 continuous values, then separator, 6 actions
-ACT_TOKENS = 6
+# Per timestep: observation tokens, separator, action tokens.
+# control: walker-sized proprio, 67 continuous values and 6 continuous actions;
+# atari: an 84x84 grayscale frame padded to 96x96 = 36 patches, one discrete action.
+KINDS = {"control": (67, 6), "atari": (36, 1)}
+PATCH_BYTES = 16 * 16  # grayscale
 
 
-def _rows(task: str, start: int, n: int, length: int, rng: np.random.Generator) -> pa.Table:
+def _list_column(values: np.ndarray, value_type: pa.DataType) -> pa.ListArray:
+    """[n, k] values as a list column (k per row), built without Python objects."""
+    n, k = values.shape
+    offsets = pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(values.ravel(), type=value_type))
+
+
+def _patch_columns(n: int, per_row: int, rng: np.random.Generator) -> tuple[pa.ListArray, pa.ListArray]:
+    total = n * per_row
+    # A few gray levels per patch, as in Atari frames (uniform noise would not compress at all).
+    palette = np.array([0, 48, 96, 144, 200, 228], dtype=np.uint8)
+    data = palette[(rng.integers(0, len(palette), size=(total, 1)) + (rng.random((total, PATCH_BYTES)) < 0.1)) % len(palette)]
+    byte_offsets = np.arange(0, (total + 1) * PATCH_BYTES, PATCH_BYTES, dtype=np.int32)
+    binary = pa.Array.from_buffers(pa.binary(), total, [None, pa.py_buffer(byte_offsets), pa.py_buffer(data.tobytes())])
+    pixels = pa.ListArray.from_arrays(pa.array(np.arange(0, total + 1, per_row, dtype=np.int32)), binary)
+    grid = np.arange(per_row) % 36
+    row, col = grid // 6, grid % 6
+    one = np.stack([row * 128 // 6, (row + 1) * 128 // 6, col * 128 // 6, (col + 1) * 128 // 6], axis=1).astype(np.int16)
+    positions = _list_column(np.broadcast_to(one.ravel(), (n, per_row * 4)), pa.int16())
+    return pixels, positions
+
+
+def _rows(kind: str, task: str, start: int, n: int, length: int, rng: np.random.Generator) -> pa.Table:
+    OBS_TOKENS, ACT_TOKENS = KINDS[kind]  # noqa: N806
     step = OBS_TOKENS + 1 + ACT_TOKENS
     steps = length // step
     used = steps * step
     in_step = np.arange(used) % step
     modality = np.full(length, int(Modality.PAD), dtype=np.int8)
-    modality[:used] = np.where(in_step == OBS_TOKENS, int(Modality.SEPARATOR), int(Modality.CONTINUOUS))
+    obs_modality, act_modality = (Modality.IMAGE, Modality.DISCRETE) if kind == "atari" else (Modality.CONTINUOUS,) * 2
+    modality[:used] = np.where(
+        in_step < OBS_TOKENS, int(obs_modality), np.where(in_step == OBS_TOKENS, int(Modality.SEPARATOR), int(act_modality))
+    )
     local = np.zeros(length, dtype=np.int16)
     local[:used] = np.where(in_step < OBS_TOKENS, in_step, LOCAL_POSITION_TABLE - 1)
     loss = np.zeros(length, dtype=bool)
@@ -48,46 +78,53 @@ def _rows(task: str, start: int, n: int, length: int, rng: np.random.Generator) 
     tokens = np.full((n, length), GATO.pad, dtype=np.int32)
     tokens[:, :used] = GATO.continuous_offset + rng.integers(300, 700, size=(n, used))
     tokens[:, :used][:, in_step == OBS_TOKENS] = GATO.separator
-    list_of = lambda a, t: pa.array(list(np.broadcast_to(a, (n, length))), type=pa.list_(t))  # noqa: E731
+    if kind == "atari":
+        tokens[:, :used][:, in_step < OBS_TOKENS] = GATO.image_placeholder
+        tokens[:, :used][:, in_step > OBS_TOKENS] = rng.integers(0, 18, size=(n, steps * ACT_TOKENS))
+        pixels, positions = _patch_columns(n, steps * OBS_TOKENS, rng)
+    else:
+        pixels = pa.array([[] for _ in range(n)], type=pa.list_(pa.binary()))
+        positions = pa.array([[] for _ in range(n)], type=pa.list_(pa.int16()))
+    list_of = lambda a, t: _list_column(np.broadcast_to(a, (n, length)), t)  # noqa: E731
     columns = {
-        out.DATASET: pa.array(["control"] * n).dictionary_encode(),
+        out.DATASET: pa.array([kind] * n).dictionary_encode(),
         out.TASK: pa.array([task] * n).dictionary_encode(),
         out.EPISODE_ID: pa.array([f"{task}-{(start + i) // 8}" for i in range(n)]),
         out.SEQUENCE_INDEX: pa.array(((start + np.arange(n)) % 8).astype(np.int32)),
         out.NUM_TOKENS: pa.array(np.full(n, used, dtype=np.int32)),
-        out.TOKENS: pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * length, length, dtype=np.int32)), pa.array(tokens.ravel())),
+        out.TOKENS: _list_column(tokens, pa.int32()),
         out.MODALITY: list_of(modality, pa.int8()),
         out.LOSS_MASK: list_of(loss, pa.bool_()),
         out.LOCAL_POSITIONS: list_of(local, pa.int16()),
         out.TIMESTEP: list_of(timestep, pa.int32()),
         out.IS_PROMPT: list_of(np.zeros(length, dtype=bool), pa.bool_()),
         out.PROMPT_EPISODE_ID: pa.nulls(n, pa.string()),
-        out.PATCH_PIXELS: pa.array([[] for _ in range(n)], type=pa.list_(pa.binary())),
-        out.PATCH_POSITIONS: pa.array([[] for _ in range(n)], type=pa.list_(pa.int16())),
+        out.PATCH_PIXELS: pixels,
+        out.PATCH_POSITIONS: positions,
     }
     return pa.Table.from_pydict(columns).cast(out.SEQUENCE_SCHEMA)
 
 
-def write_benchmark_output(root: str, sequences: int, length: int) -> None:
+def write_benchmark_output(root: str, sequences: int, length: int, *, kind: str = "control") -> None:
     rng = np.random.default_rng(0)
     per_task = sequences // len(TASKS)
     shards = []
     for task in TASKS:
-        relative = f"sequences/control/{task}/part-00000.parquet"
+        relative = f"sequences/{kind}/{task}/part-00000.parquet"
         path = os.path.join(root, *relative.split("/"))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with pq.ParquetWriter(path, out.SEQUENCE_SCHEMA, compression="zstd", compression_level=3) as writer:
             for start in range(0, per_task, 1024):
                 n = min(1024, per_task - start)
-                writer.write_table(_rows(task, start, n, length, rng), row_group_size=128)
+                writer.write_table(_rows(kind, task, start, n, length, rng), row_group_size=128)
         data = open(path, "rb").read()
-        shards.append({out.S_PATH: relative, out.S_DATASET: "control", out.S_TASK: task, out.S_ROWS: per_task,
+        shards.append({out.S_PATH: relative, out.S_DATASET: kind, out.S_TASK: task, out.S_ROWS: per_task,
                        out.S_TOKENS: 0, out.S_BYTES: len(data), out.S_SHA256: hashlib.sha256(data).hexdigest()})
     manifest = {
         out.M_FORMAT_VERSION: out.MANIFEST_FORMAT_VERSION, out.M_CONFIG: {}, out.M_CONFIG_HASH: "bench",
         out.M_VOCABULARY: GATO.to_metadata(), out.M_SEQUENCE_LENGTH: length,
         out.M_IMAGE_NORMALIZATION: IMAGE_NORMALIZATION, out.M_FIELDS: {},
-        out.M_SAMPLING_WEIGHTS: {"control": {"weight": 1.0, "tasks": {t: 1 / len(TASKS) for t in TASKS}}},
+        out.M_SAMPLING_WEIGHTS: {kind: {"weight": 1.0, "tasks": {t: 1 / len(TASKS) for t in TASKS}}},
         out.M_SHARDS: shards, out.M_REJECTS: [], out.M_STATS: {},
     }
     with open(os.path.join(root, out.MANIFEST_FILE), "w") as f:
@@ -98,6 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", help="an existing finished output (default: write one to a temp dir)")
     parser.add_argument("--sequences", type=int, default=16384, help="sequences to write when generating")
+    parser.add_argument("--kind", choices=sorted(KINDS), default="control", help="what to generate")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--batches", type=int, default=400, help="batches to time")
     parser.add_argument("--shuffle-buffer", type=int, default=1024)
@@ -112,10 +150,15 @@ def main() -> None:
     root = args.output or tempfile.mkdtemp(prefix="bench_reader_")
     if not args.output:
         t = time.perf_counter()
-        write_benchmark_output(root, args.sequences, 1024)
+        write_benchmark_output(root, args.sequences, 1024, kind=args.kind)
         print(f"wrote {args.sequences} sequences to {root} in {time.perf_counter() - t:.1f} s")
     t0 = time.perf_counter()
-    reader = GatoReader(root, ReaderOptions(seed=0, shuffle_buffer=args.shuffle_buffer, prefetch=args.prefetch))
+    reader = GatoReader(root, ReaderOptions(
+        seed=0,
+        shuffle_buffer=args.shuffle_buffer,
+        prefetch=args.prefetch,
+        image_channels=1,  # both kinds hold grayscale patches at most
+    ))
     stream = reader.batches(args.batch_size, rank=0, world_size=args.world_size)
     first = next(stream)
     t_first = time.perf_counter() - t0
@@ -132,6 +175,7 @@ def main() -> None:
     if not args.output:
         shutil.rmtree(root)
     sequences = args.batches * args.batch_size
+    print(f"patch array per batch: {first[out.PATCH_PIXELS].shape} {first[out.PATCH_PIXELS].dtype}")
     print(f"time to first batch: {t_first * 1000:.0f} ms (open manifest + footers + first row groups)")
     print(
         f"steady: {sequences / elapsed:,.0f} sequences/s, {sequences * length / elapsed / 1e6:.2f} M tokens/s "
