@@ -113,7 +113,11 @@ def resolve_weights(
             )
         listed = [t for t in tasks if shares[t] is not None]
         if not listed:
+            # By rows; a dataset without any rows keeps its weight (split evenly) so that the
+            # reader can say it is missing instead of silently renormalizing it away.
             shares = {t: float(sources[(d, t)]) for t in tasks}
+            if not any(shares.values()):
+                shares = {t: 1.0 for t in tasks}
         elif len(listed) != len(tasks):
             raise ValueError(
                 f"dataset {d!r}: tasks {sorted(set(tasks) - set(listed))} have no weight while "

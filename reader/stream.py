@@ -11,6 +11,7 @@ stream, at any world size.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -97,6 +98,15 @@ class GatoReader:
             task_weights=self.options.task_weights,
         )
         wanted = {k for k, w in weights.items() if w > 0 and listed[k] > 0}
+        self.empty_sources: tuple[tuple[str, str], ...] = tuple(
+            sorted(k for k, w in weights.items() if w > 0 and listed[k] == 0)
+        )
+        if self.empty_sources:
+            warnings.warn(
+                f"sources {list(self.empty_sources)} have a sampling weight but no rows (every episode "
+                "filtered or rejected); they are left out and the other weights renormalized",
+                stacklevel=2,
+            )
         self.index: Index = build_index(self.outputs, keep=wanted)
         self.sources: tuple[Source, ...] = self.index.sources
         if not self.sources:

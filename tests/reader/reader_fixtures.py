@@ -97,7 +97,7 @@ def write_output(
     root = os.fspath(root)
     shards = []
     for (dataset, task), n in sources.items():
-        for part, start in enumerate(range(0, n, rows_per_shard)):
+        for part, start in enumerate(range(0, max(n, 1), rows_per_shard)):  # n = 0: one empty shard
             indices = np.arange(start, min(n, start + rows_per_shard))
             c = channels if isinstance(channels, int) else channels[(dataset, task)]
             table = sequences_table(dataset, task, indices, length=length, layout=layout, channels=c, patch_count=patch_count)
@@ -113,7 +113,7 @@ def write_output(
                     out.S_DATASET: dataset,
                     out.S_TASK: task,
                     out.S_ROWS: len(indices),
-                    out.S_TOKENS: int(pa.compute.sum(table.column(out.NUM_TOKENS)).as_py()),
+                    out.S_TOKENS: int(pa.compute.sum(table.column(out.NUM_TOKENS)).as_py() or 0),
                     out.S_BYTES: len(data),
                     out.S_SHA256: hashlib.sha256(data).hexdigest(),
                 }

@@ -246,3 +246,11 @@ def test_reads_through_any_fsspec_filesystem(tmp_path: Path) -> None:
     finally:
         memory.rm("/reader-test-out", recursive=True)
     assert remote == expected
+
+
+def test_weighted_source_without_rows_is_left_out_with_a_warning(tmp_path: Path) -> None:
+    root = write_output(tmp_path, {("a", "x"): 8, ("b", "empty"): 0})
+    with pytest.warns(UserWarning, match=r"\('b', 'empty'\)\] have a sampling weight but no rows"):
+        reader = GatoReader(root)
+    assert [s.key for s in reader.sources] == [("a", "x")] and reader.weights.tolist() == [1.0]
+    assert reader.empty_sources == (("b", "empty"),)
