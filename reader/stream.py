@@ -282,7 +282,10 @@ class _BatchBuilder:
 
     def _unit(self, unit: int, source: int, progress: tuple[int, int]) -> Unit:
         entry = self._units.get(unit)
-        if entry is None or entry[2] != progress:
+        if entry is not None:
+            # A row group's rows do not change between epochs: reuse it, remember the latest use.
+            self._units[unit] = (entry[0], source, max(entry[2], progress))
+        else:
             r = self._reader
             file_id, group = int(r.index.unit_file[unit]), int(r.index.unit_group[unit])
             file = r.index.files[file_id]
@@ -294,9 +297,8 @@ class _BatchBuilder:
             data = decode_unit(
                 table, sequence_length=r.sequence_length, channels=r.options.image_channels, where=where
             )
-            entry = (data, source, progress)
-            self._units[unit] = entry
-        return entry[0]
+            self._units[unit] = (data, source, progress)
+        return self._units[unit][0]
 
     def build(self, draws: Draws) -> Batch:
         parts: list[tuple[Unit, np.ndarray, np.ndarray]] = []

@@ -38,33 +38,46 @@ def _take(stream, n: int) -> list[dict]:
     return batches
 
 
+def _check_rows_match_their_ids(reader: GatoReader, b: dict, batch_size: int) -> None:
+    """Every row's content is the fixture row its episode id names (see reader_fixtures)."""
+    names = [f"{s.dataset}|{s.task}" for s in reader.sources]
+    assert b[out.TOKENS].shape == (batch_size, LENGTH) and b[out.TOKENS].dtype == np.int32
+    assert b[out.MODALITY].dtype == np.int8 and b[out.LOSS_MASK].dtype == bool
+    assert b[out.LOCAL_POSITIONS].dtype == np.int16 and b[out.IS_PROMPT].dtype == bool
+    width = b[PATCH_MASK].shape[1]
+    assert b[out.PATCH_PIXELS].shape == (batch_size, width, 16, 16, 3)
+    for row in range(batch_size):
+        eid = b[out.EPISODE_ID][row]
+        assert eid.startswith(names[b[SOURCE][row]] + "|")
+        i = int(eid.rsplit("|", 1)[1])
+        assert b[out.SEQUENCE_INDEX][row] == i
+        num_tokens = max(1, LENGTH - 1 - i % 4)
+        patches = default_patch_count(i)
+        expected = expected_tokens(i, LENGTH, num_tokens)
+        expected[:patches] = GATO.image_placeholder
+        assert np.array_equal(b[out.TOKENS][row], expected)
+        assert (b[out.MODALITY][row, :patches] == Modality.IMAGE).all()
+        assert b[PATCH_MASK][row].tolist() == [k < patches for k in range(width)]
+        for k in range(width):
+            value = (i + k) % 256 if k < patches else 0
+            assert (b[out.PATCH_PIXELS][row, k] == value).all()
+            assert b[out.PATCH_POSITIONS][row, k].tolist() == ([k, k + 1, 0, 127] if k < patches else [0, 0, 0, 0])
+
+
 def test_batch_rows_are_the_rows_they_claim(output_dir: str) -> None:
     reader = GatoReader(output_dir, ReaderOptions(seed=3, shuffle_buffer=16, prefetch=2))
     with reader.batches(8) as stream:
-        batches = _take(stream, 10)
-    names = [f"{s.dataset}|{s.task}" for s in reader.sources]
-    for b in batches:
-        assert b[out.TOKENS].shape == (8, LENGTH) and b[out.TOKENS].dtype == np.int32
-        assert b[out.MODALITY].dtype == np.int8 and b[out.LOSS_MASK].dtype == bool
-        assert b[out.LOCAL_POSITIONS].dtype == np.int16 and b[out.IS_PROMPT].dtype == bool
-        width = b[PATCH_MASK].shape[1]
-        assert b[out.PATCH_PIXELS].shape == (8, width, 16, 16, 3)
-        for row in range(8):
-            eid = b[out.EPISODE_ID][row]
-            assert eid.startswith(names[b[SOURCE][row]] + "|")
-            i = int(eid.rsplit("|", 1)[1])
-            assert b[out.SEQUENCE_INDEX][row] == i
-            num_tokens = max(1, LENGTH - 1 - i % 4)
-            patches = default_patch_count(i)
-            expected = expected_tokens(i, LENGTH, num_tokens)
-            expected[:patches] = GATO.image_placeholder
-            assert np.array_equal(b[out.TOKENS][row], expected)
-            assert (b[out.MODALITY][row, :patches] == Modality.IMAGE).all()
-            assert b[PATCH_MASK][row].tolist() == [k < patches for k in range(width)]
-            for k in range(width):
-                value = (i + k) % 256 if k < patches else 0
-                assert (b[out.PATCH_PIXELS][row, k] == value).all()
-                assert b[out.PATCH_POSITIONS][row, k].tolist() == ([k, k + 1, 0, 127] if k < patches else [0, 0, 0, 0])
+        for b in _take(stream, 10):
+            _check_rows_match_their_ids(reader, b, 8)
+
+
+def test_a_tiny_source_repeats_many_epochs_within_one_batch(tmp_path: Path) -> None:
+    root = write_output(tmp_path, {("big", "t"): 40, ("tiny", "t"): 3}, length=LENGTH)
+    reader = GatoReader(root, ReaderOptions(seed=2, dataset_weights={"big": 0.5, "tiny": 0.5}, prefetch=0))
+    for b in _take(reader.batches(64), 3):
+        _check_rows_match_their_ids(reader, b, 64)
+        tiny = [e for e in b[out.EPISODE_ID] if e.startswith("tiny")]
+        assert len(tiny) > 9  # several epochs of the 3-row source in one batch
 
 
 def test_normalized_patches_and_grayscale_promotion(tmp_path: Path) -> None:
