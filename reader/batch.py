@@ -61,7 +61,8 @@ def _fixed_list(table: pa.Table, name: str, length: int, dtype: np.dtype, where:
     if (lengths != length).any():
         bad = int(np.flatnonzero(lengths != length)[0])
         raise ValueError(
-            f"{where}: row {bad} of column {name!r} has {int(lengths[bad])} values, the manifest's sequence_length is {length}"
+            f"{where}: row {bad} of column {name!r} has {int(lengths[bad])} values; "
+            f"the manifest's sequence_length is {length}"
         )
     values = array.flatten().to_numpy(zero_copy_only=False)
     return values.astype(dtype, copy=False).reshape(len(array), length)

@@ -43,7 +43,8 @@ class ReaderState:
     def from_dict(data: Mapping[str, Any], *, expected_fingerprint: str) -> ReaderState:
         """Parse a saved state, refusing another version or another stream's state."""
         if not isinstance(data, Mapping) or data.get("version") != STATE_VERSION:
-            raise ValueError(f"not a reader state of version {STATE_VERSION}: {dict(data) if isinstance(data, Mapping) else data!r}")
+            shown = dict(data) if isinstance(data, Mapping) else data
+            raise ValueError(f"not a reader state of version {STATE_VERSION}: {shown!r}")
         if data.get("fingerprint") != expected_fingerprint:
             raise ValueError(
                 "the saved reader state belongs to another stream (different outputs, weights, seed, "

@@ -69,10 +69,10 @@ def sequences_table(
         rows[out.IS_PROMPT].append(np.zeros(length, dtype=bool))
         rows[out.PROMPT_EPISODE_ID].append(None)
         rows[out.PATCH_PIXELS].append(
-            [np.full(PATCH_SIZE * PATCH_SIZE * channels, (i + k) % 256, dtype=np.uint8).tobytes() for k in range(patches)]
+            [bytes([(i + k) % 256]) * (PATCH_SIZE * PATCH_SIZE * channels) for k in range(patches)]
         )
         rows[out.PATCH_POSITIONS].append(
-            np.concatenate([[k, k + 1, 0, 127] for k in range(patches)]).astype(np.int16) if patches else np.zeros(0, np.int16)
+            np.asarray([v for k in range(patches) for v in (k, k + 1, 0, 127)], dtype=np.int16)
         )
     return pa.Table.from_pydict(rows, schema=out.SEQUENCE_SCHEMA)
 
@@ -100,7 +100,9 @@ def write_output(
         for part, start in enumerate(range(0, max(n, 1), rows_per_shard)):  # n = 0: one empty shard
             indices = np.arange(start, min(n, start + rows_per_shard))
             c = channels if isinstance(channels, int) else channels[(dataset, task)]
-            table = sequences_table(dataset, task, indices, length=length, layout=layout, channels=c, patch_count=patch_count)
+            table = sequences_table(
+                dataset, task, indices, length=length, layout=layout, channels=c, patch_count=patch_count
+            )
             relative = f"sequences/{dataset}/{task}/part-{part:05d}.parquet"
             path = os.path.join(root, *relative.split("/"))
             os.makedirs(os.path.dirname(path), exist_ok=True)

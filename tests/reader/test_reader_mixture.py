@@ -28,7 +28,11 @@ def test_weights_manifest_task_weights_and_overrides() -> None:
     assert w[("atari", "pong")] == pytest.approx(0.375)
     assert w[("atari", "breakout")] == pytest.approx(0.125)
     w = resolve_weights(SOURCES, [manifest], dataset_weights={"dmlab": 3.0}, task_weights={("atari", "pong"): 0.0})
-    assert w == {("atari", "pong"): 0.0, ("atari", "breakout"): pytest.approx(0.25), ("dmlab", "a"): pytest.approx(0.75)}
+    assert w == {
+        ("atari", "pong"): 0.0,
+        ("atari", "breakout"): pytest.approx(0.25),
+        ("dmlab", "a"): pytest.approx(0.75),
+    }
 
 
 @pytest.mark.parametrize(
@@ -40,7 +44,11 @@ def test_weights_manifest_task_weights_and_overrides() -> None:
         ({"dataset_weights": {"atari": float("nan")}}, [MANIFEST], "must be finite"),
         ({}, [{"atari": {"weight": 1.0}}], "'dmlab' has no sampling weight"),
         ({}, [MANIFEST, {"atari": {"weight": 2.0}}], "disagree on the sampling weight of 'atari'"),
-        ({}, [{"atari": {"weight": 1.0, "tasks": {"pong": 1.0}}, "dmlab": {"weight": 1}}], r"\['breakout'\] have no weight"),
+        (
+            {},
+            [{"atari": {"weight": 1.0, "tasks": {"pong": 1.0}}, "dmlab": {"weight": 1}}],
+            r"\['breakout'\] have no weight",
+        ),
         ({"dataset_weights": {"atari": 0, "dmlab": 0}}, [MANIFEST], "every dataset weight is 0"),
     ],
 )
@@ -83,7 +91,8 @@ def test_drop_mixture_draws_every_row_once_per_epoch_then_ends() -> None:
 
 def test_drop_mixture_renormalizes_after_a_source_runs_out() -> None:
     # Source 0 (weight 0.9, 10 rows) runs out early; then 1 and 2 share 1:1.
-    mixture = Mixture(np.array([0.9, 0.05, 0.05]), rows=np.array([10, 100_000, 100_000]), seed=2, exhausted="drop", num_epochs=None)
+    rows = np.array([10, 100_000, 100_000])
+    mixture = Mixture(np.array([0.9, 0.05, 0.05]), rows=rows, seed=2, exhausted="drop", num_epochs=None)
     draws = mixture.take(mixture.initial(), 40_000)
     last_of_0 = int(np.flatnonzero(draws.source == 0)[-1])
     assert (draws.source == 0).sum() == 10 and last_of_0 < 100

@@ -138,7 +138,8 @@ def test_repeat_mode_epochs_of_each_source_have_no_duplicates(output_dir: str) -
 
 def test_empirical_mixture_matches_weights(output_dir: str) -> None:
     weights = {"atari": 0.7, "control": 0.3}
-    options = ReaderOptions(seed=2, shuffle_buffer=16, dataset_weights=weights, task_weights={("atari", "pong"): 1, ("atari", "breakout"): 3})
+    tasks = {("atari", "pong"): 1, ("atari", "breakout"): 3}
+    options = ReaderOptions(seed=2, shuffle_buffer=16, dataset_weights=weights, task_weights=tasks)
     reader = GatoReader(output_dir, options)
     with reader.batches(100) as stream:
         sources = np.concatenate([b[SOURCE] for b in _take(stream, 40)])
@@ -232,8 +233,16 @@ def test_zero_weight_sources_are_never_read(output_dir: str) -> None:
 
 
 def test_several_outputs_mix_and_a_shared_source_merges(tmp_path: Path) -> None:
-    a = write_output(tmp_path / "a", {("atari", "pong"): 12, ("control", "walker"): 10}, weights={"atari": {"weight": 0.5}, "control": {"weight": 0.5}})
-    b = write_output(tmp_path / "b", {("atari", "pong"): 12, ("dmlab", "x"): 6}, weights={"atari": {"weight": 0.5}, "dmlab": {"weight": 0.25}})
+    a = write_output(
+        tmp_path / "a",
+        {("atari", "pong"): 12, ("control", "walker"): 10},
+        weights={"atari": {"weight": 0.5}, "control": {"weight": 0.5}},
+    )
+    b = write_output(
+        tmp_path / "b",
+        {("atari", "pong"): 12, ("dmlab", "x"): 6},
+        weights={"atari": {"weight": 0.5}, "dmlab": {"weight": 0.25}},
+    )
     reader = GatoReader([a, b], ReaderOptions(exhausted="drop", num_epochs=1, prefetch=0))
     assert [(s.key, s.rows) for s in reader.sources] == [
         (("atari", "pong"), 24),
@@ -244,7 +253,8 @@ def test_several_outputs_mix_and_a_shared_source_merges(tmp_path: Path) -> None:
     ids = [e for b in reader.batches(4) for e in b[out.EPISODE_ID]]
     assert len(ids) == 40
     # Both outputs' pong rows (same ids, different files) are read, each once.
-    assert sorted(e for e in ids if e.startswith("atari")) == sorted(2 * [episode_id("atari", "pong", i) for i in range(12)])
+    pong = sorted(e for e in ids if e.startswith("atari"))
+    assert pong == sorted(2 * [episode_id("atari", "pong", i) for i in range(12)])
 
 
 def test_reads_through_any_fsspec_filesystem(tmp_path: Path) -> None:
