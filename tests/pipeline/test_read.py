@@ -21,9 +21,20 @@ from PIL import Image
 from pipeline.episode import RawEpisode, Reject
 from pipeline.plan import Plan, WorkItem, plan_work
 from pipeline.read import REJECTS, ReadEpisodes, ShardReader, read_shard
-from pipeline.validate import CORRUPT_RECORD, RLDS_IS_LAST, ValidateEpisodes, check_rlds, episode_return
+from pipeline.validate import (
+    CORRUPT_RECORD,
+    RLDS_IS_LAST,
+    ValidateEpisodes,
+    check_rlds,
+    emitted_steps,
+    episode_return,
+)
 from schemas.datasets import REGISTRY
+from schemas.vocab import Modality
 from tests import tfds_fixtures as fx
+from tests.transforms.text_fixtures import train_tiny_model
+from transforms.text import SentencePieceTokenizer
+from transforms.tokenize import tokenize_episode
 
 RUNNER = "BundleBasedDirectRunner"
 NUM_EPISODES = 5
@@ -219,15 +230,16 @@ def test_episode_without_is_last_is_read_then_rejected(tmp_path: Path) -> None:
         )
 
 
-def test_read_episodes_tokenize_with_the_planned_specs(plan: Plan, tmp_path: Path) -> None:
-    """The reader's output is what tokenization takes: emitted steps + the plan's specs."""
-    from pipeline.validate import emitted_steps
-    from schemas.vocab import Modality
-    from tests.transforms.text_fixtures import train_tiny_model
-    from transforms.text import SentencePieceTokenizer
-    from transforms.tokenize import tokenize_episode
+@pytest.fixture(scope="module")
+def tiny_text_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> SentencePieceTokenizer:
+    return SentencePieceTokenizer.from_path(str(train_tiny_model(tmp_path_factory.mktemp("spm"))))
 
-    tokenizer = SentencePieceTokenizer.from_path(str(train_tiny_model(tmp_path)))
+
+def test_read_episodes_tokenize_with_the_planned_specs(
+    plan: Plan, tiny_text_tokenizer: SentencePieceTokenizer
+) -> None:
+    """The reader's output is what tokenization takes: emitted steps + the plan's specs."""
+    tokenizer = tiny_text_tokenizer
     for raw in read_all(plan):
         check_rlds(raw)
         tokens = tokenize_episode(
@@ -250,7 +262,9 @@ BUNDLED = sorted(
 
 @pytest.mark.skipif(not BUNDLED, reason="samples/data/ holds no recorded dataset yet")
 @pytest.mark.parametrize("dataset", BUNDLED)
-def test_every_bundled_dataset_plans_and_reads(dataset: str) -> None:
+def test_every_bundled_dataset_plans_reads_and_tokenizes(
+    dataset: str, tiny_text_tokenizer: SentencePieceTokenizer
+) -> None:
     plan = plan_work(dataset, data_dir=str(SAMPLES))
     assert plan.work_items
     episodes = read_all(plan)
@@ -267,6 +281,14 @@ def test_every_bundled_dataset_plans_and_reads(dataset: str) -> None:
             for part in field.split("/"):
                 leaf = leaf[part]
             assert len(leaf) == len(raw.steps["is_first"]), field
+        tokens = tokenize_episode(
+            emitted_steps(raw),
+            plan.fields_for(raw.key.task),
+            text=tiny_text_tokenizer,
+            local_position_table=plan.dataset.local_position_table,
+            episode=raw.key.episode_id,
+        )
+        assert tokens.num_timesteps == len(raw.steps["is_first"]) - 1
     assert tasks_read == set(plan.tasks)
 
 
