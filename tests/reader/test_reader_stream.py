@@ -174,8 +174,10 @@ def test_save_and_restore_anywhere_gives_the_same_stream(output_dir: str, split:
             assert np.array_equal(ref[int(g)], row)
 
 
-def test_world_size_two_to_four_continues_the_global_stream(output_dir: str) -> None:
-    options = ReaderOptions(seed=5, shuffle_buffer=16)  # repeat: an endless stream over epochs
+@pytest.mark.parametrize("exhausted", ["repeat", "drop"])
+def test_world_size_two_to_four_continues_the_global_stream(output_dir: str, exhausted: str) -> None:
+    # 272 samples of 135 rows: both policies cross epoch boundaries (drop: global epochs).
+    options = ReaderOptions(seed=5, shuffle_buffer=16, exhausted=exhausted)
     reference = _ids(_take(GatoReader(output_dir, options).batches(8), 40))  # global samples 0..319
     reader = GatoReader(output_dir, options)
     # World size 2, per-rank batch 8: both ranks consume 7 batches, then "preempted".
