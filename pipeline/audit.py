@@ -19,7 +19,13 @@ from typing import Any, TextIO
 import fsspec
 
 from pipeline.paths import path_under
-from pipeline.report import TABLE_COLUMNS, format_value, read_stats_records
+from pipeline.report import (
+    TABLE_HEADERS,
+    TEXT_COLUMNS,
+    format_value,
+    read_stats_records,
+    table_cells,
+)
 from schemas import output as out
 
 # What --compare reports, in this order: every count and threshold an auditor cares about.
@@ -45,8 +51,12 @@ COMPARED_FIELDS: tuple[str, ...] = (
     out.ST_KEPT_RETURN_MAX,
     out.ST_KEPT_TIMESTEPS,
     out.ST_KEPT_TOKENS,
+    out.ST_SEQUENCES,
+    out.ST_PROMPTED_SEQUENCES,
+    out.ST_UNPROMPTED_SEQUENCES,
+    out.ST_PROMPTS_UNAVAILABLE,
+    out.ST_SEQUENCE_TOKENS,
 )
-REASONS_HEADER = "rejected by reason"
 
 
 class AuditError(Exception):
@@ -73,18 +83,13 @@ def load_records(output_dir: str, *, allow_unfinished: bool = False) -> list[dic
 
 def format_table(records: Sequence[Mapping[str, Any]]) -> str:
     """The per-task table as aligned text (one line per task, the report's columns)."""
-    headers = [title for _, title in TABLE_COLUMNS] + [REASONS_HEADER]
-    rows = [
-        [format_value(record[key]) for key, _ in TABLE_COLUMNS]
-        + [format_value(record[out.ST_REJECTED_BY_REASON])]
-        for record in records
-    ]
+    headers = list(TABLE_HEADERS)
+    rows = [table_cells(record) for record in records]
     widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
-    text_columns = {0, 1, len(headers) - 1}
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
-            cell.ljust(width) if i in text_columns else cell.rjust(width)
+            cell.ljust(width) if i in TEXT_COLUMNS else cell.rjust(width)
             for i, (cell, width) in enumerate(zip(cells, widths))
         ).rstrip()
 

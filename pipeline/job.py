@@ -157,6 +157,7 @@ def build_pipeline(
         stats_stage.DECISIONS: filtered.decisions,
         stats_stage.KEPT: tokenized.kept,
         stats_stage.REJECTS: rejects,
+        stats_stage.SEQUENCE_COUNTS: sequenced[COUNTS_TAG],
     } | "Stats" >> stats_stage.TaskStatistics(
         options.output_dir,
         options=stats_stage.StatsOptions(

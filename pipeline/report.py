@@ -1,6 +1,7 @@
 """The auditors' report: one static, self-contained HTML page (no JS, CSS files or fonts).
 
-A table of every task, then per task an inline SVG histogram of episode returns
+A table of every task (with its sequencing: rows, share prompted, and a note when
+prompts were unavailable, e.g. a one-episode task), then per task an inline SVG histogram of episode returns
 (all episodes, kept ones on top) with the threshold and the expert return E drawn,
 and the windowed mean return over collection order with E's window marked.
 Built only from the stats records (`stats/stats.json`), so it can be re-rendered
@@ -41,12 +42,27 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     (out.ST_KEPT_TIMESTEPS, "kept timesteps"),
     (out.ST_KEPT_TOKENS, "kept tokens"),
     (out.ST_WINDOW_START, "window start"),
+    (out.ST_SEQUENCES, "sequences"),
+    (out.ST_SEQUENCE_TOKENS, "sequence tokens"),
 )
+# Derived columns after TABLE_COLUMNS, in this order (see `table_cells`).
+PROMPTED_HEADER = "prompted"  # prompted / sequences
+REASONS_HEADER = "rejected by reason"
+NOTES_HEADER = "notes"
+TABLE_HEADERS: tuple[str, ...] = tuple(title for _, title in TABLE_COLUMNS) + (
+    PROMPTED_HEADER,
+    REASONS_HEADER,
+    NOTES_HEADER,
+)
+# Indices of the left-aligned (text) columns of the table.
+TEXT_COLUMNS = frozenset({0, 1, len(TABLE_HEADERS) - 2, len(TABLE_HEADERS) - 1})
+NO_PROMPTS_NOTE = "no other eligible episode for prompts"
 
 _WIDTH, _HEIGHT = 560, 220
 _LEFT, _RIGHT, _TOP, _BOTTOM = 56, 12, 14, 30
 _COLOR_ALL, _COLOR_KEPT = "#b8c2cc", "#2e8b57"
 _COLOR_E, _COLOR_THRESHOLD = "#1f4fd1", "#d12f1f"
+_TEXT_CLASS = ' class="text"'
 
 
 def format_value(value: Any) -> str:
@@ -62,6 +78,32 @@ def format_value(value: Any) -> str:
     if isinstance(value, Mapping):
         return ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
     return str(value)
+
+
+def prompted_share(record: Mapping[str, Any]) -> float | None:
+    """prompted / sequences of a task; None without sequences (or from an older stats.json)."""
+    sequences = record.get(out.ST_SEQUENCES) or 0
+    return record[out.ST_PROMPTED_SEQUENCES] / sequences if sequences else None
+
+
+def task_notes(record: Mapping[str, Any]) -> str:
+    """What an auditor must not miss about a task: rows that wanted a prompt but the task
+    had no other eligible episode (a one-episode task gets no prompts at all)."""
+    unavailable = record.get(out.ST_PROMPTS_UNAVAILABLE) or 0
+    if not unavailable:
+        return "-"
+    return f"{NO_PROMPTS_NOTE} ({unavailable} row(s) that drew a prompt went unprompted)"
+
+
+def table_cells(record: Mapping[str, Any]) -> list[str]:
+    """One task's row of the summary table as text, in `TABLE_HEADERS` order. Keys an older
+    stats.json lacks show as "-"."""
+    share = prompted_share(record)
+    return [format_value(record.get(key)) for key, _ in TABLE_COLUMNS] + [
+        "-" if share is None else f"{share:.3f}",
+        format_value(record[out.ST_REJECTED_BY_REASON]),
+        task_notes(record),
+    ]
 
 
 def _scale(low: float, high: float, start: float, end: float):
@@ -162,22 +204,36 @@ table { border-collapse: collapse; font-size: 12px; }
 th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
 th { background: #eef; } td.text { text-align: left; }
 section { margin-top: 28px; } .charts { display: flex; flex-wrap: wrap; gap: 16px; }
+.note { color: #a15c00; font-weight: bold; }
 .legend span { display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; }
 """
 
 
+def _sequencing_paragraph(record: Mapping[str, Any]) -> str:
+    """The task's sequencing figures, and a warning when prompts were unavailable."""
+    if out.ST_SEQUENCES not in record:
+        return ""  # an output written before the statistics carried sequencing
+    share = prompted_share(record)
+    text = (
+        f"<p>Sequences {record[out.ST_SEQUENCES]} = prompted {record[out.ST_PROMPTED_SEQUENCES]} + "
+        f"unprompted {record[out.ST_UNPROMPTED_SEQUENCES]} (prompted share "
+        f"{'-' if share is None else f'{share:.3f}'}); {record[out.ST_SEQUENCE_TOKENS]} tokens before "
+        "padding, prompts included.</p>"
+    )
+    if record[out.ST_PROMPTS_UNAVAILABLE]:
+        text += f'<p class="note">{html.escape(task_notes(record))}</p>'
+    return text
+
+
 def render_report(stats_records: Sequence[Mapping[str, Any]]) -> str:
     """The whole report as one HTML string (records in the order given: dataset, task)."""
-    header = "".join(f"<th>{html.escape(title)}</th>" for _, title in TABLE_COLUMNS)
-    header += "<th>rejected by reason</th>"
+    header = "".join(f"<th>{html.escape(title)}</th>" for title in TABLE_HEADERS)
     rows, sections = [], []
     for index, record in enumerate(stats_records):
-        cells = []
-        for key, _ in TABLE_COLUMNS:
-            text_class = ' class="text"' if key in (out.DATASET, out.TASK) else ""
-            cells.append(f"<td{text_class}>{html.escape(format_value(record[key]))}</td>")
-        reasons = format_value(record[out.ST_REJECTED_BY_REASON])
-        cells.append(f'<td class="text">{html.escape(reasons)}</td>')
+        cells = [
+            f"<td{_TEXT_CLASS if i in TEXT_COLUMNS else ''}>{html.escape(text)}</td>"
+            for i, text in enumerate(table_cells(record))
+        ]
         name = f"{record[out.DATASET]} / {record[out.TASK]}"
         cells[1] = f'<td class="text"><a href="#task-{index}">{html.escape(record[out.TASK])}</a></td>'
         rows.append(f"<tr>{''.join(cells)}</tr>")
@@ -189,6 +245,7 @@ def render_report(stats_records: Sequence[Mapping[str, Any]]) -> str:
             f"W {format_value(record[out.ST_WINDOW])}, E {format_value(record[out.ST_EXPERT_RETURN])}, "
             f"threshold {format_value(record[out.ST_THRESHOLD])} (fraction "
             f"{format_value(record[out.ST_FRACTION])}){html.escape(filter_note)}</p>"
+            f"{_sequencing_paragraph(record)}"
             f'<div class="charts">{histogram_svg(record)}{windowed_mean_svg(record)}</div></section>'
         )
     legend = (

@@ -5,7 +5,10 @@ the return of every valid episode, the filter's decisions, the episodes kept and
 tokenized, the rejects) into one stats record and the task's per-episode audit table.
 It checks the books: per task, read = kept + dropped + rejected, and an episode the
 filter kept is either tokenized (a `KeptEpisode`) or rejected, never lost; a tokenized
-episode that a later stage (sequencing) rejects counts as rejected.
+episode that a later stage (sequencing) rejects counts as rejected. When the job's
+sequencing counts are given, every kept episode was sequenced exactly once: the summed
+`SequenceCounts.episodes` equals the kept count, and its rows and tokens become the
+sequencing columns (a one-episode task shows prompted 0, prompts_unavailable > 0).
 `TaskStatistics` is the Beam stage: it groups compact per-episode tuples (never
 episodes) per task, computes the records and writes the files with fsspec.
 """
@@ -33,6 +36,7 @@ from pipeline.filter import (
     window_sums,
 )
 from pipeline.report import render_report, write_bytes
+from pipeline.sequence import SequenceCounts, SumSequenceCounts
 from schemas import output as out
 
 HISTOGRAM_BINS = 20
@@ -45,6 +49,7 @@ RETURNS = "returns"  # EpisodeReturn, every valid episode (pass 1)
 DECISIONS = "decisions"  # FilterDecision, every episode that reached the filter
 KEPT = "kept"  # KeptEpisode: kept by the filter and tokenized
 REJECTS = "rejects"  # Reject, from any stage
+SEQUENCE_COUNTS = "sequence_counts"  # optional: (TaskKey, SequenceCounts), one per sequenced episode
 
 # Compact per-episode tuples grouped per task (what the stage holds in memory).
 ReturnRow = tuple[tuple[Any, ...], str, float, str]  # sort_key, episode_id, return, source_file
@@ -112,12 +117,14 @@ def task_statistics(
     kept: Iterable[KeptRow],
     rejects: Iterable[RejectRow],
     options: StatsOptions = StatsOptions(),
+    sequences: SequenceCounts | None = None,
 ) -> tuple[dict[str, Any], pa.Table]:
     """The stats record (keys `schemas.output.ST_*`) and per-episode table of one task.
 
+    `sequences` is the task's summed sequencing counts (None: not sequenced, columns 0).
     Raises ValueError when the books do not balance (an episode lost between stages,
-    counted twice, or kept and rejected at once): trainers must be able to trust that
-    exactly the counted episodes went in.
+    counted twice, kept and rejected at once, or sequenced a different number of times
+    than kept): trainers must be able to trust that exactly the counted episodes went in.
     """
     dataset, task_name = task
     returns = list(returns)
@@ -180,6 +187,9 @@ def task_statistics(
         )
 
     n_kept = len(tokenized)
+    if sequences is not None:
+        _check_sequence_counts(task, sequences, n_kept)
+    sequenced = sequences if sequences is not None else SequenceCounts()
     n_dropped = sum(1 for row in decided.values() if not row[1])
     n_rejected = len(reject_rows)
     by_reason = collections.Counter(row[2] for row in reject_rows)
@@ -224,8 +234,33 @@ def task_statistics(
         out.ST_HISTOGRAM_KEPT: [int(x) for x in hist_kept],
         out.ST_WINDOWED_MEAN_START: [int(x) for x in picks],
         out.ST_WINDOWED_MEAN: [float(curve[i]) for i in picks],
+        out.ST_SEQUENCES: int(sequenced.sequences),
+        out.ST_PROMPTED_SEQUENCES: int(sequenced.prompted),
+        out.ST_UNPROMPTED_SEQUENCES: int(sequenced.unprompted),
+        out.ST_PROMPTS_UNAVAILABLE: int(sequenced.prompts_unavailable),
+        out.ST_SEQUENCE_TOKENS: int(sequenced.tokens),
     }
     return record, _episodes_table(task, returns, values, decided, tokenized, rejected_ids, reject_rows)
+
+
+def _check_sequence_counts(task: TaskKey, counts: SequenceCounts, n_kept: int) -> None:
+    """Every kept episode (tokenized, not rejected) is sequenced exactly once, and every
+    row is either prompted or not."""
+    if counts.episodes != n_kept:
+        raise ValueError(
+            f"task {task}: sequencing counted {counts.episodes} episode(s) but {n_kept} were kept "
+            "(an episode sequenced twice, or kept but never sequenced)"
+        )
+    if counts.prompted + counts.unprompted != counts.sequences:
+        raise ValueError(
+            f"task {task}: {counts.prompted} prompted + {counts.unprompted} unprompted rows "
+            f"!= {counts.sequences} sequences"
+        )
+    if not 0 <= counts.prompts_unavailable <= counts.unprompted:
+        raise ValueError(
+            f"task {task}: {counts.prompts_unavailable} rows without an available prompt but only "
+            f"{counts.unprompted} unprompted rows"
+        )
 
 
 def _episodes_table(
@@ -362,6 +397,11 @@ class _TaskStatisticsFn(beam.DoFn):
         thresholds = list(parts[THRESHOLDS])
         if len(thresholds) > 1:
             raise ValueError(f"task {task}: {len(thresholds)} thresholds, expected one")
+        # Absent key: the job did not sequence (columns 0); present but empty for a task:
+        # nothing of it was sequenced, which the books check against its kept count.
+        sequences = (
+            sum(parts[SEQUENCE_COUNTS], start=SequenceCounts()) if SEQUENCE_COUNTS in parts else None
+        )
         record, episodes = task_statistics(
             task,
             threshold=thresholds[0] if thresholds else None,
@@ -370,6 +410,7 @@ class _TaskStatisticsFn(beam.DoFn):
             kept=parts[KEPT],
             rejects=parts[REJECTS],
             options=self._options,
+            sequences=sequences,
         )
         for name in (out.ST_EPISODES_READ, out.ST_KEPT, out.ST_DROPPED, out.ST_REJECTED):
             beam.metrics.Metrics.counter(COUNTER_NAMESPACE, f"{task[0]}/{task[1]}/{name}").inc(
@@ -379,8 +420,8 @@ class _TaskStatisticsFn(beam.DoFn):
 
 
 class ComputeTaskStatistics(beam.PTransform):
-    """dict of PCollections (keys THRESHOLDS, RETURNS, DECISIONS, KEPT, REJECTS)
-    -> PCollection[(stats record, per-episode pa.Table)], one per task."""
+    """dict of PCollections (keys THRESHOLDS, RETURNS, DECISIONS, KEPT, REJECTS and the
+    optional SEQUENCE_COUNTS) -> PCollection[(stats record, per-episode pa.Table)], one per task."""
 
     def __init__(self, options: StatsOptions = StatsOptions()) -> None:
         super().__init__()
@@ -394,6 +435,9 @@ class ComputeTaskStatistics(beam.PTransform):
             KEPT: inputs[KEPT] | "KeyKept" >> beam.Map(_kept_row),
             REJECTS: inputs[REJECTS] | "KeyRejects" >> beam.Map(_reject_row),
         }
+        if SEQUENCE_COUNTS in inputs:
+            # Summed before grouping (combiner lifting): one small record per task, not one per episode.
+            keyed[SEQUENCE_COUNTS] = inputs[SEQUENCE_COUNTS] | "SumSequenceCounts" >> SumSequenceCounts()
         return (
             keyed
             | "GroupPerTask" >> beam.CoGroupByKey()
@@ -405,7 +449,8 @@ class TaskStatistics(beam.PTransform):
     """Computes and writes the statistics; output: one dict of written relative paths
     (`M_STATS_PARQUET`, `M_STATS_JSON`, `M_STATS_EPISODES`, `M_STATS_REPORT`) for the manifest.
 
-    Apply to a dict of PCollections with keys THRESHOLDS, RETURNS, DECISIONS, KEPT, REJECTS.
+    Apply to a dict of PCollections with keys THRESHOLDS, RETURNS, DECISIONS, KEPT, REJECTS
+    and optionally SEQUENCE_COUNTS (without it the sequencing columns are 0).
     """
 
     def __init__(self, output_dir: str, *, options: StatsOptions = StatsOptions(), report: bool = True) -> None:

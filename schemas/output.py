@@ -153,6 +153,12 @@ ST_HISTOGRAM_ALL = "histogram_all"  # counts of all episodes with a return, per 
 ST_HISTOGRAM_KEPT = "histogram_kept"  # counts of kept episodes, per bin
 ST_WINDOWED_MEAN_START = "windowed_mean_start"  # collection index of each plotted window
 ST_WINDOWED_MEAN = "windowed_mean"  # mean return of that window of W episodes
+# Sequencing of the kept episodes (spec section 5); 0 when the job did not sequence.
+ST_SEQUENCES = "sequences"  # rows written: prompted + unprompted
+ST_PROMPTED_SEQUENCES = "prompted_sequences"
+ST_UNPROMPTED_SEQUENCES = "unprompted_sequences"
+ST_PROMPTS_UNAVAILABLE = "prompts_unavailable"  # rows that drew a prompt but the task had no other eligible episode
+ST_SEQUENCE_TOKENS = "sequence_tokens"  # tokens before padding, prompts included
 
 STATS_SCHEMA = pa.schema(
     [
@@ -184,6 +190,11 @@ STATS_SCHEMA = pa.schema(
         pa.field(ST_HISTOGRAM_KEPT, pa.list_(pa.int64()), nullable=False),
         pa.field(ST_WINDOWED_MEAN_START, pa.list_(pa.int64()), nullable=False),
         pa.field(ST_WINDOWED_MEAN, pa.list_(pa.float64()), nullable=False),
+        pa.field(ST_SEQUENCES, pa.int64(), nullable=False),
+        pa.field(ST_PROMPTED_SEQUENCES, pa.int64(), nullable=False),
+        pa.field(ST_UNPROMPTED_SEQUENCES, pa.int64(), nullable=False),
+        pa.field(ST_PROMPTS_UNAVAILABLE, pa.int64(), nullable=False),
+        pa.field(ST_SEQUENCE_TOKENS, pa.int64(), nullable=False),
     ]
 )
 

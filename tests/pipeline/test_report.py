@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from pipeline.filter import expert_return
-from pipeline.report import read_stats_records, render_report, write_report
+from pipeline.report import TABLE_HEADERS, read_stats_records, render_report, write_report
+from pipeline.sequence import SequenceCounts
 from pipeline.stats import task_statistics, write_statistics
 from schemas import output as out
 
@@ -88,6 +89,53 @@ def test_a_task_without_returns_renders_without_charts() -> None:
                                 rejects=[("e0", "s", "bad_shape", None, "x")])
     page = render_report([record])
     assert "<svg" not in page and "no histogram" in page
+
+
+def _sequenced(task: tuple[str, str], values: list[float], counts: SequenceCounts) -> dict:
+    threshold = expert_return(values)
+    returns = [(((i,), "s", i), f"e{i}", v, "s") for i, v in enumerate(values)]
+    decisions = [(f"e{i}", threshold.keeps(v), "r") for i, v in enumerate(values)]
+    kept = [(f"e{i}", v, 10, 100) for i, v in enumerate(values) if threshold.keeps(v)]
+    record, _ = task_statistics(task, threshold=threshold, returns=returns, decisions=decisions, kept=kept,
+                                rejects=[], sequences=counts)
+    return record
+
+
+def _cells(page: str) -> list[list[str]]:
+    """The summary table's body rows as cell texts (links unwrapped)."""
+    body = re.search(r"<tbody>(.*?)</tbody>", page, flags=re.S).group(1)
+    return [
+        [re.sub(r"<[^>]+>", "", cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        for row in re.findall(r"<tr>(.*?)</tr>", body)
+    ]
+
+
+def test_report_shows_the_prompted_share_and_flags_a_task_without_prompts() -> None:
+    # One episode: its 10 rows cannot be prompted, 4 of them drew a prompt. Eight episodes
+    # (returns 1..8: W 1, E 8, threshold 6.4 keeps 7 and 8): 9 of 20 rows prompted.
+    solo = _sequenced(("dmc", "solo"), [3.0], SequenceCounts(1, 10, 0, 10, 4, 100))
+    many = _sequenced(("dmc", "many"), [float(v) for v in range(1, 9)], SequenceCounts(2, 20, 9, 11, 0, 236))
+    page = render_report([many, solo])
+    headers = re.findall(r"<th>(.*?)</th>", page)
+    assert headers == list(TABLE_HEADERS) and headers[-3:] == ["prompted", "rejected by reason", "notes"]
+    rows = {row[1]: dict(zip(headers, row)) for row in _cells(page)}
+    assert (rows["many"]["sequences"], rows["many"]["prompted"], rows["many"]["notes"]) == ("20", "0.450", "-")
+    assert (rows["solo"]["sequences"], rows["solo"]["prompted"]) == ("10", "0.000")
+    assert rows["solo"]["notes"] == "no other eligible episode for prompts (4 row(s) that drew a prompt went unprompted)"
+    assert rows["solo"]["sequence tokens"] == "100" and rows["many"]["sequence tokens"] == "236"
+    assert "Sequences 20 = prompted 9 + unprompted 11 (prompted share 0.450); 236 tokens" in page
+    assert page.count('<p class="note">no other eligible episode for prompts') == 1  # only the solo section
+
+
+def test_a_record_from_before_sequencing_counts_still_renders() -> None:
+    record = _records()[0]
+    for key in (out.ST_SEQUENCES, out.ST_PROMPTED_SEQUENCES, out.ST_UNPROMPTED_SEQUENCES,
+                out.ST_PROMPTS_UNAVAILABLE, out.ST_SEQUENCE_TOKENS):
+        del record[key]
+    page = render_report([record])
+    row = dict(zip(TABLE_HEADERS, _cells(page)[0]))
+    assert (row["sequences"], row["prompted"], row["notes"]) == ("-", "-", "-")
+    assert "Sequences" not in page
 
 
 def test_write_report_renders_from_stats_json(tmp_path: pathlib.Path) -> None:

@@ -7,6 +7,7 @@ import math
 import os
 import pathlib
 import random
+import re
 
 import apache_beam as beam
 import numpy as np
@@ -18,11 +19,13 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipeline.episode import EpisodeKey, EpisodeReturn, KeptEpisode, Reject
 from pipeline.filter import ExpertThresholds, decide, expert_return
 from pipeline.report import read_stats_records
+from pipeline.sequence import COUNTS_TAG, REJECTS_TAG, PromptPools, SequenceCounts, SequenceEpisodes, prompt_candidate_for
 from pipeline.stats import (
     DECISIONS,
     KEPT,
     REJECTS,
     RETURNS,
+    SEQUENCE_COUNTS,
     THRESHOLDS,
     StatsOptions,
     TaskStatistics,
@@ -32,6 +35,9 @@ from pipeline.stats import (
     write_statistics,
 )
 from schemas import output as out
+from tests.sequence_fixtures import make_episode
+from transforms.prompts import slice_timesteps
+from transforms.sequence import TIMESTEP_TOO_LONG, SequenceConfig
 
 GOLDEN = pathlib.Path(__file__).resolve().parents[1] / "golden" / "stats"
 TASK = ("atari", "rlu_atari/Pong_run_1")
@@ -148,6 +154,52 @@ def test_a_tokenized_episode_rejected_by_sequencing_counts_as_rejected() -> None
     assert episodes.to_pylist()[9][out.EP_DECISION] == out.DECISION_REJECTED
 
 
+SEQUENCING_COLUMNS = (
+    out.ST_SEQUENCES, out.ST_PROMPTED_SEQUENCES, out.ST_UNPROMPTED_SEQUENCES,
+    out.ST_PROMPTS_UNAVAILABLE, out.ST_SEQUENCE_TOKENS,
+)
+
+
+def test_sequencing_columns_are_zero_without_counts() -> None:
+    values = [float(v) for v in range(10)]
+    threshold, decisions, kept, rejects = _books(values)
+    record, _ = task_statistics(TASK, threshold=threshold, returns=_returns(values), decisions=decisions, kept=kept, rejects=rejects)
+    assert [record[c] for c in SEQUENCING_COLUMNS] == [0, 0, 0, 0, 0]
+
+
+def test_sequencing_counts_fill_the_columns() -> None:
+    values = [float(v) for v in range(10)]  # e8, e9 kept; e9 rejected by sequencing
+    threshold, decisions, kept, rejects = _books(values)
+    rejects.append(("e9", "shard-0", TIMESTEP_TOO_LONG, None, "1100 > 1024 tokens"))
+    counts = SequenceCounts(episodes=1, sequences=7, prompted=3, unprompted=4, prompts_unavailable=1, tokens=123)
+    record, _ = task_statistics(
+        TASK, threshold=threshold, returns=_returns(values), decisions=decisions, kept=kept, rejects=rejects,
+        sequences=counts,
+    )
+    assert record[out.ST_KEPT] == 1
+    assert [record[c] for c in SEQUENCING_COLUMNS] == [7, 3, 4, 1, 123]
+
+
+@pytest.mark.parametrize(
+    ("counts", "message"),
+    [
+        (SequenceCounts(episodes=1, sequences=2, prompted=1, unprompted=1, tokens=9), "sequencing counted 1 episode"),
+        (SequenceCounts(episodes=3, sequences=2, prompted=1, unprompted=1, tokens=9), "sequencing counted 3 episode"),
+        (SequenceCounts(), "sequencing counted 0 episode"),
+        (SequenceCounts(episodes=2, sequences=3, prompted=1, unprompted=1, tokens=9), "1 prompted + 1 unprompted rows != 3 sequences"),
+        (SequenceCounts(episodes=2, sequences=2, prompted=1, unprompted=1, prompts_unavailable=2, tokens=9), "2 rows without an available prompt"),
+    ],
+)
+def test_sequence_counts_that_do_not_balance_are_an_error(counts: SequenceCounts, message: str) -> None:
+    values = [float(v) for v in range(10)]  # e8, e9 kept and tokenized
+    threshold, decisions, kept, rejects = _books(values)
+    with pytest.raises(ValueError, match=f"task {re.escape(str(TASK))}: {re.escape(message)}"):
+        task_statistics(
+            TASK, threshold=threshold, returns=_returns(values), decisions=decisions, kept=kept, rejects=rejects,
+            sequences=counts,
+        )
+
+
 def test_threshold_over_other_episodes_is_an_error() -> None:
     threshold, decisions, kept, rejects = _books([1.0, 2.0])
     with pytest.raises(ValueError, match="computed over 2 episodes"):
@@ -229,16 +281,23 @@ def test_beam_stage_writes_balanced_books(tmp_path: pathlib.Path) -> None:
     assert {e[out.EPISODE_ID] for e in episodes if e[out.EP_DECISION] == out.DECISION_KEPT} == expected_kept
     assert len(episodes) == sum(r[out.ST_EPISODES_READ] for r in records)
     assert (tmp_path / out.REPORT_FILE).read_text().startswith("<!DOCTYPE html>")
+    # No SEQUENCE_COUNTS input (a caller that does not sequence): the columns are 0.
+    assert all(record[c] == 0 for record in records for c in SEQUENCING_COLUMNS)
 
 
 def _golden_results() -> list:
     values = [-21.0, -19.0, -20.0, -18.5, -15.0, -11.0, -12.0, -7.0, -9.5, -10.0, -6.0, -13.0, -8.0, -21.0, -4.0, -5.0, -9.0, -20.0, -6.5, -7.5, -8.0, -3.0]
     threshold, decisions, kept, rejects = _books(values, tokenize_reject={"e14"})
     rejects.append((None, "shard-7", "corrupt_record", None, "CRC mismatch"))
-    pong = task_statistics(TASK, threshold=threshold, returns=_returns(values), decisions=decisions, kept=kept, rejects=rejects)
+    # Pong keeps 2 episodes (30 tokens each); 3 of 6 rows carry an 8-token prompt.
+    pong_counts = SequenceCounts(episodes=2, sequences=6, prompted=3, unprompted=3, prompts_unavailable=0, tokens=60 + 3 * 8)
+    pong = task_statistics(TASK, threshold=threshold, returns=_returns(values), decisions=decisions, kept=kept, rejects=rejects,
+                           sequences=pong_counts)
     walker_values = [0.25 * i * i for i in range(30)]
     threshold, decisions, kept, rejects = _books(walker_values)
-    walker = task_statistics(("dmc", "walker_walk"), threshold=threshold, returns=_returns(walker_values), decisions=decisions, kept=kept, rejects=rejects)
+    walker_counts = SequenceCounts(episodes=4, sequences=8, prompted=4, unprompted=4, prompts_unavailable=1, tokens=120 + 4 * 6)
+    walker = task_statistics(("dmc", "walker_walk"), threshold=threshold, returns=_returns(walker_values), decisions=decisions, kept=kept, rejects=rejects,
+                             sequences=walker_counts)
     return [walker, pong]
 
 
@@ -331,3 +390,65 @@ def test_an_output_without_tasks_still_has_valid_files(tmp_path: pathlib.Path) -
     assert pq.read_table(tmp_path / out.STATS_PARQUET_FILE).schema.equals(out.STATS_SCHEMA)
     assert pq.read_table(tmp_path / out.STATS_EPISODES_FILE).num_rows == 0
     assert read_stats_records(str(tmp_path)) == []
+
+
+# --- sequencing counts from the real stages (issue 5) ---
+
+SEQUENCING = SequenceConfig(sequence_length=24, prompt_fraction=0.5, seed=5)
+
+
+def test_prompts_reach_the_statistics_and_a_one_episode_task_gets_none(tmp_path: pathlib.Path) -> None:
+    """Prompt pools -> SequenceEpisodes -> statistics, wired as in the job: a task of one
+    episode has no other episode to prompt from, so prompted is 0 and its draws show up as
+    prompts_unavailable; a task of many equally good episodes prompts about `prompt_fraction`
+    of its rows. A sequencing reject leaves the kept count and the sequenced count equal."""
+    many, solo = ("toy", "many"), ("toy", "solo")
+    episodes = [(many, f"m{i}", make_episode([2] * 60, seed=i).episode) for i in range(6)]
+    episodes.append((many, "long", make_episode([2, 30, 2], seed=7).episode))  # 34 tokens > L
+    episodes.append((solo, "s0", make_episode([2] * 60, seed=8).episode))
+    keys = [EpisodeKey(t[0], t[1], e, (i,), "shard-0", i) for i, (t, e, _) in enumerate(episodes)]
+    value = 5.0  # every episode at E: all kept, all eligible as prompts
+    returns = [EpisodeReturn(k, value, ep.num_timesteps) for k, (_, _, ep) in zip(keys, episodes)]
+    thresholds = {task: expert_return([value] * sum(1 for t, _, _ in episodes if t == task)) for task in (many, solo)}
+    decisions = [decide(k, value, thresholds[k.task_key], no_filter=False) for k in keys]
+    assert all(d.kept for d in decisions)
+    kept = [KeptEpisode(k, value, ep.num_timesteps, int(ep.tokens.size)) for k, (_, _, ep) in zip(keys, episodes)]
+    candidates = [
+        prompt_candidate_for(k, value, ep.num_timesteps, lambda a, b, ep=ep: slice_timesteps(ep, a, b), config=SEQUENCING)
+        for k, (_, _, ep) in zip(keys, episodes)
+    ]
+    with TestPipeline(runner="BundleBasedDirectRunner") as pipeline:
+        thresholds_pc = pipeline | "Thresholds" >> beam.Create(list(thresholds.items()))
+        pools = pipeline | "Candidates" >> beam.Create(candidates) | PromptPools()
+        sequenced = (
+            pipeline
+            | "Tokenized" >> beam.Create([(k, ep) for k, (_, _, ep) in zip(keys, episodes)])
+            | "Sequence" >> beam.ParDo(
+                SequenceEpisodes(SEQUENCING), beam.pvalue.AsDict(pools), beam.pvalue.AsDict(thresholds_pc)
+            ).with_outputs(REJECTS_TAG, COUNTS_TAG, main="sequences")
+        )
+        inputs = {
+            THRESHOLDS: thresholds_pc,
+            RETURNS: pipeline | "Returns" >> beam.Create(returns),
+            DECISIONS: pipeline | "Decisions" >> beam.Create(decisions),
+            KEPT: pipeline | "Kept" >> beam.Create(kept),
+            REJECTS: sequenced[REJECTS_TAG],
+            SEQUENCE_COUNTS: sequenced[COUNTS_TAG],
+        }
+        _ = inputs | TaskStatistics(str(tmp_path))
+    by_task = {(r[out.DATASET], r[out.TASK]): r for r in read_stats_records(str(tmp_path))}
+    one, normal = by_task[solo], by_task[many]
+    assert (one[out.ST_KEPT], normal[out.ST_KEPT], normal[out.ST_REJECTED]) == (1, 6, 1)
+    assert normal[out.ST_REJECTED_BY_REASON] == {TIMESTEP_TOO_LONG: 1}
+    # One episode: no prompt at all, every row unprompted, half of them wanted one.
+    assert one[out.ST_PROMPTED_SEQUENCES] == 0
+    assert one[out.ST_UNPROMPTED_SEQUENCES] == one[out.ST_SEQUENCES] == 10  # 60 timesteps of 4 tokens, L = 24
+    assert 0 < one[out.ST_PROMPTS_UNAVAILABLE] < one[out.ST_SEQUENCES]
+    assert one[out.ST_SEQUENCE_TOKENS] == one[out.ST_KEPT_TOKENS]  # no prompt tokens added
+    # Many episodes: every draw finds a prompt; the share prompted is near the fraction.
+    assert normal[out.ST_PROMPTS_UNAVAILABLE] == 0
+    assert normal[out.ST_PROMPTED_SEQUENCES] + normal[out.ST_UNPROMPTED_SEQUENCES] == normal[out.ST_SEQUENCES] >= 60
+    assert abs(normal[out.ST_PROMPTED_SEQUENCES] / normal[out.ST_SEQUENCES] - SEQUENCING.prompt_fraction) < 0.15
+    assert normal[out.ST_SEQUENCE_TOKENS] > normal[out.ST_KEPT_TOKENS]  # prompts included
+    report = (tmp_path / out.REPORT_FILE).read_text()
+    assert report.count("no other eligible episode for prompts") == 2  # the solo task's table row and section
