@@ -59,7 +59,7 @@ def _directory(name: str, config: str, version: str) -> Path:
 
 
 @functools.cache
-def _episodes(name: str, config: str) -> list[dict[str, Any]]:
+def read_bundled(name: str, config: str) -> list[dict[str, Any]]:
     """Every episode as numpy: episode-level fields plus `steps` stacked over time."""
     builder = tfds.builder(f"{name}/{config}", data_dir=str(DATA))
     episodes = []
@@ -101,7 +101,7 @@ def test_opens_by_name_with_its_builders_features(name: str, config: str, versio
 
 @pytest.mark.parametrize(("name", "config", "version", "episodes", "shards"), BUNDLED, ids=IDS)
 def test_episodes_obey_rlds_rules(name: str, config: str, version: str, episodes: int, shards: int) -> None:
-    read = _episodes(name, config)
+    read = read_bundled(name, config)
     assert sorted(int(e[EPISODE_ID]) for e in read) == list(range(episodes))
     for episode in read:
         steps = episode[STEPS]
@@ -120,7 +120,7 @@ def test_episodes_obey_rlds_rules(name: str, config: str, version: str, episodes
 
 
 def _returns(name: str, config: str) -> list[float]:
-    return [float(np.sum(e[STEPS][REWARD])) for e in _episodes(name, config)]
+    return [float(np.sum(e[STEPS][REWARD])) for e in read_bundled(name, config)]
 
 
 @pytest.mark.parametrize(("name", "config"), [b[:2] for b in BUNDLED], ids=IDS)
@@ -134,20 +134,20 @@ def test_returns_vary_across_episodes(name: str, config: str) -> None:
 
 @pytest.mark.parametrize("config", ["Pong_run_1", "Breakout_run_1"])
 def test_atari_is_preprocessed_like_rl_unplugged(config: str) -> None:
-    for episode in _episodes("rlu_atari", config):
+    for episode in read_bundled("rlu_atari", config):
         steps = episode[STEPS]
         assert steps[OBSERVATION].shape[1:] == (84, 84, 1) and steps[OBSERVATION].dtype == np.uint8
         assert steps[OBSERVATION].std() > 0  # real frames, not blank
         assert set(np.unique(steps[REWARD])) <= {-1.0, 0.0, 1.0}  # clipped
         assert len(steps[REWARD]) <= 501  # truncated at 500 agent steps
     # Collection order (checkpoint_id, episode_id): checkpoints rise like a training run.
-    order = sorted((int(e[CHECKPOINT_ID]), int(e[EPISODE_ID])) for e in _episodes("rlu_atari", config))
+    order = sorted((int(e[CHECKPOINT_ID]), int(e[EPISODE_ID])) for e in read_bundled("rlu_atari", config))
     assert [c for c, _ in order] == sorted(c for c, _ in order) and order[-1][0] > order[0][0]
 
 
 @pytest.mark.parametrize("config", ["cartpole_swingup", "walker_walk"])
 def test_control_suite_actions_are_bounded_and_episodes_full_length(config: str) -> None:
-    for episode in _episodes("rlu_control_suite", config):
+    for episode in read_bundled("rlu_control_suite", config):
         steps = episode[STEPS]
         assert np.all(np.abs(steps[ACTION]) <= 1.0)
         assert len(steps[REWARD]) == 1001  # dm_control's 1000 steps plus the final observation
@@ -156,12 +156,12 @@ def test_control_suite_actions_are_bounded_and_episodes_full_length(config: str)
 
 def test_metaworld_and_babyai_layouts() -> None:
     for task in ("reach-v3", "push-v3", "drawer-open-v3"):
-        for episode in _episodes(gato.GATO_METAWORLD, task):
+        for episode in read_bundled(gato.GATO_METAWORLD, task):
             steps = episode[STEPS]
             assert steps[OBSERVATION][gato.METAWORLD_STATE].shape[1:] == (39,)
             assert steps[ACTION].shape[1:] == (4,) and np.all(np.abs(steps[ACTION]) <= 1.0)
     for level in ("GoToRedBall", "GoToLocal", "PickupLoc"):
-        for episode in _episodes(gato.GATO_BABYAI, level):
+        for episode in read_bundled(gato.GATO_BABYAI, level):
             steps = episode[STEPS]
             observation = steps[OBSERVATION]
             assert observation[gato.BABYAI_IMAGE].shape[1:] == (7, 7, 3)
@@ -176,6 +176,6 @@ def test_dmlab_samples_say_they_are_synthetic() -> None:
     for name in ("rlu_dmlab_explore_object_rewards_few", "rlu_dmlab_seekavoid_arena01"):
         info = tfds.builder_from_directory(str(_directory(name, "training_0", "1.2.0"))).info
         assert "SYNTHETIC" in info.description
-        pixels = _episodes(name, "training_0")[0][STEPS][OBSERVATION]["pixels"]
+        pixels = read_bundled(name, "training_0")[0][STEPS][OBSERVATION]["pixels"]
         assert pixels.shape[1:] == (72, 96, 3)
         assert len({frame.tobytes() for frame in pixels}) > 1  # the view changes over time
