@@ -273,9 +273,10 @@ def _greedy_action(room: _Room) -> int:
     offset = _bearing_offset(room, int(target))
     if abs(offset) <= _TURN / 2:
         return _FORWARD
-    return _FWD_LEFT if offset < 0 and abs(offset) < 2 * _TURN else _LOOK_LEFT if offset < 0 else (
-        _FWD_RIGHT if abs(offset) < 2 * _TURN else _LOOK_RIGHT
-    )
+    near = abs(offset) < 2 * _TURN  # close to the heading: keep walking while turning
+    if offset < 0:
+        return _FWD_LEFT if near else _LOOK_LEFT
+    return _FWD_RIGHT if near else _LOOK_RIGHT
 
 
 def _step_room(room: _Room, action: int, rng: np.random.Generator) -> float:
