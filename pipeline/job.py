@@ -105,7 +105,7 @@ def build_pipeline(
 
     # Pass 1: returns -> thresholds, and the prompt pools. Its rejects are the same as
     # pass 2's, which are the ones reported.
-    read1 = work | "ReadForReturns" >> ReadEpisodes(spec)
+    read1 = work | "ReadForReturns" >> ReadEpisodes(spec, namespace="gato.read_pass1")
     valid1 = read1.episodes | "ValidateForReturns" >> ValidateEpisodes()
     returns = valid1.valid | "Returns" >> beam.Map(functools.partial(_episode_return, spec=spec))
     thresholds = returns | "ExpertReturn" >> ExpertThresholds(

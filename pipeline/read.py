@@ -22,6 +22,7 @@ import apache_beam as beam
 import numpy as np
 
 from pipeline.episode import EpisodeKey, RawEpisode, Reject
+from pipeline.filter import counter_name
 from pipeline.plan import WorkItem
 from pipeline.validate import CORRUPT_RECORD
 from schemas.datasets import DatasetSpec
@@ -29,6 +30,7 @@ from schemas.fields import STEPS
 
 EPISODES = "episodes"  # main output tag of ReadEpisodes
 REJECTS = "rejects"
+COUNTER_NAMESPACE = "gato.read"
 
 
 def raw_features(features: Any) -> Any:
@@ -182,9 +184,10 @@ def _num_steps(steps: dict[str, Any]) -> int:
 class ReadEpisodesFn(beam.DoFn):
     """WorkItem -> RawEpisode (main) and Reject (`rejects`); counters per task."""
 
-    def __init__(self, spec: DatasetSpec, *, strict: bool = False) -> None:
+    def __init__(self, spec: DatasetSpec, *, strict: bool = False, namespace: str = COUNTER_NAMESPACE) -> None:
         self._spec = spec
         self._strict = strict
+        self._namespace = namespace
 
     def setup(self) -> None:
         self._readers: dict[str, ShardReader] = {}
@@ -193,33 +196,47 @@ class ReadEpisodesFn(beam.DoFn):
         reader = self._readers.get(item.builder_dir)
         if reader is None:
             reader = self._readers[item.builder_dir] = ShardReader(item.builder_dir)
-        counter = beam.metrics.Metrics.counter
+        task = (item.dataset, item.task)
+
+        def counter(what: str) -> Any:
+            return beam.metrics.Metrics.counter(self._namespace, counter_name(task, what))
+
         for out in read_shard(item, reader=reader, spec=self._spec, strict=self._strict):
             if isinstance(out, Reject):
-                counter("read", f"corrupt_records/{item.task}").inc()
+                counter("corrupt_records").inc()
                 yield beam.pvalue.TaggedOutput(REJECTS, out)
             else:
-                counter("read", f"episodes/{item.task}").inc()
-                counter("read", f"steps/{item.task}").inc(_num_steps(out.steps))
+                counter("episodes").inc()
+                counter("steps").inc(_num_steps(out.steps))
                 yield out
 
 
 class ReadEpisodes(beam.PTransform):
     """PCollection[WorkItem] -> outputs `episodes` (RawEpisode) and `rejects` (Reject).
 
-    Work items are reshuffled first so that shards spread over workers.
+    Work items are reshuffled first so that shards spread over workers. Counters
+    `<namespace>:<dataset>/<task>/episodes|steps|corrupt_records`; the job's first pass
+    reads under its own namespace so the summary does not count episodes twice.
     """
 
-    def __init__(self, spec: DatasetSpec, *, strict: bool = False, label: str | None = None) -> None:
+    def __init__(
+        self,
+        spec: DatasetSpec,
+        *,
+        strict: bool = False,
+        namespace: str = COUNTER_NAMESPACE,
+        label: str | None = None,
+    ) -> None:
         super().__init__(label)
         self._spec = spec
         self._strict = strict
+        self._namespace = namespace
 
     def expand(self, items: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         return (
             items
             | "SpreadShards" >> beam.Reshuffle()
             | "ReadShard" >> beam.ParDo(
-                ReadEpisodesFn(self._spec, strict=self._strict)
+                ReadEpisodesFn(self._spec, strict=self._strict, namespace=self._namespace)
             ).with_outputs(REJECTS, main=EPISODES)
         )

@@ -20,7 +20,7 @@ from PIL import Image
 
 from pipeline.episode import RawEpisode, Reject
 from pipeline.plan import Plan, WorkItem, plan_work
-from pipeline.read import REJECTS, ReadEpisodes, ShardReader, read_shard
+from pipeline.read import COUNTER_NAMESPACE, REJECTS, ReadEpisodes, ShardReader, read_shard
 from pipeline.validate import (
     CORRUPT_RECORD,
     RLDS_IS_LAST,
@@ -207,12 +207,12 @@ def test_read_episodes_in_beam_with_rejects_and_counters(plan: Plan, tmp_path: P
     result.wait_until_finish()
     counters = {
         c.key.metric.name: c.committed
-        for c in result.metrics().query(MetricsFilter().with_namespace("read"))["counters"]
+        for c in result.metrics().query(MetricsFilter().with_namespace(COUNTER_NAMESPACE))["counters"]
     }
     episodes_read = before + intact
-    assert counters["episodes/my_robot/stacking"] == episodes_read
-    assert counters["corrupt_records/my_robot/stacking"] == 1
-    assert counters["steps/my_robot/stacking"] > 3 * episodes_read
+    assert counters[f"{damaged.dataset}/my_robot/stacking/episodes"] == episodes_read
+    assert counters[f"{damaged.dataset}/my_robot/stacking/corrupt_records"] == 1
+    assert counters[f"{damaged.dataset}/my_robot/stacking/steps"] > 3 * episodes_read
 
 
 def test_episode_without_is_last_is_read_then_rejected(tmp_path: Path) -> None:
