@@ -76,7 +76,7 @@ def _rows_by_episode(out: Path, manifest: dict[str, Any]) -> dict[tuple[str, str
     return {k: sorted(v, key=lambda r: r["sequence_index"]) for k, v in rows.items()}
 
 
-def _source_episodes(task: str) -> dict[str, dict[str, np.ndarray]]:
+def _source_episodes(task: str) -> dict[str, dict[str, Any]]:
     builder = tfds.builder_from_directory(f"{SAMPLES_DATA_DIR}/{task}/1.0.0")
     episodes = {}
     for episode in tfds.as_numpy(builder.as_dataset(split="train")):
@@ -84,8 +84,33 @@ def _source_episodes(task: str) -> dict[str, dict[str, np.ndarray]]:
         episodes[str(episode["episode_id"])] = {
             "observation/state": np.stack([s["observation"]["state"] for s in steps[:-1]]),
             "action": np.stack([s["action"] for s in steps[:-1]]),
+            "order": int(episode["episode_id"]),
+            "return": float(episode["episode_return"]),
         }
     return episodes
+
+
+def brute_force_keeps(returns_in_order: list[float], fraction: float = 0.8) -> list[bool]:
+    """Spec section 4 written out plainly, with no shared code."""
+    n = len(returns_in_order)
+    w = max(1, min(1000, n // 10))
+    expert = max(sum(returns_in_order[j : j + w]) / w for j in range(n - w + 1))
+    return [r >= expert - (1 - fraction) * abs(expert) for r in returns_in_order]
+
+
+def test_kept_episodes_are_exactly_the_brute_force_ones(
+    metaworld_output: tuple[Path, dict[str, Any]],
+) -> None:
+    out, manifest = metaworld_output
+    written = {key for key in _rows_by_episode(out, manifest)}
+    stats = json.loads((out / "stats" / "stats.json").read_text())["tasks"]
+    for task in stats:
+        sources = _source_episodes(task["task"])
+        order = sorted(sources, key=lambda e: sources[e]["order"])
+        keeps = brute_force_keeps([sources[e]["return"] for e in order])
+        expected = {(task["task"], e) for e, keep in zip(order, keeps) if keep}
+        assert {k for k in written if k[0] == task["task"]} == expected
+        assert task["kept"] == len(expected) and task["episodes_read"] == len(order)
 
 
 def test_sequences_decode_back_to_the_episodes(metaworld_output: tuple[Path, dict[str, Any]]) -> None:
