@@ -31,7 +31,7 @@ from transforms.types import TokenizedEpisode
 KEPT_TAG = "kept"
 REJECTS_TAG = "rejects"
 COUNTER_NAMESPACE = "gato.tokenize"
-PROGRESS_SECONDS = 10.0  # how often a worker logs its throughput
+PROGRESS_SECONDS = 5.0  # how often a worker logs its throughput
 
 log = logging.getLogger(__name__)
 
