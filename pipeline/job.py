@@ -171,6 +171,7 @@ def build_pipeline(
         fields=fields,
         dataset_weights={spec.name: spec.sample_weight},
         extra_config=dict(extra_config or {}),
+        field_shapes={spec.name: plan.field_shapes},
     )
     _ = (
         root
@@ -207,6 +208,7 @@ def _write_manifest(
     fields: Mapping[str, Mapping[str, Any]],
     dataset_weights: Mapping[str, float | None],
     extra_config: Mapping[str, Any],
+    field_shapes: Mapping[str, Mapping[str, Mapping[str, Sequence[int | None]]]],
 ) -> str:
     manifest = build_manifest(
         config={**options.to_config(), **extra_config},
@@ -218,6 +220,7 @@ def _write_manifest(
         stats=stats,
         dataset_weights=dataset_weights,
         config_digest=options.config_hash(extra_config),
+        field_shapes=field_shapes,
     )
     return write_manifest(options.output_dir, manifest)
 

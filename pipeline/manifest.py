@@ -27,6 +27,7 @@ from schemas.output import (
     M_CONFIG,
     M_CONFIG_HASH,
     M_FIELDS,
+    M_FIELD_SHAPES,
     M_FORMAT_VERSION,
     M_IMAGE_NORMALIZATION,
     M_REJECTS,
@@ -145,11 +146,13 @@ def build_manifest(
     stats: Mapping[str, str] | None = None,
     dataset_weights: Mapping[str, float | None] | None = None,
     config_digest: str | None = None,
+    field_shapes: Mapping[str, Mapping[str, Mapping[str, Sequence[int | None]]]] | None = None,
 ) -> dict[str, Any]:
     """The manifest object (keys in `schemas.output`); shard lists sorted by path.
 
     `config_digest` overrides the hash of the whole `config` (the job hashes only the
     options that determine content, so the same data written elsewhere hashes alike).
+    `field_shapes` {dataset: {task: {path: shape}}}: what decoding a row back needs.
     """
     config = json.loads(canonical_json(config))  # fails early on anything not JSON
     return {
@@ -160,6 +163,11 @@ def build_manifest(
         M_SEQUENCE_LENGTH: int(sequence_length),
         M_IMAGE_NORMALIZATION: IMAGE_NORMALIZATION,
         M_FIELDS: fields_metadata(fields),
+        M_FIELD_SHAPES: {
+            dataset: {task: {path: list(shape) for path, shape in sorted(paths.items())}
+                      for task, paths in sorted(tasks.items())}
+            for dataset, tasks in sorted((field_shapes or {}).items())
+        },
         M_SAMPLING_WEIGHTS: suggested_sampling_weights(shards, dataset_weights or {}),
         M_SHARDS: sorted((dict(s) for s in shards), key=lambda s: s["path"]),
         M_REJECTS: sorted((dict(s) for s in rejects), key=lambda s: s["path"]),

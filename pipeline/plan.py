@@ -87,6 +87,9 @@ class Plan:
     dataset: DatasetSpec
     task_fields: dict[str, dict[str, FieldSpec]]
     work_items: tuple[WorkItem, ...]
+    # Per task, each tokenized field's per-timestep shape as stored (None: unknown size):
+    # what a decoder needs to turn a Parquet row back into values.
+    field_shapes: dict[str, dict[str, tuple[int | None, ...]]] = dataclasses.field(default_factory=dict)
 
     @property
     def tasks(self) -> list[str]:
@@ -143,6 +146,7 @@ def plan_work(
     )
     infos = _load_infos(selected)
     task_fields: dict[str, dict[str, FieldSpec]] = {}
+    shapes: dict[str, dict[str, tuple[int | None, ...]]] = {}
     shards: dict[str, tuple[str, list[str]]] = {}
     problems: list[str] = []
     for builder, info in zip(selected, infos):
@@ -155,13 +159,14 @@ def plan_work(
             )
             continue
         task_fields[task] = registry_fields(spec, features=features)
+        shapes[task] = field_shapes(features)
         shards[task] = (str(builder.path), _train_shards(info, builder.path))
     if problems:
         raise ValueError(
             f"dataset {dataset!r}: features on disk do not match the registry:\n  "
             + "\n  ".join(problems)
         )
-    return _make_plan(spec, task_fields, shards)
+    return _make_plan(spec, task_fields, shards, shapes)
 
 
 def registry_fields(spec: DatasetSpec, *, features: Mapping[str, FeatureInfo]) -> dict[str, FieldSpec]:
@@ -264,13 +269,15 @@ def _plan_rlds(directory: str, *, tasks: Sequence[str], spec_path: str | None) -
     source = spec_path or str(root / SPEC_FILE_NAME)
     spec = _rlds_dataset_spec(name, all_features, overrides, source=source)
     task_fields: dict[str, dict[str, FieldSpec]] = {}
+    shapes: dict[str, dict[str, tuple[int | None, ...]]] = {}
     shards: dict[str, tuple[str, list[str]]] = {}
     for builder, info, features in zip(selected, infos, all_features):
         task = overrides.task or task_name(builder.tfds_name, builder.config)
         _check_rlds_layout(features, task=task, where=str(builder.path))
         task_fields[task] = resolve_fields(features, overrides=overrides.field_overrides, source=source)
+        shapes[task] = field_shapes(features)
         shards[task] = (str(builder.path), _train_shards(info, builder.path))
-    return _make_plan(spec, task_fields, shards)
+    return _make_plan(spec, task_fields, shards, shapes)
 
 
 def _load_overrides(root: epath.Path, spec_path: str | None) -> RldsOverrides:
@@ -499,10 +506,16 @@ def _train_shards(info: Any, builder_dir: epath.Path) -> list[str]:
     return paths
 
 
+def field_shapes(features: Mapping[str, FeatureInfo]) -> dict[str, tuple[int | None, ...]]:
+    """{field path: per-timestep shape} of the tokenized step fields (text: `()`)."""
+    return {field: tuple(info.shape or ()) for field, info in tokenized_fields(features).items()}
+
+
 def _make_plan(
     spec: DatasetSpec,
     task_fields: dict[str, dict[str, FieldSpec]],
     shards: Mapping[str, tuple[str, list[str]]],
+    shapes: Mapping[str, dict[str, tuple[int | None, ...]]],
 ) -> Plan:
     entries = sorted(
         (task, builder_dir, path)
@@ -516,4 +529,9 @@ def _make_plan(
         WorkItem(dataset=spec.name, task=task, builder_dir=builder_dir, shard_path=path, index=i)
         for i, (task, builder_dir, path) in enumerate(entries)
     )
-    return Plan(dataset=spec, task_fields=dict(sorted(task_fields.items())), work_items=items)
+    return Plan(
+        dataset=spec,
+        task_fields=dict(sorted(task_fields.items())),
+        work_items=items,
+        field_shapes={task: shapes[task] for task in sorted(task_fields)},
+    )

@@ -85,6 +85,7 @@ M_VOCABULARY = "vocabulary"  # VocabLayout.to_metadata()
 M_SEQUENCE_LENGTH = "sequence_length"
 M_IMAGE_NORMALIZATION = "image_normalization"
 M_FIELDS = "fields"  # {dataset: {path: FieldSpec.to_metadata()}}
+M_FIELD_SHAPES = "field_shapes"  # {dataset: {task: {path: per-timestep shape as stored}}}
 M_SAMPLING_WEIGHTS = "sampling_weights"  # {dataset: {"weight": w, "tasks": {task: w}}}
 M_SHARDS = "shards"  # list of shard entries, below
 M_REJECTS = "rejects"  # list of shard entries for rejects files

@@ -141,7 +141,8 @@ def test_sequences_decode_back_to_the_episodes(metaworld_output: tuple[Path, dic
                 assert modality[at].tolist() == [Modality.CONTINUOUS] * 39 + [Modality.SEPARATOR] + [Modality.CONTINUOUS] * 4
                 assert positions[at].tolist() == list(range(39)) + [ACTION_POSITION] * 5
                 assert loss[at].tolist() == [False] * 40 + [True] * 4
-            decoded = decode_episode(row, specs, shapes={"observation/state": (39,), "action": (4,)})
+            shapes = manifest["field_shapes"]["metaworld"][task]  # what an auditor decodes with
+            decoded = decode_episode(row, specs, shapes={p: tuple(v) for p, v in shapes.items()})
             state = mu_law_encode(decoded.fields["observation/state"])
             want = mu_law_encode(original["observation/state"][decoded.timesteps])
             assert np.abs(state - want).max() <= 1 / 1024 + 1e-12  # half a bin in F-space

@@ -198,6 +198,13 @@ def test_rlds_data_dir_infers_every_field(novel_dir: Path) -> None:
     }
     assert len(plan.work_items) == 3
     assert [w.task for w in plan.work_items] == ["my_robot/pouring", "my_robot/stacking", "my_robot/stacking"]
+    assert plan.field_shapes["my_robot/stacking"] == {
+        "action/arm": (3,),
+        "action/gripper": (),
+        "observation/camera/rgb": (20, 24, 3),
+        "observation/instruction": (),
+        "observation/joints": (5,),
+    }
 
 
 def test_rlds_builder_dir_with_spec_file(novel_dir: Path, tmp_path: Path) -> None:
