@@ -62,7 +62,7 @@ def test_datasets_plan_as_the_registry_entries_and_are_cached(tmp_path: Path) ->
 def test_quick_run_prints_every_figure(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_pipeline.py"), "--quick",
-         "--cache_dir", str(tmp_path), "--kinds", "control_suite", "--no_scaling"],
+         "--cache_dir", str(tmp_path), "--kinds", "control_suite", "--no_scaling", "--repeat", "1"],
         capture_output=True, text=True, timeout=150,
     )
     assert out.returncode == 0, out.stderr[-3000:]
