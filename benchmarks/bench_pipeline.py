@@ -30,6 +30,7 @@ import argparse
 import dataclasses
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -177,6 +178,7 @@ def measure(
         "output_dir": str(work_dir / label),
     }
     log_path = work_dir / f"{label}.log"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(log_path, "w") as log:
         child = subprocess.Popen(
             [sys.executable, __file__, "--_child", json.dumps(spec)],
@@ -192,11 +194,14 @@ def measure(
             time.sleep(POLL_SECONDS)
         stdout = child.stdout.read() if child.stdout else ""
         child.wait()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     results = [line for line in stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if child.returncode != 0 or not results:
         raise RuntimeError(f"{label} failed (exit {child.returncode}); its log: {log_path}")
     result = json.loads(results[-1][len(RESULT_PREFIX):])
     result["peak_rss"] = peak
+    # CPU of the child and every worker process it reaped (the whole run, start-up included).
+    result["cpu_seconds"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     shutil.rmtree(spec["output_dir"], ignore_errors=True)
     return result
 
@@ -208,7 +213,7 @@ def measure_best(mode: str, data: SyntheticSet, *, repeat: int, **kwargs: Any) -
     is the closest to the job's own cost; memory is taken at its worst.
     """
     runs = [measure(mode, data, **kwargs) for _ in range(repeat)]
-    best = min(runs, key=lambda r: r["seconds"])
+    best = min(runs, key=lambda r: r["seconds"])  # its cpu_seconds too
     return {**best, "peak_rss": max(r["peak_rss"] for r in runs)}
 
 
@@ -243,7 +248,9 @@ def run_suite(
                             episodes_per_shard=sizes.episodes_per_shard)
 
     datasets = {kind: dataset(kind, 1) for kind in kinds}
-    say(f"machine: {os.cpu_count()} cores; runner DirectRunner; python {sys.version.split()[0]}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    say(f"machine: {os.cpu_count()} cores, load average {load} before the runs; DirectRunner; "
+        f"python {sys.version.split()[0]}")
     full_runs: dict[str, dict[str, Any]] = {}
     for kind, data in datasets.items():
         base = measure_best("baseline", data, repeat=repeat, workers=1, work_dir=work_dir, label=f"{kind}-baseline")
@@ -278,6 +285,8 @@ def run_suite(
         say(f"workers (atari {WORKERS_SCALE}x = {eight_data.timesteps:,} timesteps, full job, {mp}): "
             f"1 worker {one_mp['seconds']:.1f} s peak {_mib(one_mp['peak_rss'])}; "
             f"2 workers {two['seconds']:.1f} s peak {_mib(two['peak_rss'])}")
+        say(f"  CPU seconds of the process tree: 1 worker {one_mp['cpu_seconds']:.1f}, "
+            f"2 workers {two['cpu_seconds']:.1f} (at most {os.cpu_count()} cores, shared with other work)")
         say("  " + _check("2 workers speed-up", one_mp["seconds"] / two["seconds"], TARGET_TWO_WORKERS))
         # T1 = S + W and T2 = S + W/2: the part no second worker shortens, and the part it halves.
         serial = 2 * two["seconds"] - one_mp["seconds"]
