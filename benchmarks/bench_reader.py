@@ -141,6 +141,9 @@ def main() -> None:
     parser.add_argument("--shuffle-buffer", type=int, default=1024)
     parser.add_argument("--prefetch", type=int, default=4)
     parser.add_argument(
+        "--no-verify-checksums", action="store_true", help="skip the per-shard sha256 check (to measure its cost)"
+    )
+    parser.add_argument(
         "--world-size", type=int, default=1, help="stream rank 0 of this many (each rank reads the row groups of its samples)"
     )
     args = parser.parse_args()
@@ -158,6 +161,7 @@ def main() -> None:
         shuffle_buffer=args.shuffle_buffer,
         prefetch=args.prefetch,
         image_channels=1,  # both kinds hold grayscale patches at most
+        verify_checksums=not args.no_verify_checksums,
     ))
     stream = reader.batches(args.batch_size, rank=0, world_size=args.world_size)
     first = next(stream)
@@ -172,10 +176,13 @@ def main() -> None:
     elapsed = time.perf_counter() - t1
     cpu = time.process_time() - cpu1
     stream.close()
+    shard_bytes = sum(f.fs.size(f.path) for f in reader.index.files)
     if not args.output:
         shutil.rmtree(root)
     sequences = args.batches * args.batch_size
     print(f"patch array per batch: {first[out.PATCH_PIXELS].shape} {first[out.PATCH_PIXELS].dtype}")
+    verified = "off" if args.no_verify_checksums else "on (each shard hashed once, on first read)"
+    print(f"{len(reader.index.files)} shards, {shard_bytes / 1e6:.1f} MB; sha256 verification {verified}")
     print(f"time to first batch: {t_first * 1000:.0f} ms (open manifest + footers + first row groups)")
     print(
         f"steady: {sequences / elapsed:,.0f} sequences/s, {sequences * length / elapsed / 1e6:.2f} M tokens/s "

@@ -25,11 +25,12 @@ _FOOTER_THREADS = 16  # footers are tiny, remote reads are latency-bound
 
 @dataclasses.dataclass(frozen=True)
 class ShardFile:
-    """One Parquet shard: its filesystem and path, and the output that lists it."""
+    """One Parquet shard: its filesystem and path, the output that lists it, and its listed sha256."""
 
     fs: fsspec.AbstractFileSystem
     path: str
     output_url: str
+    sha256: str | None = None  # hex digest from the manifest (None if it lists none)
 
     def open(self) -> pq.ParquetFile:
         # Local paths go to pyarrow's native reader (memory-mapped, no Python file layer).
@@ -77,7 +78,8 @@ def _shard_entries(outputs: Sequence[Output], keep: set[SourceKey] | None) -> li
 
 
 def _row_groups(o: Output, shard: Mapping[str, Any]) -> tuple[ShardFile, list[int]]:
-    file = ShardFile(o.fs, o.shard_path(str(shard[out.S_PATH])), o.url)
+    sha = shard.get(out.S_SHA256)
+    file = ShardFile(o.fs, o.shard_path(str(shard[out.S_PATH])), o.url, str(sha) if sha else None)
     try:
         meta = file.open().metadata
     except (OSError, ValueError) as e:

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from reader.batch import GLOBAL_INDEX, READ_COLUMNS, SOURCE, Unit, assemble, decode_unit
+from reader.checksum import verify_shard
 from reader.index import Index, Source, build_index, listed_sources
 from reader.manifest import Output, check_compatible, open_output
 from reader.mixture import Draws, Exhausted, Mixture, MixtureState, resolve_weights
@@ -50,6 +51,9 @@ class ReaderOptions:
     - `image_channels`: C of the patch arrays (1-channel patches are repeated to it).
     - `max_patches`: fixed patch axis length (static shapes); None pads per batch.
     - `prefetch`: batches read ahead in a background thread; 0 reads in the caller.
+    - `verify_checksums`: hash each shard (sha256) the first time this process reads from
+      it and raise ValueError if it differs from the manifest's digest; False skips this
+      (e.g. for outputs whose manifest lists no digests, or to read a damaged output anyway).
     """
 
     seed: int = 0
@@ -63,6 +67,7 @@ class ReaderOptions:
     image_channels: int = 3
     max_patches: int | None = None
     prefetch: int = 4
+    verify_checksums: bool = True
 
     def __post_init__(self) -> None:
         Exhausted(self.exhausted)  # an unknown policy fails here, with the enum's message
@@ -272,7 +277,11 @@ class _BatchBuilder:
     def _file(self, file_id: int) -> pq.ParquetFile:
         handle = self._files.get(file_id)
         if handle is None:
-            handle = self._reader.index.files[file_id].open()
+            # Every row-group read opens its file here: the one place shard bytes are checked.
+            file = self._reader.index.files[file_id]
+            if self._reader.options.verify_checksums:
+                verify_shard(file.fs, file.path, file.sha256, output_url=file.output_url)
+            handle = file.open()
             self._files[file_id] = handle
             if len(self._files) > _OPEN_FILES:
                 self._files.popitem(last=False)

@@ -214,7 +214,8 @@ def test_stream_ends_after_num_epochs_and_drops_a_partial_last_step(output_dir: 
 
 def test_read_errors_reach_the_training_loop(tmp_path: Path) -> None:
     root = write_output(tmp_path, {("d", "t"): 16}, row_group_size=8)
-    reader = GatoReader(root, ReaderOptions(shuffle_buffer=4))
+    # Checksums off: this is the Parquet read-error path (test_reader_checksum covers digests).
+    reader = GatoReader(root, ReaderOptions(shuffle_buffer=4, verify_checksums=False))
     shard = Path(root, "sequences", "d", "t", "part-00000.parquet")
     shard.write_bytes(b"PAR1" + b"\0" * 64 + b"PAR1")  # corrupted after the index was built
     with pytest.raises(ValueError, match=r"part-00000.parquet row group \d: cannot read"):
