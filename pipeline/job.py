@@ -48,10 +48,6 @@ SENTENCEPIECE_SHA256 = "sentencepiece_model_sha256"
 log = logging.getLogger(__name__)
 
 
-def _return_of(raw: RawEpisode, *, spec: DatasetSpec) -> float:
-    return episode_return(raw, spec)
-
-
 def _episode_return(raw: RawEpisode, *, spec: DatasetSpec) -> EpisodeReturn:
     return EpisodeReturn(key=raw.key, value=episode_return(raw, spec), num_steps=num_emitted_steps(raw))
 
@@ -83,7 +79,7 @@ def build_pipeline(
     """
     spec = plan.dataset
     layout = get_layout(options.layout)
-    return_fn = functools.partial(_return_of, spec=spec)
+    return_fn = functools.partial(episode_return, spec=spec)
     tokenizer = TokenizerConfig(
         task_fields=plan.task_fields,
         layout=options.layout,
@@ -186,7 +182,11 @@ def build_pipeline(
 
 
 def _all_fields(plan: Plan) -> dict[str, Any]:
-    """Per-field specs of the dataset: one entry per path (identical across tasks), else per task."""
+    """Per-field specs of the dataset, one per path (the output metadata records one).
+
+    Tasks may have different fields (control suite's observations differ per task); a
+    path tokenized differently in two tasks is a start-up error.
+    """
     merged: dict[str, Any] = {}
     for task in plan.tasks:
         for path, spec in plan.fields_for(task).items():
