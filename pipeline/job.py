@@ -1,7 +1,8 @@
 """The Gato data job: every stage composed in one function (`build_pipeline`).
 
 Two passes read the same TFDS shards (docs/ARCHITECTURE.md). Pass 1 computes each
-task's returns, expert return and threshold, and a bounded pool of prompt windows;
+task's returns (a light read of flags and rewards), expert return and threshold, and a
+bounded pool of prompt windows (decoding only the episodes the pool can keep);
 pass 2 validates, filters, tokenizes, sequences and writes, one episode at a time, with
 pass 1's small results as side inputs. The manifest is written last, from the finalized
 shard lists and the statistics, so an output without `manifest.json` is unfinished.
@@ -22,16 +23,15 @@ import fsspec
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import stats as stats_stage
-from pipeline.episode import EpisodeReturn, RawEpisode
 from pipeline.filter import ExpertThresholds, FilterEpisodes
 from pipeline.manifest import build_manifest, prepare_output_dir, write_manifest
 from pipeline.options import SAMPLES_DIR, JobOptions
 from pipeline.plan import Plan, plan_work
-from pipeline.read import ReadEpisodes
-from pipeline.sequence import COUNTS_TAG, PromptPools, SequenceEpisodes
+from pipeline.read import ReadEpisodes, ReadReturns
+from pipeline.sequence import COUNTS_TAG, PromptCandidateKeys, PromptPools, SequenceEpisodes, short_selections
 from pipeline.sequence import REJECTS_TAG as SEQUENCE_REJECTS
-from pipeline.tokenize import PromptCandidatesFn, TokenizeEpisodes, TokenizerConfig
-from pipeline.validate import ValidateEpisodes, episode_return, num_emitted_steps
+from pipeline.tokenize import PromptWindowsFn, TokenizeEpisodes, TokenizerConfig
+from pipeline.validate import ValidateEpisodes, episode_return
 from pipeline.write import FinalizeShards, WriteOptions, WriteRejects, WriteShards, sequence_schema
 from schemas.datasets import DatasetSpec
 from schemas.output import REJECTS_DIR, SEQUENCES_DIR
@@ -48,8 +48,36 @@ SENTENCEPIECE_SHA256 = "sentencepiece_model_sha256"
 log = logging.getLogger(__name__)
 
 
-def _episode_return(raw: RawEpisode, *, spec: DatasetSpec) -> EpisodeReturn:
-    return EpisodeReturn(key=raw.key, value=episode_return(raw, spec), num_steps=num_emitted_steps(raw))
+def prompt_pools(
+    work: beam.PCollection,
+    returns: beam.PCollection,
+    *,
+    spec: DatasetSpec,
+    tokenizer: TokenizerConfig,
+    sequencing: SequenceConfig,
+    capacity: int,
+) -> beam.PCollection:
+    """(TaskKey, PromptPool) per task: the pools of windows from every valid episode,
+    tokenizing only the chosen ones (and, for a task where a chosen one gives no
+    candidate, the rest of the task)."""
+    return_fn = functools.partial(episode_return, spec=spec)
+    selections = returns | "PromptCandidateKeys" >> PromptCandidateKeys(capacity, seed=sequencing.seed)
+
+    def windows(rest: bool) -> PromptWindowsFn:
+        return PromptWindowsFn(spec, tokenizer, sequence=sequencing, return_fn=return_fn, rest=rest)
+
+    chosen = work | "PromptWindows" >> beam.ParDo(windows(False), beam.pvalue.AsDict(selections))
+    short = (
+        work.pipeline
+        | "ShortTrigger" >> beam.Create([None])
+        | "ShortPools" >> beam.FlatMap(
+            lambda _, selected, pools: short_selections(selected, pools).items(),
+            beam.pvalue.AsDict(selections),
+            beam.pvalue.AsDict(chosen | "ChosenPools" >> PromptPools(capacity)),
+        )
+    )
+    rest = work | "PromptWindowsRest" >> beam.ParDo(windows(True), beam.pvalue.AsDict(short))
+    return (chosen, rest) | "AllCandidates" >> beam.Flatten() | "PromptPools" >> PromptPools(capacity)
 
 
 def needs_text_model(plan: Plan) -> bool:
@@ -99,19 +127,17 @@ def build_pipeline(
 
     work = root | "WorkItems" >> beam.Create(plan.work_items)
 
-    # Pass 1: returns -> thresholds, and the prompt pools. Its rejects are the same as
-    # pass 2's, which are the ones reported.
-    read1 = work | "ReadForReturns" >> ReadEpisodes(spec, namespace="gato.read_pass1")
-    valid1 = read1.episodes | "ValidateForReturns" >> ValidateEpisodes()
-    returns = valid1.valid | "Returns" >> beam.Map(functools.partial(_episode_return, spec=spec))
+    # Pass 1: returns -> thresholds, and the prompt pools. The returns come from a light
+    # read (flags, rewards, episode fields); since a pool keeps the top K by return, only
+    # the chosen episodes' records are decoded in full for their windows, and a task where
+    # one of them gives no candidate takes the others' windows too, so the pools equal
+    # those of windows from every episode. Pass 2 reports every reject.
+    returns = work | "ReadReturns" >> ReadReturns(spec, namespace="gato.read_pass1")
     thresholds = returns | "ExpertReturn" >> ExpertThresholds(
         fraction=options.filter_fraction, cap=options.window_cap
     )
-    pools = (
-        valid1.valid
-        | "PromptWindows" >> beam.ParDo(PromptCandidatesFn(tokenizer, sequence=sequencing, return_fn=return_fn))
-        | "PromptPools" >> PromptPools(options.prompt_pool_size)
-    )
+    pools = prompt_pools(work, returns, spec=spec, tokenizer=tokenizer, sequencing=sequencing,
+                         capacity=options.prompt_pool_size)
 
     # Pass 2: one episode at a time from its input shard to an output shard.
     read2 = work | "Read" >> ReadEpisodes(spec, strict=options.strict)

@@ -6,6 +6,11 @@ worker holds one episode at a time, and decoded by a traced `deserialize_example
 arrays instead of a nested tf.data.Dataset), and images stay PNG bytes (an Image feature
 is stored as one string per step; the raw view reads that string instead of decoding).
 
+Pass 1 reads lighter (`ReadReturns`): only the episode-level features and the step fields
+a return and the RLDS flag checks need (`RETURN_STEP_FIELDS`); the parser skips the other
+keys of the tf.train.Example, so images and observations are never parsed. Its prompt
+windows then decode only the few candidate records (`ShardReader.episodes(only=...)`).
+
 Bad input: a record the TFRecord reader cannot read (truncated, CRC mismatch) ends the
 shard, since its framing is lost: the episodes before it are emitted, then a `Reject` with
 reason `corrupt_record` naming the file and record index. A record that is framed but
@@ -16,17 +21,22 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection
 from typing import Any, Iterator
 
 import apache_beam as beam
 import numpy as np
 
-from pipeline.episode import EpisodeKey, RawEpisode, Reject
+from pipeline.episode import EpisodeKey, EpisodeReturn, RawEpisode, Reject
 from pipeline.filter import counter_name
 from pipeline.plan import WorkItem
-from pipeline.validate import CORRUPT_RECORD
+from pipeline.validate import CORRUPT_RECORD, RldsViolation, check_rlds, episode_return, num_emitted_steps
 from schemas.datasets import DatasetSpec
-from schemas.fields import STEPS
+from schemas.fields import REWARD, STEP_FLAGS, STEPS
+
+# The step fields pass 1's light read decodes: the flags `check_rlds` looks at and the
+# reward a return may sum (those a dataset lacks are simply not read).
+RETURN_STEP_FIELDS = (*STEP_FLAGS, REWARD)
 
 EPISODES = "episodes"  # main output tag of ReadEpisodes
 REJECTS = "rejects"
@@ -48,6 +58,22 @@ def raw_features(features: Any) -> Any:
     return features
 
 
+def light_features(features: Any, step_fields: Collection[str]) -> Any:
+    """The raw view restricted to the episode-level features and the top-level step
+    fields in `step_fields`: the same serialized keys, so unrequested keys are not parsed."""
+    import tensorflow_datasets as tfds
+
+    F = tfds.features
+    raw = raw_features(features)
+    kept = {k: v for k, v in raw.items() if k != STEPS}
+    if STEPS in raw:
+        steps = raw[STEPS]
+        kept[STEPS] = F.Sequence(
+            F.FeaturesDict({k: v for k, v in steps.feature.items() if k in step_fields})
+        )
+    return F.FeaturesDict(kept)
+
+
 class ShardReader:
     """Decodes the records of one builder dir's shards into (steps, episode metadata).
 
@@ -55,15 +81,20 @@ class ShardReader:
     tf.data (about 1.5x faster on short episodes than a Python call per record); at the
     first error it stops, and the careful one takes over from that record, reading and
     decoding record by record so that it can name the bad record and go on after it.
+    A light reader (`step_fields`) and a read of chosen records (`only`) always go record
+    by record (`episodes`).
     """
 
-    def __init__(self, builder_dir: str) -> None:
+    def __init__(self, builder_dir: str, *, step_fields: Collection[str] | None = None) -> None:
+        """`step_fields`: decode only these top-level step fields (and the episode-level
+        features); None decodes everything."""
         import tensorflow as tf
         import tensorflow_datasets as tfds
 
         self._tf = tf
         features = tfds.builder_from_directory(builder_dir).info.features
-        self._raw = raw_features(features)
+        self._light = step_fields is not None
+        self._raw = raw_features(features) if step_fields is None else light_features(features, step_fields)
         # Traced once per builder, reused by both paths.
         self._decode = tf.function(
             self._raw.deserialize_example,
@@ -77,12 +108,20 @@ class ShardReader:
         )
         self._decode_errors = (tf.errors.InvalidArgumentError, ValueError)
 
-    def episodes(self, shard_path: str) -> Iterator[tuple[int, dict[str, Any] | Exception]]:
+    def episodes(
+        self, shard_path: str, *, only: Collection[int] | None = None
+    ) -> Iterator[tuple[int, dict[str, Any] | Exception]]:
         """(record index, decoded episode) in record order; (index, error) for a corrupt one.
 
         After an unreadable record (lost framing) nothing more is yielded; after an
-        unparsable one, reading goes on.
+        unparsable one, reading goes on. `only`: decode just the records at these indices
+        (the others are framed and skipped, never parsed).
         """
+        if only is not None or self._light:
+            # Record by record: building a mapped tf.data pipeline costs ~30 ms per shard,
+            # more than a light decode of a shard, or skipping records unparsed, takes.
+            yield from self._careful(shard_path, start=0, only=None if only is None else frozenset(only))
+            return
         done = 0
         try:
             dataset = self._tf.data.TFRecordDataset(shard_path).map(self._decode)
@@ -95,9 +134,14 @@ class ShardReader:
         yield from self._careful(shard_path, start=done)
 
     def _careful(
-        self, shard_path: str, *, start: int
+        self, shard_path: str, *, start: int, only: frozenset[int] | None = None
     ) -> Iterator[tuple[int, dict[str, Any] | Exception]]:
-        iterator = iter(self._tf.data.TFRecordDataset(shard_path).skip(start))
+        dataset = self._tf.data.TFRecordDataset(shard_path).skip(start)
+        if only is not None:
+            if not only:
+                return
+            dataset = dataset.take(max(only) + 1 - start)  # nothing wanted after the last
+        iterator = iter(dataset)
         index = start
         while True:
             try:
@@ -107,6 +151,9 @@ class ShardReader:
             except self._read_errors as e:
                 yield index, e
                 return
+            if only is not None and index not in only:
+                index += 1
+                continue
             try:
                 decoded = self._decode(record)
             except self._decode_errors as e:
@@ -159,10 +206,17 @@ def corrupt_reject(item: WorkItem, *, index: int, error: Exception) -> Reject:
 
 
 def read_shard(
-    item: WorkItem, *, reader: ShardReader, spec: DatasetSpec, strict: bool = False
+    item: WorkItem,
+    *,
+    reader: ShardReader,
+    spec: DatasetSpec,
+    strict: bool = False,
+    only: Collection[int] | None = None,
 ) -> Iterator[RawEpisode | Reject]:
-    """The episodes of one shard in record order, and a Reject for each corrupt record."""
-    for index, decoded in reader.episodes(item.shard_path):
+    """The episodes of one shard in record order, and a Reject for each corrupt record.
+
+    `only`: just the records at these indices (`ShardReader.episodes`)."""
+    for index, decoded in reader.episodes(item.shard_path, only=only):
         if isinstance(decoded, Exception):
             reject = corrupt_reject(item, index=index, error=decoded)
             if strict:
@@ -239,4 +293,63 @@ class ReadEpisodes(beam.PTransform):
             | "ReadShard" >> beam.ParDo(
                 ReadEpisodesFn(self._spec, strict=self._strict, namespace=self._namespace)
             ).with_outputs(REJECTS, main=EPISODES)
+        )
+
+
+def read_returns(item: WorkItem, *, reader: ShardReader, spec: DatasetSpec) -> Iterator[EpisodeReturn]:
+    """Pass 1: the return of every episode of a shard that passes `check_rlds` on the fields
+    `reader` decodes (a light reader: `RETURN_STEP_FIELDS`), in record order.
+
+    Corrupt records and broken episodes yield nothing here: pass 2 reads them in full and
+    rejects them with the reason. An episode whose unread fields break a rule (e.g. a
+    step field of another length) has a return here and is rejected by pass 2.
+    """
+    for raw in read_shard(item, reader=reader, spec=spec):
+        if isinstance(raw, Reject):
+            continue
+        try:
+            check_rlds(raw)
+        except RldsViolation:
+            continue
+        yield EpisodeReturn(key=raw.key, value=episode_return(raw, spec), num_steps=num_emitted_steps(raw))
+
+
+class ReadReturnsFn(beam.DoFn):
+    """WorkItem -> EpisodeReturn per valid episode, decoding only `RETURN_STEP_FIELDS`."""
+
+    def __init__(self, spec: DatasetSpec, *, namespace: str) -> None:
+        self._spec = spec
+        self._namespace = namespace
+
+    def setup(self) -> None:
+        self._readers: dict[str, ShardReader] = {}
+
+    def process(self, item: WorkItem) -> Iterator[EpisodeReturn]:
+        reader = self._readers.get(item.builder_dir)
+        if reader is None:
+            reader = self._readers[item.builder_dir] = ShardReader(
+                item.builder_dir, step_fields=RETURN_STEP_FIELDS
+            )
+        counter = beam.metrics.Metrics.counter(self._namespace, counter_name((item.dataset, item.task), "returns"))
+        for value in read_returns(item, reader=reader, spec=self._spec):
+            counter.inc()
+            yield value
+
+
+class ReadReturns(beam.PTransform):
+    """PCollection[WorkItem] -> PCollection[EpisodeReturn] (pass 1's light read; module doc).
+
+    Counter `<namespace>:<dataset>/<task>/returns`.
+    """
+
+    def __init__(self, spec: DatasetSpec, *, namespace: str, label: str | None = None) -> None:
+        super().__init__(label)
+        self._spec = spec
+        self._namespace = namespace
+
+    def expand(self, items: beam.PCollection) -> beam.PCollection:
+        return (
+            items
+            | "SpreadShards" >> beam.Reshuffle()
+            | "ReadReturns" >> beam.ParDo(ReadReturnsFn(self._spec, namespace=self._namespace))
         )

@@ -2,6 +2,8 @@
 
 - `prompt_candidate_for`: pass 1, one episode -> (TaskKey, PromptCandidate), tokenizing
   only the timesteps of its prompt windows.
+- `PromptCandidateKeys`: pass 1, per task, the keys of the top-K episodes by the pool
+  order, from their returns alone (the only episodes whose windows pass 1 tokenizes).
 - `PromptPools` / `PromptPoolCombine`: per task, the top-K candidates by (return
   descending, stable hash); mergeable, memory bounded by K candidates per task.
 - `SequenceEpisodes`: (EpisodeKey, TokenizedEpisode) -> (EpisodeKey, SequenceBatch),
@@ -25,13 +27,14 @@ from typing import Any
 
 import apache_beam as beam
 
-from pipeline.episode import EpisodeKey, Reject, TaskKey
+from pipeline.episode import EpisodeKey, EpisodeReturn, Reject, TaskKey
 from pipeline.filter import counter_name
 from transforms.prompts import (
     DEFAULT_NUM_UNIFORM_WINDOWS,
     DEFAULT_POOL_SIZE,
     PromptCandidate,
     PromptPool,
+    candidate_sort_key,
     prompt_candidate,
     prompt_windows,
 )
@@ -106,6 +109,95 @@ def prompt_candidate_for(
         key.episode_id, episode_return, windows, seed=config.seed, task=key.task
     )
     return key.task_key, candidate
+
+
+@dataclasses.dataclass(frozen=True)
+class CandidateSelection:
+    """A task's prompt candidates chosen by return: `keys` best first, out of `episodes`."""
+
+    keys: tuple[EpisodeKey, ...]
+    episodes: int  # valid episodes of the task (pass 1's light check)
+
+    def indices_in(self, work_item: int) -> frozenset[int]:
+        """Record indices of the chosen episodes in one work item's shard."""
+        return frozenset(k.index_in_file for k in self.keys if k.work_item == work_item)
+
+
+_Ranked = tuple[tuple[Any, ...], EpisodeKey]  # (pool order, collection order), key
+
+
+class CandidateKeysCombine(beam.CombineFn):
+    """EpisodeReturn -> CandidateSelection of the best `capacity` (bounded accumulator).
+
+    The order is the pool's (`candidate_sort_key`), so when every chosen episode yields
+    windows, the pool built from them is the pool built from all episodes.
+    """
+
+    def __init__(self, capacity: int, *, seed: int) -> None:
+        super().__init__()
+        self._capacity = capacity
+        self._seed = seed
+
+    def create_accumulator(self) -> tuple[int, tuple[_Ranked, ...]]:
+        return 0, ()
+
+    def _top(self, ranked: Iterable[_Ranked]) -> tuple[_Ranked, ...]:
+        return tuple(sorted(ranked, key=lambda r: r[0])[: self._capacity])
+
+    def add_input(self, accumulator: tuple[int, tuple[_Ranked, ...]], value: EpisodeReturn) -> Any:
+        return self.add_inputs(accumulator, [value])
+
+    def add_inputs(self, accumulator: tuple[int, tuple[_Ranked, ...]], values: Iterable[EpisodeReturn]) -> Any:
+        count, top = accumulator
+        batch: list[_Ranked] = []
+        for value in values:
+            key = value.key
+            order = candidate_sort_key(key.episode_id, value.value, seed=self._seed, task=key.task)
+            batch.append(((*order, key.sort_key()), key))
+            count += 1
+            if len(batch) >= max(self._capacity, 1) * 4:  # stay bounded on long inputs
+                top, batch = self._top((*top, *batch)), []
+        return count, self._top((*top, *batch))
+
+    def merge_accumulators(self, accumulators: Iterable[tuple[int, tuple[_Ranked, ...]]]) -> Any:
+        count, top = 0, ()
+        for other_count, other_top in accumulators:
+            count, top = count + other_count, self._top((*top, *other_top))
+        return count, top
+
+    def extract_output(self, accumulator: tuple[int, tuple[_Ranked, ...]]) -> CandidateSelection:
+        count, top = accumulator
+        return CandidateSelection(keys=tuple(key for _, key in top), episodes=count)
+
+
+class PromptCandidateKeys(beam.PTransform):
+    """EpisodeReturn -> (TaskKey, CandidateSelection): the side input of pass 1's windows."""
+
+    def __init__(self, capacity: int = DEFAULT_POOL_SIZE, *, seed: int) -> None:
+        super().__init__()
+        self._capacity = capacity
+        self._seed = seed
+
+    def expand(self, returns: beam.PCollection) -> beam.PCollection:
+        return (
+            returns
+            | "ByTask" >> beam.Map(lambda r: (r.key.task_key, r))
+            | "TopByReturn" >> beam.CombinePerKey(CandidateKeysCombine(self._capacity, seed=self._seed))
+        )
+
+
+def short_selections(
+    selections: Mapping[TaskKey, CandidateSelection], pools: Mapping[TaskKey, PromptPool]
+) -> dict[TaskKey, CandidateSelection]:
+    """Tasks where a chosen episode gave no candidate (broken in full, or no window fit)
+    while episodes outside the choice remain: their pools need the other episodes too."""
+    short = {}
+    for task, selection in selections.items():
+        pool = pools.get(task)
+        got = 0 if pool is None else len(pool.candidates)
+        if got < len(selection.keys) and selection.episodes > len(selection.keys):
+            short[task] = selection
+    return short
 
 
 class PromptPoolCombine(beam.CombineFn):

@@ -17,8 +17,11 @@ from typing import Any
 import apache_beam as beam
 
 from pipeline.episode import EpisodeKey, KeptEpisode, RawEpisode, Reject, TaskKey
-from pipeline.sequence import prompt_candidate_for
-from pipeline.validate import emitted_steps, num_emitted_steps
+from pipeline.plan import WorkItem
+from pipeline.read import ShardReader, read_shard
+from pipeline.sequence import CandidateSelection, prompt_candidate_for
+from pipeline.validate import RldsViolation, check_rlds, emitted_steps, num_emitted_steps
+from schemas.datasets import DatasetSpec
 from schemas.fields import FieldSpec
 from schemas.vocab import LOCAL_POSITION_TABLE, get_layout
 from transforms.errors import TokenizationError
@@ -209,6 +212,9 @@ class PromptCandidatesFn(beam.DoFn):
         self._tokenizer = _Tokenizer(self._config)
 
     def process(self, raw: RawEpisode) -> Iterator[tuple[TaskKey, PromptCandidate]]:
+        return self._candidate(raw)
+
+    def _candidate(self, raw: RawEpisode) -> Iterator[tuple[TaskKey, PromptCandidate]]:
         steps = emitted_steps(raw)
         try:
             yield prompt_candidate_for(
@@ -222,3 +228,53 @@ class PromptCandidatesFn(beam.DoFn):
             beam.metrics.Metrics.counter(
                 COUNTER_NAMESPACE, f"{raw.key.dataset}/{raw.key.task}/prompt_candidate_unusable"
             ).inc()
+
+
+class PromptWindowsFn(PromptCandidatesFn):
+    """Pass 1: WorkItem -> (TaskKey, PromptCandidate) for the chosen episodes of its shard.
+
+    Side input `selections` {TaskKey: CandidateSelection}. By default only the chosen
+    records are decoded (a shard with none is not opened); with `rest=True` (the fallback
+    for tasks where a chosen episode gave no candidate) every record except the chosen
+    ones. Records are validated in full first: a broken or corrupt one offers nothing
+    (pass 2 rejects it with the reason).
+    """
+
+    def __init__(
+        self,
+        spec: DatasetSpec,
+        config: TokenizerConfig,
+        *,
+        sequence: SequenceConfig,
+        return_fn: Callable[[RawEpisode], float],
+        rest: bool = False,
+    ) -> None:
+        super().__init__(config, sequence=sequence, return_fn=return_fn)
+        self._spec = spec
+        self._rest = rest
+
+    def setup(self) -> None:
+        super().setup()
+        self._readers: dict[str, ShardReader] = {}
+
+    def process(  # type: ignore[override]
+        self, item: WorkItem, selections: Mapping[TaskKey, CandidateSelection]
+    ) -> Iterator[tuple[TaskKey, PromptCandidate]]:
+        selection = selections.get((item.dataset, item.task))
+        if selection is None:
+            return
+        chosen = selection.indices_in(item.index)
+        if not chosen and not self._rest:
+            return
+        reader = self._readers.get(item.builder_dir)
+        if reader is None:
+            reader = self._readers[item.builder_dir] = ShardReader(item.builder_dir)
+        only = None if self._rest else chosen
+        for raw in read_shard(item, reader=reader, spec=self._spec, only=only):
+            if isinstance(raw, Reject) or (self._rest and raw.key.index_in_file in chosen):
+                continue
+            try:
+                check_rlds(raw)
+            except RldsViolation:
+                continue
+            yield from self._candidate(raw)

@@ -179,6 +179,11 @@ def prompt_candidate(
     )
 
 
+def candidate_sort_key(episode_id: str, episode_return: float, *, seed: int, task: str) -> tuple[float, int, str]:
+    """The pool order (`PromptCandidate.sort_key`) of an episode, known before its windows are."""
+    return prompt_candidate(episode_id, episode_return, (), seed=seed, task=task).sort_key()
+
+
 def top_candidates(candidates: Iterable[PromptCandidate], capacity: int) -> tuple[PromptCandidate, ...]:
     """The best `capacity` candidates (one per episode id), in pool order."""
     unique = {c.episode_id: c for c in candidates if c.windows}
