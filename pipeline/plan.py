@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from etils import epath
 
+from pipeline.records import check_decodable, raw_features
 from schemas.datasets import (
     RLDS_PREFIX,
     DatasetSpec,
@@ -228,6 +229,7 @@ def describe_features(features: Any) -> dict[str, FeatureInfo]:
             )
 
     walk(features, "")
+    check_decodable(raw_features(features))  # a start-up error, not one per worker
     return out
 
 

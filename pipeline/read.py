@@ -1,17 +1,17 @@
 """Read RLDS episodes from TFDS shards: one work item (one shard file) at a time.
 
-Each TFRecord is one episode. Records are streamed (`tf.data.TFRecordDataset`), so a
-worker holds one episode at a time, and decoded by a traced `deserialize_example` of a
+Each TFRecord is one episode. Records are streamed without TensorFlow
+(`pipeline/records.py`), so a worker holds one episode at a time, and decoded with a
 *raw* view of the features: the `steps` Dataset becomes a Sequence (whole-episode numpy
 arrays instead of a nested tf.data.Dataset), and images stay PNG bytes (an Image feature
 is stored as one string per step; the raw view reads that string instead of decoding).
 
 Pass 1 reads lighter (`ReadReturns`): only the episode-level features and the step fields
-a return and the RLDS flag checks need (`RETURN_STEP_FIELDS`); the parser skips the other
-keys of the tf.train.Example, so images and observations are never parsed. Its prompt
-windows then decode only the few candidate records (`ShardReader.episodes(only=...)`).
+a return and the RLDS flag checks need (`RETURN_STEP_FIELDS`); the other keys of the
+tf.train.Example are never converted, so images and observations are not decoded. Its
+prompt windows then decode only the few candidate records (`ShardReader.episodes(only=...)`).
 
-Bad input: a record the TFRecord reader cannot read (truncated, CRC mismatch) ends the
+Bad input: a record whose framing is broken (truncated, checksum mismatch) ends the
 shard, since its framing is lost: the episodes before it are emitted, then a `Reject` with
 reason `corrupt_record` naming the file and record index. A record that is framed but
 does not parse is rejected the same way and reading goes on. `strict=True` raises instead.
@@ -20,16 +20,25 @@ does not parse is rejected the same way and reading goes on. `strict=True` raise
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Collection
 from typing import Any, Iterator
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 
 from pipeline.episode import EpisodeKey, EpisodeReturn, RawEpisode, Reject
 from pipeline.filter import counter_name
 from pipeline.plan import WorkItem
+from pipeline.records import (  # noqa: F401 (the views are part of this module's API)
+    CorruptRecord,
+    ExampleDecoder,
+    UndecodableRecord,
+    iter_records,
+    light_features,
+    raw_features,
+)
 from pipeline.validate import CORRUPT_RECORD, RldsViolation, check_rlds, episode_return, num_emitted_steps
 from schemas.datasets import DatasetSpec
 from schemas.fields import REWARD, STEP_FLAGS, STEPS
@@ -43,70 +52,21 @@ REJECTS = "rejects"
 COUNTER_NAMESPACE = "gato.read"
 
 
-def raw_features(features: Any) -> Any:
-    """The raw view of a TFDS FeaturesDict (module doc); same serialized layout."""
-    import tensorflow_datasets as tfds
-
-    F = tfds.features
-    if isinstance(features, F.Dataset):
-        return F.Sequence(raw_features(features.feature))
-    if isinstance(features, F.FeaturesDict):
-        return F.FeaturesDict({k: raw_features(v) for k, v in features.items()})
-    if isinstance(features, F.Image):
-        # Same serialized info (one tf.string per image): the PNG bytes, undecoded.
-        return F.Tensor(shape=(), dtype=np.object_)
-    return features
-
-
-def light_features(features: Any, step_fields: Collection[str]) -> Any:
-    """The raw view restricted to the episode-level features and the top-level step
-    fields in `step_fields`: the same serialized keys, so unrequested keys are not parsed."""
-    import tensorflow_datasets as tfds
-
-    F = tfds.features
-    raw = raw_features(features)
-    kept = {k: v for k, v in raw.items() if k != STEPS}
-    if STEPS in raw:
-        steps = raw[STEPS]
-        kept[STEPS] = F.Sequence(
-            F.FeaturesDict({k: v for k, v in steps.feature.items() if k in step_fields})
-        )
-    return F.FeaturesDict(kept)
-
-
 class ShardReader:
     """Decodes the records of one builder dir's shards into (steps, episode metadata).
 
-    Two paths with one result: the fast one maps the decoder over the whole shard inside
-    tf.data (about 1.5x faster on short episodes than a Python call per record); at the
-    first error it stops, and the careful one takes over from that record, reading and
-    decoding record by record so that it can name the bad record and go on after it.
-    A light reader (`step_fields`) and a read of chosen records (`only`) always go record
-    by record (`episodes`).
+    No TensorFlow (`pipeline/records.py`): files are opened with Beam's FileSystems (local,
+    gs://, ...), framed and checksummed in Python, parsed with protobuf into numpy.
     """
 
     def __init__(self, builder_dir: str, *, step_fields: Collection[str] | None = None) -> None:
         """`step_fields`: decode only these top-level step fields (and the episode-level
         features); None decodes everything."""
-        import tensorflow as tf
         import tensorflow_datasets as tfds
 
-        self._tf = tf
         features = tfds.builder_from_directory(builder_dir).info.features
-        self._light = step_fields is not None
-        self._raw = raw_features(features) if step_fields is None else light_features(features, step_fields)
-        # Traced once per builder, reused by both paths.
-        self._decode = tf.function(
-            self._raw.deserialize_example,
-            input_signature=[tf.TensorSpec([], tf.string)],
-        )
-        # Framing errors of the TFRecord reader; a missing file (NotFoundError) is not one.
-        self._read_errors = (
-            tf.errors.DataLossError,
-            tf.errors.OutOfRangeError,
-            tf.errors.InvalidArgumentError,
-        )
-        self._decode_errors = (tf.errors.InvalidArgumentError, ValueError)
+        raw = raw_features(features) if step_fields is None else light_features(features, step_fields)
+        self._decode = ExampleDecoder(raw)
 
     def episodes(
         self, shard_path: str, *, only: Collection[int] | None = None
@@ -115,52 +75,29 @@ class ShardReader:
 
         After an unreadable record (lost framing) nothing more is yielded; after an
         unparsable one, reading goes on. `only`: decode just the records at these indices
-        (the others are framed and skipped, never parsed).
+        (the others are framed and checksummed, never parsed).
         """
-        if only is not None or self._light:
-            # Record by record: building a mapped tf.data pipeline costs ~30 ms per shard,
-            # more than a light decode of a shard, or skipping records unparsed, takes.
-            yield from self._careful(shard_path, start=0, only=None if only is None else frozenset(only))
+        wanted = None if only is None else frozenset(only)
+        if wanted is not None and not wanted:
             return
-        done = 0
-        try:
-            dataset = self._tf.data.TFRecordDataset(shard_path).map(self._decode)
-            for decoded in dataset.as_numpy_iterator():
-                yield done, decoded
-                done += 1
-            return
-        except self._read_errors + self._decode_errors:
-            pass  # the careful path finds the bad record again and reports it
-        yield from self._careful(shard_path, start=done)
-
-    def _careful(
-        self, shard_path: str, *, start: int, only: frozenset[int] | None = None
-    ) -> Iterator[tuple[int, dict[str, Any] | Exception]]:
-        dataset = self._tf.data.TFRecordDataset(shard_path).skip(start)
-        if only is not None:
-            if not only:
-                return
-            dataset = dataset.take(max(only) + 1 - start)  # nothing wanted after the last
-        iterator = iter(dataset)
-        index = start
-        while True:
-            try:
-                record = next(iterator)
-            except StopIteration:
-                return
-            except self._read_errors as e:
-                yield index, e
-                return
-            if only is not None and index not in only:
+        last = None if wanted is None else max(wanted)
+        index = 0
+        with FileSystems.open(shard_path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+            records = iter_records(stream)
+            while last is None or index <= last:
+                try:
+                    record = next(records)
+                except StopIteration:
+                    return
+                except CorruptRecord as e:
+                    yield index, e
+                    return
+                if wanted is None or index in wanted:
+                    try:
+                        yield index, self._decode(record)
+                    except UndecodableRecord as e:
+                        yield index, e
                 index += 1
-                continue
-            try:
-                decoded = self._decode(record)
-            except self._decode_errors as e:
-                yield index, e
-            else:
-                yield index, self._tf.nest.map_structure(lambda t: t.numpy(), decoded)
-            index += 1
 
 
 def _scalar(value: Any) -> Any:
@@ -188,12 +125,7 @@ def make_key(
     )
 
 
-_TF_NOISE = re.compile(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\].*$")
-
-
 def corrupt_reject(item: WorkItem, *, index: int, error: Exception) -> Reject:
-    # TF's messages wrap the useful part ("truncated record at N") in op names.
-    message = _TF_NOISE.sub("", str(error)).strip()
     return Reject(
         dataset=item.dataset,
         task=item.task,
@@ -201,7 +133,7 @@ def corrupt_reject(item: WorkItem, *, index: int, error: Exception) -> Reject:
         source_file=item.shard_path,
         reason=CORRUPT_RECORD,
         field=None,
-        detail=f"{item.shard_path}: record {index} cannot be read: {message}",
+        detail=f"{item.shard_path}: record {index} cannot be read: {error}",
     )
 
 

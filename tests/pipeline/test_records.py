@@ -1,0 +1,190 @@
+"""pipeline/records.py: TFRecord framing and Example decoding without TensorFlow.
+
+The reference is TensorFlow itself: its TFRecord reader and TFDS's TensorFlow parser of
+the same raw view. Every record of every bundled sample dataset must decode identically.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.options import SAMPLES_DIR
+from pipeline.read import RETURN_STEP_FIELDS, light_features, raw_features
+from pipeline.records import (
+    CorruptRecord,
+    ExampleDecoder,
+    UndecodableRecord,
+    check_decodable,
+    frame_record,
+    iter_records,
+    masked_crc32c,
+)
+from tests.tfds_fixtures import write_rlds_dataset
+
+SAMPLE_BUILDERS = sorted(str(p.parent) for p in Path(SAMPLES_DIR, "data").glob("*/*/*/dataset_info.json"))
+
+
+def tf_records(path: str) -> list[bytes]:
+    return [r.numpy() for r in tf.data.TFRecordDataset(path)]
+
+
+def tf_decode(features: Any, record: bytes) -> Any:
+    """TFDS's TensorFlow parser of the same view: what the reader decoded before."""
+    return tf.nest.map_structure(lambda t: t.numpy(), features.deserialize_example(tf.constant(record)))
+
+
+def assert_same(ours: Any, theirs: Any, path: str = "") -> None:
+    if isinstance(theirs, dict):
+        assert isinstance(ours, dict) and ours.keys() == theirs.keys(), path
+        for key in theirs:
+            assert_same(ours[key], theirs[key], f"{path}/{key}")
+        return
+    assert type(ours) is type(theirs), (path, type(ours), type(theirs))
+    if isinstance(theirs, np.ndarray):
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, (path, ours.dtype, theirs.dtype)
+        if theirs.dtype == object:
+            assert list(ours.reshape(-1)) == list(theirs.reshape(-1)), path
+        else:
+            np.testing.assert_array_equal(ours, theirs, err_msg=path)
+    else:
+        assert ours == theirs, path
+
+
+# --- Framing ---------------------------------------------------------------------------------
+
+
+def test_masked_crc_is_crc32c_rotated_plus_tfrecords_constant() -> None:
+    crc = 0xE3069283  # CRC-32C's standard check value, of b"123456789"
+    assert masked_crc32c(b"123456789") == (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+    assert masked_crc32c(b"") == 0xA282EAD8  # crc32c(b"") is 0
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=6))
+def test_framing_round_trips_and_tensorflow_reads_it(records: list[bytes]) -> None:
+    data = b"".join(frame_record(r) for r in records)
+    assert list(iter_records(io.BytesIO(data))) == records
+
+
+def test_our_framing_is_the_file_tensorflow_writes(tmp_path: Path) -> None:
+    path = str(tmp_path / "x.tfrecord")
+    payloads = [b"", b"a", b"episode" * 100, bytes(range(256))]
+    with tf.io.TFRecordWriter(path) as writer:
+        for p in payloads:
+            writer.write(p)
+    raw = Path(path).read_bytes()
+    assert raw == b"".join(frame_record(p) for p in payloads)
+    with open(path, "rb") as f:
+        assert list(iter_records(f)) == payloads == tf_records(path)
+
+
+def test_every_truncation_point_is_reported_after_the_whole_records() -> None:
+    first, second = frame_record(b"first record"), frame_record(b"second")
+    data = first + second
+    for cut in range(len(first) + 1, len(data)):
+        stream = iter_records(io.BytesIO(data[:cut]))
+        assert next(stream) == b"first record"
+        with pytest.raises(CorruptRecord, match=f"^truncated record at {len(first)}$"):
+            next(stream)
+
+
+@pytest.mark.parametrize("where, what", [(3, "length"), (9, "length"), (14, "data"), (-2, "data")])
+def test_a_flipped_byte_is_a_checksum_mismatch(where: int, what: str) -> None:
+    data = bytearray(frame_record(b"0123456789"))
+    data[where] ^= 0x40
+    with pytest.raises(CorruptRecord, match=f"^corrupted record at 0 \\({what} checksum mismatch\\)$"):
+        list(iter_records(io.BytesIO(bytes(data))))
+
+
+# --- Decoding -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("builder_dir", SAMPLE_BUILDERS, ids=lambda d: "/".join(Path(d).parts[-3:-1]))
+def test_every_sample_record_decodes_as_tensorflow_decodes_it(builder_dir: str) -> None:
+    features = tfds.builder_from_directory(builder_dir).info.features
+    views = [raw_features(features), light_features(features, RETURN_STEP_FIELDS)]
+    decoders = [ExampleDecoder(view) for view in views]
+    shards = sorted(Path(builder_dir).glob("*.tfrecord-*"))
+    assert shards
+    for shard in shards:
+        for record in tf_records(str(shard)):
+            for view, decode in zip(views, decoders):
+                assert_same(decode(record), tf_decode(view, record))
+
+
+def test_strings_keep_trailing_nul_bytes_and_scalars_are_numpy_scalars(tmp_path: Path) -> None:
+    features = tfds.features.FeaturesDict({
+        "name": tfds.features.Text(),
+        "weight": np.float64,
+        "big": tfds.features.Tensor(shape=(), dtype=np.uint64),
+        "steps": tfds.features.Dataset({
+            "blob": tfds.features.Tensor(shape=(), dtype=np.object_),
+            "pos": tfds.features.Tensor(shape=(2,), dtype=np.float32, encoding="zlib"),
+            "flag": np.bool_,
+            "small": tfds.features.Tensor(shape=(3,), dtype=np.uint8),
+        }),
+    })
+    episode = {
+        "name": "café\x00", "weight": 0.1, "big": 2**64 - 1,
+        "steps": [{"blob": b"ab\x00\x00", "pos": [1.5, -2.0], "flag": True, "small": [0, 7, 255]},
+                  {"blob": b"\x00", "pos": [3.0, 4.0], "flag": False, "small": [1, 2, 3]}],
+    }
+    builder_dir = write_rlds_dataset(tmp_path, "odd", "c", features, [episode])
+    [shard] = sorted(builder_dir.glob("*.tfrecord-*"))
+    [record] = tf_records(str(shard))
+    view = raw_features(tfds.builder_from_directory(str(builder_dir)).info.features)
+    ours = ExampleDecoder(view)(record)
+    assert_same(ours, tf_decode(view, record))
+    assert list(ours["steps"]["blob"]) == [b"ab\x00\x00", b"\x00"]
+    assert ours["name"] == "café\x00".encode() and ours["big"] == np.uint64(2**64 - 1)
+    assert type(ours["weight"]) is np.float64 and ours["weight"] == np.float64(np.float32(0.1))
+    np.testing.assert_array_equal(ours["steps"]["pos"], np.array([[1.5, -2.0], [3.0, 4.0]], np.float32))
+    assert ours["steps"]["small"].dtype == np.uint8 and ours["steps"]["flag"].dtype == bool
+
+
+def _decoder() -> ExampleDecoder:
+    return ExampleDecoder(tfds.features.FeaturesDict({
+        "id": np.int64,
+        "steps": tfds.features.Dataset({"obs": tfds.features.Tensor(shape=(2,), dtype=np.float32)}),
+    }))
+
+
+def _example(**features: Any) -> bytes:
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def test_bad_records_name_the_feature() -> None:
+    decode = _decoder()
+    ints = lambda *v: tf.train.Feature(int64_list=tf.train.Int64List(value=v))  # noqa: E731
+    floats = lambda *v: tf.train.Feature(float_list=tf.train.FloatList(value=v))  # noqa: E731
+    assert decode(_example(id=ints(4), **{"steps/obs": floats(1, 2, 3, 4)}))["steps"]["obs"].shape == (2, 2)
+    with pytest.raises(UndecodableRecord, match="not a tf.train.Example"):
+        decode(b"\xff\xff\xff garbage")
+    with pytest.raises(UndecodableRecord, match="feature 'steps/obs' is missing"):
+        decode(_example(id=ints(4)))
+    with pytest.raises(UndecodableRecord, match=r"feature 'steps/obs': 3 values do not fit shape \(-1, 2\)"):
+        decode(_example(id=ints(4), **{"steps/obs": floats(1, 2, 3)}))
+    with pytest.raises(UndecodableRecord, match="feature 'id': expected numbers, found bytes_list"):
+        decode(_example(id=tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"])),
+                        **{"steps/obs": floats(1, 2)}))
+    with pytest.raises(UndecodableRecord, match=r"feature 'id': 2 values do not fit shape \(\)"):
+        decode(_example(id=ints(4, 5), **{"steps/obs": floats(1, 2)}))
+
+
+def test_unsupported_features_are_refused_by_name() -> None:
+    ragged = tfds.features.FeaturesDict({"steps": tfds.features.Dataset({
+        "points": tfds.features.Tensor(shape=(None, 3), dtype=np.float32)})})
+    with pytest.raises(ValueError, match="feature 'steps/points' has shape \\(None, 3\\)"):
+        check_decodable(ragged)
+    image = tfds.features.FeaturesDict({"frame": tfds.features.Image(shape=(4, 4, 1))})
+    with pytest.raises(ValueError, match="feature 'frame' is a Image"):
+        check_decodable(image)
