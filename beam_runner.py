@@ -5,7 +5,8 @@
 Flags this module does not know pass through to Beam unchanged (`--runner`,
 `--project`, `--region`, `--temp_location`, `--num_workers`, `--setup_file`,
 `--direct_num_workers`, ...). Without `--runner` the job runs locally on Beam's
-DirectRunner, named explicitly so that nothing tries the network.
+DirectRunner, named explicitly, which `pipeline/runner.py` maps to Beam's FnApiRunner so
+that nothing tries the network (Beam's DirectRunner would first try to fetch Prism).
 """
 
 from __future__ import annotations

@@ -97,14 +97,15 @@ def _baseline_steps(raw: Any) -> int:
 def run_baseline(data: SyntheticSet, beam_args: Sequence[str]) -> dict[str, Any]:
     """Reader + PNG decode of every frame through Beam; returns the timesteps it read."""
     import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipeline.plan import plan_work
     from pipeline.read import ReadEpisodes
+    from pipeline.runner import make_pipeline
 
     plan = plan_work(data.kind, data_dir=data.data_dir)
-    root = beam.Pipeline(options=PipelineOptions(list(beam_args)))
-    read = root | "WorkItems" >> beam.Create(plan.work_items) | "Read" >> ReadEpisodes(plan.dataset)
+    root = make_pipeline(beam_args)  # the runner run_job uses for the same flags
+    items = root | "WorkItems" >> beam.Create(plan.work_items, reshuffle=False)  # as run_job
+    read = items | "Read" >> ReadEpisodes(plan.dataset)
     counter = beam.metrics.Metrics.counter("bench", "timesteps")
     _ = read.episodes | "DecodeImages" >> beam.Map(lambda raw: counter.inc(_baseline_steps(raw)))
     result = root.run()
@@ -136,9 +137,8 @@ def run_full(data: SyntheticSet, beam_args: Sequence[str], output_dir: str) -> d
 
 
 def _child(spec: dict[str, Any]) -> None:
-    # Imports are not the job's time: TensorFlow (~3 s) is imported lazily by the reader,
-    # so import it here, once, as a long-running worker would have.
-    import tensorflow  # noqa: F401
+    # Imports are not the job's time: import what the run uses here, once, as a
+    # long-running worker would have (the reader no longer imports TensorFlow).
     import tensorflow_datasets  # noqa: F401
 
     import pipeline.job  # noqa: F401

@@ -10,6 +10,7 @@ shard lists and the statistics, so an output without `manifest.json` is unfinish
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import hashlib
@@ -20,7 +21,6 @@ from typing import Any
 
 import apache_beam as beam
 import fsspec
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import stats as stats_stage
 from pipeline.filter import ExpertThresholds, FilterEpisodes
@@ -28,6 +28,7 @@ from pipeline.manifest import build_manifest, prepare_output_dir, write_manifest
 from pipeline.options import SAMPLES_DIR, JobOptions
 from pipeline.plan import Plan, plan_work
 from pipeline.read import ReadEpisodes, ReadReturns
+from pipeline.runner import make_pipeline
 from pipeline.sequence import COUNTS_TAG, PromptCandidateKeys, PromptPools, SequenceEpisodes, short_selections
 from pipeline.sequence import REJECTS_TAG as SEQUENCE_REJECTS
 from pipeline.tokenize import PromptWindowsFn, TokenizeEpisodes, TokenizerConfig
@@ -67,13 +68,15 @@ def prompt_pools(
         return PromptWindowsFn(spec, tokenizer, sequence=sequencing, return_fn=return_fn, rest=rest)
 
     chosen = work | "PromptWindows" >> beam.ParDo(windows(False), beam.pvalue.AsDict(selections))
+    # At most K task keys per task: counting them needs no grouping stage of its own.
+    found = chosen | "ChosenTasks" >> beam.Map(lambda candidate: candidate[0])
     short = (
         work.pipeline
         | "ShortTrigger" >> beam.Create([None])
         | "ShortPools" >> beam.FlatMap(
-            lambda _, selected, pools: short_selections(selected, pools).items(),
+            lambda _, selected, tasks: short_selections(selected, collections.Counter(tasks)).items(),
             beam.pvalue.AsDict(selections),
-            beam.pvalue.AsDict(chosen | "ChosenPools" >> PromptPools(capacity)),
+            beam.pvalue.AsList(found),
         )
     )
     rest = work | "PromptWindowsRest" >> beam.ParDo(windows(True), beam.pvalue.AsDict(short))
@@ -125,7 +128,9 @@ def build_pipeline(
     writing = WriteOptions(output_dir=options.output_dir, rows_per_shard=options.rows_per_shard)
     fields = {spec.name: _all_fields(plan)}
 
-    work = root | "WorkItems" >> beam.Create(plan.work_items)
+    # Each read spreads the work items itself (a Reshuffle, which also keeps the passes in
+    # separate fused stages), so Create need not reshuffle them first.
+    work = root | "WorkItems" >> beam.Create(plan.work_items, reshuffle=False)
 
     # Pass 1: returns -> thresholds, and the prompt pools. The returns come from a light
     # read (flags, rewards, episode fields); since a pool keeps the top K by return, only
@@ -275,7 +280,7 @@ def run_job(options: JobOptions, *, beam_args: Sequence[str] = ("--runner=Direct
     )
     prepare_output_dir(options.output_dir, overwrite=options.overwrite)
     started = time.monotonic()
-    pipeline = beam.Pipeline(options=PipelineOptions(list(beam_args)))
+    pipeline = make_pipeline(beam_args)
     build_pipeline(pipeline, options, plan=plan, extra_config=extra_config)
     result = pipeline.run()
     result.wait_until_finish()

@@ -187,15 +187,16 @@ class PromptCandidateKeys(beam.PTransform):
 
 
 def short_selections(
-    selections: Mapping[TaskKey, CandidateSelection], pools: Mapping[TaskKey, PromptPool]
+    selections: Mapping[TaskKey, CandidateSelection], found: Mapping[TaskKey, int]
 ) -> dict[TaskKey, CandidateSelection]:
     """Tasks where a chosen episode gave no candidate (broken in full, or no window fit)
-    while episodes outside the choice remain: their pools need the other episodes too."""
+    while episodes outside the choice remain: their pools need the other episodes too.
+
+    `found`: the candidates the chosen episodes gave, per task.
+    """
     short = {}
     for task, selection in selections.items():
-        pool = pools.get(task)
-        got = 0 if pool is None else len(pool.candidates)
-        if got < len(selection.keys) and selection.episodes > len(selection.keys):
+        if found.get(task, 0) < len(selection.keys) and selection.episodes > len(selection.keys):
             short[task] = selection
     return short
 

@@ -152,13 +152,11 @@ def test_short_selections_only_when_a_chosen_one_gave_nothing_and_more_exist() -
     task = ("d", "t")
     key = object()
     chosen = CandidateSelection(keys=(key, key), episodes=5)  # type: ignore[arg-type]
-    full = PromptPool(candidates=(object(), object()), capacity=2)  # type: ignore[arg-type]
-    half = PromptPool(candidates=(object(),), capacity=2)  # type: ignore[arg-type]
-    assert short_selections({task: chosen}, {task: full}) == {}
-    assert short_selections({task: chosen}, {task: half}) == {task: chosen}
+    assert short_selections({task: chosen}, {task: 2}) == {}
+    assert short_selections({task: chosen}, {task: 1}) == {task: chosen}
     assert short_selections({task: chosen}, {}) == {task: chosen}
     everyone = CandidateSelection(keys=(key, key), episodes=2)  # type: ignore[arg-type]
-    assert short_selections({task: everyone}, {task: half}) == {}
+    assert short_selections({task: everyone}, {task: 1}) == {}
 
 
 def _drop_last_joint_row(shard: Path, record: int) -> None:

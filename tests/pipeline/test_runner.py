@@ -1,0 +1,34 @@
+"""pipeline/runner.py: local runs go to Beam's FnApiRunner without trying Prism."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import pytest
+from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
+from apache_beam.runners.portability import prism_runner
+from apache_beam.runners.portability.fn_api_runner import fn_runner
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.runner import make_pipeline
+
+
+@pytest.mark.parametrize("args", [
+    ["--runner=DirectRunner"],
+    ["--runner=direct"],
+    [],
+    ["--runner=DirectRunner", "--direct_num_workers=2", "--direct_running_mode=multi_threading"],
+])
+def test_local_runs_use_the_fn_api_runner_and_never_prism(args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_prism(*_: object, **__: object) -> None:
+        raise AssertionError("the Prism runner was tried")
+
+    monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", no_prism)
+    root = make_pipeline(args)
+    assert isinstance(root.runner, fn_runner.FnApiRunner)
+    squares = root | beam.Create(range(5)) | beam.Map(lambda x: x * x)
+    assert_that(squares, equal_to([0, 1, 4, 9, 16]))
+    root.run().wait_until_finish()
+
+
+def test_other_runners_are_beams_own() -> None:
+    assert isinstance(make_pipeline(["--runner=BundleBasedDirectRunner"]).runner, BundleBasedDirectRunner)
