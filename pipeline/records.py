@@ -20,6 +20,7 @@ would drop trailing NUL bytes), scalars are numpy scalars of the feature's dtype
 from __future__ import annotations
 
 import dataclasses
+import math
 import struct
 import zlib
 from collections.abc import Collection, Iterator
@@ -253,13 +254,22 @@ def _to_numpy(leaf: _Leaf, feature: Any) -> np.ndarray:
 def _decode_leaf(leaf: _Leaf, array: np.ndarray) -> Any:
     """Encoded tensors -> their arrays; 0-d -> a numpy scalar (bytes for strings), as
     TensorFlow's `.numpy()` gives."""
-    if leaf.encoded:
+    if not leaf.encoded:
+        return array[()] if array.ndim == 0 else array
+    blobs = array.reshape(-1)
+    if leaf.zlib:
         try:
-            blobs = [zlib.decompress(b) if leaf.zlib else b for b in array.reshape(-1)]
-            elements = [np.frombuffer(b, dtype=leaf.dtype).reshape(leaf.shape) for b in blobs]
-        except (zlib.error, ValueError) as e:
-            raise UndecodableRecord(f"feature {leaf.key!r} does not decode: {e}") from None
-        if array.ndim == 0:
-            return elements[0].copy()
-        return np.stack(elements) if elements else np.zeros((0, *leaf.shape), leaf.dtype)
-    return array[()] if array.ndim == 0 else array
+            blobs = [zlib.decompress(b) for b in blobs]
+        except zlib.error as e:
+            raise UndecodableRecord(f"feature {leaf.key!r} does not decompress: {e}") from None
+    size = leaf.dtype.itemsize * math.prod(leaf.shape)
+    for step, blob in enumerate(blobs):
+        if len(blob) != size:
+            raise UndecodableRecord(
+                f"feature {leaf.key!r}, element {step}: {len(blob)} bytes, expected {size} "
+                f"({leaf.dtype} {leaf.shape})"
+            )
+    # One buffer for the whole episode: one array instead of one per step (writable, as
+    # TensorFlow's arrays are).
+    joined = np.frombuffer(bytearray().join(blobs), dtype=leaf.dtype).reshape(array.shape + leaf.shape)
+    return joined[()] if joined.ndim == 0 else joined

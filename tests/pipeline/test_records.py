@@ -7,6 +7,7 @@ the same raw view. Every record of every bundled sample dataset must decode iden
 from __future__ import annotations
 
 import io
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,22 @@ def test_bad_records_name_the_feature() -> None:
                         **{"steps/obs": floats(1, 2)}))
     with pytest.raises(UndecodableRecord, match=r"feature 'id': 2 values do not fit shape \(\)"):
         decode(_example(id=ints(4, 5), **{"steps/obs": floats(1, 2)}))
+
+
+def test_encoded_tensors_decode_to_one_writable_array_and_check_their_size() -> None:
+    decode = ExampleDecoder(tfds.features.FeaturesDict({"steps": tfds.features.Dataset({
+        "pos": tfds.features.Tensor(shape=(2,), dtype=np.float32, encoding="zlib")})}))
+    blobs = lambda *b: tf.train.Feature(bytes_list=tf.train.BytesList(value=list(b)))  # noqa: E731
+    good = zlib.compress(np.array([1.5, 2.5], np.float32).tobytes())
+    pos = decode(_example(**{"steps/pos": blobs(good, good)}))["steps"]["pos"]
+    np.testing.assert_array_equal(pos, [[1.5, 2.5], [1.5, 2.5]])
+    assert pos.flags.writeable
+    assert decode(_example(**{"steps/pos": blobs()}))["steps"]["pos"].shape == (0, 2)
+    short = zlib.compress(np.array([1.5], np.float32).tobytes())
+    with pytest.raises(UndecodableRecord, match=r"feature 'steps/pos', element 1: 4 bytes, expected 8"):
+        decode(_example(**{"steps/pos": blobs(good, short)}))
+    with pytest.raises(UndecodableRecord, match="feature 'steps/pos' does not decompress"):
+        decode(_example(**{"steps/pos": blobs(b"not zlib")}))
 
 
 def test_unsupported_features_are_refused_by_name() -> None:
