@@ -10,11 +10,12 @@ read is "truncated record at <offset>", a checksum mismatch "corrupted record at
 <offset>" (TensorFlow's own wording). Either loses the framing: nothing after it is read.
 
 Decoding (`ExampleDecoder`): the tf.train.Example is parsed with protobuf, each flat
-feature converted to numpy with its TFDS dtype and shape, then TFDS's own numpy decoding
-(`decode_example_np`: zlib tensors, nested dicts) builds the nested episode. The result
-equals TensorFlow's `deserialize_example(...).numpy()` (a test checks every record of the
-bundled samples): strings stay `bytes` in object arrays (never fixed-width `S`, which
-would drop trailing NUL bytes), scalars are numpy scalars of the feature's dtype.
+feature converted to numpy with its TFDS dtype and shape (tensors stored as raw or zlib
+bytes per element become one array per episode), and the flat keys ("steps/observation")
+nested again. The result equals TensorFlow's `deserialize_example(...).numpy()` (a test
+checks every record of the bundled samples): strings stay `bytes` in object arrays (never
+fixed-width `S`, which would drop trailing NUL bytes), scalars are numpy scalars of the
+feature's dtype.
 """
 
 from __future__ import annotations
@@ -134,11 +135,13 @@ def check_decodable(features: Any) -> None:
 
     Supported: what RLDS datasets store, i.e. tensor-like leaves (Tensor, Scalar, Text,
     ClassLabel; plain, bytes- or zlib-encoded) at the episode level or in one `steps`
-    Sequence, with shapes fixed after the time axis. Other connectors (a decoded Image
-    has been replaced by its PNG bytes in the raw view), ragged and nested sequences are not.
+    Sequence, with fixed shapes (an episode-level plain tensor may have a variable first
+    dimension). Other connectors (a decoded Image has been replaced by its PNG bytes in
+    the raw view), ragged and nested sequences are not.
     """
     import tensorflow_datasets as tfds
     from tensorflow_datasets.core import utils
+    from tensorflow_datasets.core.features.tensor_feature import Encoding
 
     specs = utils.flatten_nest_dict(features.get_serialized_info())
     for key, leaf in _leaves(features).items():
@@ -148,10 +151,12 @@ def check_decodable(features: Any) -> None:
                 f"feature {key!r} is a {type(leaf).__name__}: the reader decodes tensors, "
                 "scalars, text and class labels only"
             )
-        dynamic = [d for d in leaf.shape if d is None]
-        if info.sequence_rank > 1 or dynamic:
+        shape = tuple(leaf.shape)
+        variable_first = info.sequence_rank == 0 and leaf._encoding == Encoding.NONE  # noqa: SLF001
+        fixed = shape[1:] if variable_first else shape
+        if info.sequence_rank > 1 or None in fixed:
             raise ValueError(
-                f"feature {key!r} has shape {leaf.shape} with sequence rank {info.sequence_rank}: "
+                f"feature {key!r} has shape {shape} with sequence rank {info.sequence_rank}: "
                 "ragged and nested-sequence features are not supported by the reader"
             )
 

@@ -127,6 +127,7 @@ def test_strings_keep_trailing_nul_bytes_and_scalars_are_numpy_scalars(tmp_path:
         "name": tfds.features.Text(),
         "weight": np.float64,
         "big": tfds.features.Tensor(shape=(), dtype=np.uint64),
+        "tags": tfds.features.Tensor(shape=(None, 2), dtype=np.int32),
         "steps": tfds.features.Dataset({
             "blob": tfds.features.Tensor(shape=(), dtype=np.object_),
             "pos": tfds.features.Tensor(shape=(2,), dtype=np.float32, encoding="zlib"),
@@ -135,7 +136,7 @@ def test_strings_keep_trailing_nul_bytes_and_scalars_are_numpy_scalars(tmp_path:
         }),
     })
     episode = {
-        "name": "café\x00", "weight": 0.1, "big": 2**64 - 1,
+        "name": "café\x00", "weight": 0.1, "big": 2**64 - 1, "tags": [[3, 1], [4, 1], [5, 9]],
         "steps": [{"blob": b"ab\x00\x00", "pos": [1.5, -2.0], "flag": True, "small": [0, 7, 255]},
                   {"blob": b"\x00", "pos": [3.0, 4.0], "flag": False, "small": [1, 2, 3]}],
     }
@@ -147,6 +148,7 @@ def test_strings_keep_trailing_nul_bytes_and_scalars_are_numpy_scalars(tmp_path:
     assert_same(ours, tf_decode(view, record))
     assert list(ours["steps"]["blob"]) == [b"ab\x00\x00", b"\x00"]
     assert ours["name"] == "café\x00".encode() and ours["big"] == np.uint64(2**64 - 1)
+    assert ours["tags"].dtype == np.int32 and ours["tags"].tolist() == [[3, 1], [4, 1], [5, 9]]
     assert type(ours["weight"]) is np.float64 and ours["weight"] == np.float64(np.float32(0.1))
     np.testing.assert_array_equal(ours["steps"]["pos"], np.array([[1.5, -2.0], [3.0, 4.0]], np.float32))
     assert ours["steps"]["small"].dtype == np.uint8 and ours["steps"]["flag"].dtype == bool
