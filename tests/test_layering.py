@@ -28,3 +28,18 @@ def test_package_imports_no_heavy_framework(package: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_job_never_imports_tensorflow(tmp_path: object) -> None:
+    """Planning, building and running the whole job (in_memory: every stage runs in this
+    interpreter) on the Atari samples reads TFDS shards without TensorFlow, so no worker
+    pays its import (~3 s, ~500 MB; pipeline/records.py)."""
+    code = (
+        "import json, sys\n"
+        "from pipeline.job import run_job\n"
+        "from pipeline.options import JobOptions\n"
+        f"run_job(JobOptions(dataset='atari', output_dir={str(tmp_path)!r}))\n"
+        "print(json.dumps('tensorflow' in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) is False
