@@ -31,7 +31,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.episode import EpisodeKey, EpisodeReturn, RawEpisode, Reject
 from pipeline.filter import counter_name
 from pipeline.plan import WorkItem
-from pipeline.records import (  # noqa: F401 (the views are part of this module's API)
+from pipeline.records import (
     CorruptRecord,
     ExampleDecoder,
     UndecodableRecord,
@@ -98,6 +98,21 @@ class ShardReader:
                     except UndecodableRecord as e:
                         yield index, e
                 index += 1
+
+
+class ShardReaders:
+    """One `ShardReader` per builder dir, made on first use: a worker may read the shards of
+    several tasks, and each reader parses its builder's features once."""
+
+    def __init__(self, *, step_fields: Collection[str] | None = None) -> None:
+        self._step_fields = step_fields
+        self._by_dir: dict[str, ShardReader] = {}
+
+    def __call__(self, builder_dir: str) -> ShardReader:
+        reader = self._by_dir.get(builder_dir)
+        if reader is None:
+            reader = self._by_dir[builder_dir] = ShardReader(builder_dir, step_fields=self._step_fields)
+        return reader
 
 
 def _scalar(value: Any) -> Any:
@@ -176,12 +191,10 @@ class ReadEpisodesFn(beam.DoFn):
         self._namespace = namespace
 
     def setup(self) -> None:
-        self._readers: dict[str, ShardReader] = {}
+        self._readers = ShardReaders()
 
     def process(self, item: WorkItem) -> Iterator[Any]:
-        reader = self._readers.get(item.builder_dir)
-        if reader is None:
-            reader = self._readers[item.builder_dir] = ShardReader(item.builder_dir)
+        reader = self._readers(item.builder_dir)
         task = (item.dataset, item.task)
 
         def counter(what: str) -> Any:
@@ -254,14 +267,10 @@ class ReadReturnsFn(beam.DoFn):
         self._namespace = namespace
 
     def setup(self) -> None:
-        self._readers: dict[str, ShardReader] = {}
+        self._readers = ShardReaders(step_fields=RETURN_STEP_FIELDS)
 
     def process(self, item: WorkItem) -> Iterator[EpisodeReturn]:
-        reader = self._readers.get(item.builder_dir)
-        if reader is None:
-            reader = self._readers[item.builder_dir] = ShardReader(
-                item.builder_dir, step_fields=RETURN_STEP_FIELDS
-            )
+        reader = self._readers(item.builder_dir)
         counter = beam.metrics.Metrics.counter(self._namespace, counter_name((item.dataset, item.task), "returns"))
         for value in read_returns(item, reader=reader, spec=self._spec):
             counter.inc()

@@ -139,11 +139,17 @@ def check_decodable(features: Any) -> None:
     dimension). Other connectors (a decoded Image has been replaced by its PNG bytes in
     the raw view), ragged and nested sequences are not.
     """
+    _decodable_leaves(features)
+
+
+def _decodable_leaves(features: Any) -> list[tuple[str, Any, Any]]:
+    """(flat key, leaf connector, serialized info) of every leaf; `check_decodable`'s errors."""
     import tensorflow_datasets as tfds
     from tensorflow_datasets.core import utils
     from tensorflow_datasets.core.features.tensor_feature import Encoding
 
     specs = utils.flatten_nest_dict(features.get_serialized_info())
+    leaves = []
     for key, leaf in _leaves(features).items():
         info = specs.get(key)
         if not isinstance(leaf, tfds.features.Tensor) or info is None:
@@ -159,6 +165,8 @@ def check_decodable(features: Any) -> None:
                 f"feature {key!r} has shape {shape} with sequence rank {info.sequence_rank}: "
                 "ragged and nested-sequence features are not supported by the reader"
             )
+        leaves.append((key, leaf, info))
+    return leaves
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,15 +190,11 @@ class ExampleDecoder:
     """
 
     def __init__(self, features: Any) -> None:
-        from tensorflow_datasets.core import utils
         from tensorflow_datasets.core.features.tensor_feature import Encoding
         from tensorflow_datasets.proto import tf_example_pb2
 
-        check_decodable(features)
-        specs = utils.flatten_nest_dict(features.get_serialized_info())
         self._leaves = []
-        for key, leaf in _leaves(features).items():
-            info = specs[key]
+        for key, leaf, info in _decodable_leaves(features):
             self._leaves.append(
                 _Leaf(
                     key=key,

@@ -18,7 +18,7 @@ import apache_beam as beam
 
 from pipeline.episode import EpisodeKey, KeptEpisode, RawEpisode, Reject, TaskKey
 from pipeline.plan import WorkItem
-from pipeline.read import ShardReader, read_shard
+from pipeline.read import ShardReaders, read_shard
 from pipeline.sequence import CandidateSelection, prompt_candidate_for
 from pipeline.validate import RldsViolation, check_rlds, emitted_steps, num_emitted_steps
 from schemas.datasets import DatasetSpec
@@ -255,7 +255,7 @@ class PromptWindowsFn(PromptCandidatesFn):
 
     def setup(self) -> None:
         super().setup()
-        self._readers: dict[str, ShardReader] = {}
+        self._readers = ShardReaders()
 
     def process(  # type: ignore[override]
         self, item: WorkItem, selections: Mapping[TaskKey, CandidateSelection]
@@ -266,9 +266,7 @@ class PromptWindowsFn(PromptCandidatesFn):
         chosen = selection.indices_in(item.index)
         if not chosen and not self._rest:
             return
-        reader = self._readers.get(item.builder_dir)
-        if reader is None:
-            reader = self._readers[item.builder_dir] = ShardReader(item.builder_dir)
+        reader = self._readers(item.builder_dir)
         only = None if self._rest else chosen
         for raw in read_shard(item, reader=reader, spec=self._spec, only=only):
             if isinstance(raw, Reject) or (self._rest and raw.key.index_in_file in chosen):
