@@ -16,7 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from pipeline.options import SAMPLES_DATA_DIR, JobOptions
+from planning.options import SAMPLES_DATA_DIR, JobOptions
 
 DEFAULT_RUNNER = "DirectRunner"
 

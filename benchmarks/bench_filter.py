@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.episode import EpisodeKey, EpisodeReturn
-from pipeline.filter import CollectReturns, _pair, decide
+from transforms.episode import EpisodeKey, EpisodeReturn
+from pipeline.filter_episodes import CollectReturns, _pair
+from transforms.expert_filter import decide
 
 TASK = ("atari", "rlu_atari/Pong_run_1")
 
@@ -90,7 +91,7 @@ def main() -> None:
     print(f"  kept {kept:,} of {n:,}")
 
     if args.stats:
-        from pipeline.stats import task_statistics
+        from transforms.books import task_statistics
 
         def stats_inputs() -> tuple[list, list, list]:
             returns = [
@@ -113,7 +114,7 @@ def main() -> None:
         import apache_beam as beam
         from apache_beam.options.pipeline_options import PipelineOptions
 
-        from pipeline.filter import ExpertThresholds
+        from pipeline.filter_episodes import ExpertThresholds
 
         def beam_job() -> None:
             with beam.Pipeline(runner="DirectRunner", options=PipelineOptions([])) as pipeline:

@@ -90,7 +90,7 @@ def _decode_images(steps: Any) -> int:
 
 
 def _baseline_steps(raw: Any) -> int:
-    from pipeline.validate import num_emitted_steps
+    from transforms.steps import num_emitted_steps
 
     _decode_images(raw.steps)
     return num_emitted_steps(raw)
@@ -100,8 +100,8 @@ def run_baseline(data: SyntheticSet, beam_args: Sequence[str]) -> dict[str, Any]
     """Reader + PNG decode of every frame through Beam; returns the timesteps it read."""
     import apache_beam as beam
 
-    from pipeline.plan import plan_work
-    from pipeline.read import ReadEpisodes
+    from planning.plan import plan_work
+    from pipeline.read_episodes import ReadEpisodes
     from pipeline.runner import make_pipeline
 
     plan = plan_work(data.kind, data_dir=data.data_dir)
@@ -119,7 +119,7 @@ def run_baseline(data: SyntheticSet, beam_args: Sequence[str]) -> dict[str, Any]
 def run_full(data: SyntheticSet, beam_args: Sequence[str], output_dir: str) -> dict[str, Any]:
     """The whole job via `run_job`; returns timesteps read, tokens, and output bytes."""
     from pipeline.job import run_job
-    from pipeline.options import JobOptions
+    from planning.options import JobOptions
     from schemas import output as out
 
     options = JobOptions(

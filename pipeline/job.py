@@ -10,90 +10,46 @@ shard lists and the statistics, so an output without `manifest.json` is unfinish
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
-import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
-import fsspec
 
-from pipeline import stats as stats_stage
-from pipeline.filter import ExpertThresholds, FilterEpisodes
-from pipeline.manifest import build_manifest, prepare_output_dir, write_manifest
-from pipeline.options import SAMPLES_DIR, JobOptions
-from pipeline.plan import Plan, plan_work
-from pipeline.read import ReadEpisodes, ReadReturns
+from formats.manifest import build_manifest, write_manifest
+from formats.output_dir import prepare_output_dir
+from formats.parquet_shards import WriteOptions, sequence_schema
+from pipeline import task_statistics as stats_stage
+from pipeline.filter_episodes import ExpertThresholds, FilterEpisodes
+from pipeline.prompt_pools import prompt_pools
+from pipeline.read_episodes import ReadEpisodes, ReadReturns
 from pipeline.runner import make_pipeline
-from pipeline.sequence import COUNTS_TAG, PromptCandidateKeys, PromptPools, SequenceEpisodes, short_selections
-from pipeline.sequence import REJECTS_TAG as SEQUENCE_REJECTS
-from pipeline.tokenize import PromptWindowsFn, TokenizeEpisodes, TokenizerConfig
-from pipeline.validate import ValidateEpisodes, episode_return
-from pipeline.write import FinalizeShards, WriteOptions, WriteRejects, WriteShards, sequence_schema
-from schemas.datasets import DatasetSpec
+from pipeline.sequence_episodes import COUNTS_TAG, SequenceEpisodes
+from pipeline.sequence_episodes import REJECTS_TAG as SEQUENCE_REJECTS
+from pipeline.tokenize_episodes import TokenizeEpisodes
+from pipeline.validate_episodes import ValidateEpisodes
+from pipeline.write_shards import FinalizeShards, WriteRejects, WriteShards
+from planning.options import JobOptions
+from planning.plan import plan_work
+from planning.text_model import (
+    DEFAULT_SENTENCEPIECE_MODEL,
+    SENTENCEPIECE_SHA256,
+    needs_text_model,
+    text_model_digest,
+)
+from planning.work import Plan, all_fields
 from schemas.output import REJECTS_DIR, SEQUENCES_DIR
-from schemas.vocab import Modality, get_layout
+from schemas.vocab import get_layout
+from transforms.books import StatsOptions
+from transforms.rlds_rules import episode_return
 from transforms.sequence import SequenceConfig
+from transforms.task_tokenizer import TokenizerConfig
 from transforms.text import SentencePieceTokenizer
 
-# Used for text fields when no --sentencepiece_model is given: a small byte-fallback model
-# trained on BabyAI missions by samples/text/make_text_model.py; every text still encodes
-# and decodes exactly.
-DEFAULT_SENTENCEPIECE_MODEL = f"{SAMPLES_DIR}/text/gato_text.model"
-SENTENCEPIECE_SHA256 = "sentencepiece_model_sha256"
-
 log = logging.getLogger(__name__)
-
-
-def prompt_pools(
-    work: beam.PCollection,
-    returns: beam.PCollection,
-    *,
-    spec: DatasetSpec,
-    tokenizer: TokenizerConfig,
-    sequencing: SequenceConfig,
-    capacity: int,
-) -> beam.PCollection:
-    """(TaskKey, PromptPool) per task: the pools of windows from every valid episode,
-    tokenizing only the chosen ones (and, for a task where a chosen one gives no
-    candidate, the rest of the task)."""
-    return_fn = functools.partial(episode_return, spec=spec)
-    selections = returns | "PromptCandidateKeys" >> PromptCandidateKeys(capacity, seed=sequencing.seed)
-
-    def windows(rest: bool) -> PromptWindowsFn:
-        return PromptWindowsFn(spec, tokenizer, sequence=sequencing, return_fn=return_fn, rest=rest)
-
-    chosen = work | "PromptWindows" >> beam.ParDo(windows(False), beam.pvalue.AsDict(selections))
-    # At most K task keys per task: counting them needs no grouping stage of its own.
-    found = chosen | "ChosenTasks" >> beam.Map(lambda candidate: candidate[0])
-    short = (
-        work.pipeline
-        | "ShortTrigger" >> beam.Create([None])
-        | "ShortPools" >> beam.FlatMap(
-            lambda _, selected, tasks: short_selections(selected, collections.Counter(tasks)).items(),
-            beam.pvalue.AsDict(selections),
-            beam.pvalue.AsList(found),
-        )
-    )
-    rest = work | "PromptWindowsRest" >> beam.ParDo(windows(True), beam.pvalue.AsDict(short))
-    return (chosen, rest) | "AllCandidates" >> beam.Flatten() | "PromptPools" >> PromptPools(capacity)
-
-
-def needs_text_model(plan: Plan) -> bool:
-    """Whether any planned field is text (and so needs a SentencePiece model)."""
-    return any(
-        spec.modality is Modality.TEXT for fields in plan.task_fields.values() for spec in fields.values()
-    )
-
-
-def text_model_digest(path: str) -> str:
-    """sha256 of a SentencePiece model file: the model enters the config hash by content."""
-    with fsspec.open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def build_pipeline(
@@ -126,7 +82,7 @@ def build_pipeline(
         layout=layout,
     )
     writing = WriteOptions(output_dir=options.output_dir, rows_per_shard=options.rows_per_shard)
-    fields = {spec.name: _all_fields(plan)}
+    fields = {spec.name: all_fields(plan)}
 
     # Each read spreads the work items itself (a Reshuffle, which also keeps the passes in
     # separate fused stages), so Create need not reshuffle them first.
@@ -187,7 +143,7 @@ def build_pipeline(
         stats_stage.SEQUENCE_COUNTS: sequenced[COUNTS_TAG],
     } | "Stats" >> stats_stage.TaskStatistics(
         options.output_dir,
-        options=stats_stage.StatsOptions(
+        options=StatsOptions(
             fraction=options.filter_fraction, cap=options.window_cap, no_filter=options.no_filter
         ),
     )
@@ -210,23 +166,6 @@ def build_pipeline(
             stats=beam.pvalue.AsSingleton(stats_paths),
         )
     )
-
-
-def _all_fields(plan: Plan) -> dict[str, Any]:
-    """Per-field specs of the dataset, one per path (the output metadata records one).
-
-    Tasks may have different fields (control suite's observations differ per task); a
-    path tokenized differently in two tasks is a start-up error.
-    """
-    merged: dict[str, Any] = {}
-    for task in plan.tasks:
-        for path, spec in plan.fields_for(task).items():
-            if merged.setdefault(path, spec) != spec:
-                raise ValueError(
-                    f"field {path!r} is tokenized differently across tasks "
-                    f"({merged[path]} vs {spec} in {task!r})"
-                )
-    return merged
 
 
 def _write_manifest(

@@ -33,8 +33,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow_datasets as tfds  # noqa: E402
 
-from pipeline import tfds_builders as gato  # noqa: E402
-from pipeline.tfds_builders import rlds_episode  # noqa: E402
+from samples import tfds_builders as gato  # noqa: E402
+from samples.tfds_builders import rlds_episode  # noqa: E402
 from schemas.fields import CHECKPOINT_ID, EPISODE_ID, EPISODE_RETURN, STEPS  # noqa: E402
 from transforms.hashing import stable_hash  # noqa: E402
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from beam_runner import DEFAULT_RUNNER, parse
-from pipeline.options import SAMPLES_DATA_DIR
+from planning.options import SAMPLES_DATA_DIR
 
 
 def test_defaults_read_the_samples_and_name_the_local_runner() -> None:

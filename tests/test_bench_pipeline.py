@@ -13,8 +13,8 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.synthetic import make_dataset, pong_frames
-from pipeline.plan import plan_work
-from pipeline.read import ShardReader, read_shard
+from planning.plan import plan_work
+from formats.tfds_shards import ShardReader, read_shard
 
 ROOT = Path(__file__).resolve().parents[1]
 

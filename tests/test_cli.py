@@ -122,7 +122,7 @@ def test_two_workers_write_the_same_bytes_and_reruns_need_overwrite(
     assert refused.returncode == 1 and "--overwrite" in refused.stderr
 
     # The audit command reads the finished output.
-    audit = subprocess.run([sys.executable, "-m", "pipeline.audit", str(one)],
+    audit = subprocess.run([sys.executable, "-m", "audit.cli", str(one)],
                            capture_output=True, text=True, cwd=REPO)
     assert audit.returncode == 0 and "task0-v3" in audit.stdout
 

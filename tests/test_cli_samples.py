@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow_datasets as tfds
 
-from pipeline.options import SAMPLES_DATA_DIR
+from planning.options import SAMPLES_DATA_DIR
 from schemas.datasets import get_dataset
 from schemas.output import MANIFEST_FILE, NO_TIMESTEP
 from schemas.vocab import GATO, LOCAL_POSITION_TABLE, Modality

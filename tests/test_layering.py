@@ -37,7 +37,7 @@ def test_the_job_never_imports_tensorflow(tmp_path: object) -> None:
     code = (
         "import json, sys\n"
         "from pipeline.job import run_job\n"
-        "from pipeline.options import JobOptions\n"
+        "from planning.options import JobOptions\n"
         f"run_job(JobOptions(dataset='atari', output_dir={str(tmp_path)!r}))\n"
         "print(json.dumps('tensorflow' in sys.modules))\n"
     )

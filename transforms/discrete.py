@@ -11,7 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 from schemas.vocab import GATO, NUM_BINS, VocabLayout
-from transforms.errors import BAD_DTYPE, DISCRETE_OUT_OF_RANGE, TokenizationError, located
+from transforms.errors import (
+    BAD_DTYPE,
+    DISCRETE_OUT_OF_RANGE,
+    TokenizationError,
+    located,
+)
 
 
 def encode_discrete(

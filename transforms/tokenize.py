@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 
 from schemas.fields import ACTION, OBSERVATION, FieldSpec, join_path, role_of
-from schemas.vocab import GATO, LOCAL_POSITION_TABLE, PATCH_SIZE, Encoding, Modality, VocabLayout
+from schemas.vocab import (
+    GATO,
+    LOCAL_POSITION_TABLE,
+    PATCH_SIZE,
+    Encoding,
+    Modality,
+    VocabLayout,
+)
 from transforms.continuous import encode_continuous
 from transforms.discrete import encode_discrete
 from transforms.errors import (

@@ -11,11 +11,13 @@ import sys
 
 import pytest
 
-from pipeline.audit import COMPARED_FIELDS, compare_records, format_table, main
-from pipeline.filter import expert_return
-from pipeline.report import TABLE_HEADERS, read_stats_records
-from pipeline.sequence import SequenceCounts
-from pipeline.stats import task_statistics, write_statistics
+from audit.cli import COMPARED_FIELDS, compare_records, format_table, main
+from transforms.expert_filter import expert_return
+from audit.report import TABLE_HEADERS
+from formats.stats_files import read_stats_records
+from transforms.books import SequenceCounts
+from formats.stats_files import write_statistics
+from transforms.books import task_statistics
 from schemas import output as out
 
 GOLDEN = pathlib.Path(__file__).resolve().parents[1] / "golden" / "stats" / "audit_table.txt"
@@ -49,7 +51,7 @@ def _write_output(root: pathlib.Path, *, fraction: float = 0.8, finished: bool =
         rejects = [(None, "s9", "corrupt_record", None, "CRC")] if task[0] == "atari" else []
         results.append(task_statistics(task, threshold=threshold, returns=returns, decisions=decisions,
                                        kept=kept, rejects=rejects, sequences=_sequence_counts(len(kept))))
-    write_statistics(str(root), results, report=False)
+    write_statistics(str(root), results)
     if finished:
         (root / out.MANIFEST_FILE).write_text("{}")
     return str(root)
@@ -166,7 +168,7 @@ def test_empty_table() -> None:
 
 def test_runs_as_a_module(tmp_path: pathlib.Path) -> None:
     output = _write_output(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "pipeline.audit", output], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "audit.cli", output], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout == GOLDEN.read_text()
 
@@ -179,6 +181,6 @@ def test_bad_arguments_exit_with_usage() -> None:
 
 def test_the_command_does_not_import_beam_or_tensorflow() -> None:
     # Auditors run it on laptops: it must start fast and need neither.
-    code = "import sys, pipeline.audit; print(sorted(m for m in ('apache_beam', 'tensorflow') if m in sys.modules))"
+    code = "import sys, audit.cli; print(sorted(m for m in ('apache_beam', 'tensorflow') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]"

@@ -15,23 +15,10 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.episode import EpisodeKey, EpisodeReturn, RawEpisode
-from pipeline.filter import (
-    COUNTER_NAMESPACE,
-    DECISIONS_TAG,
-    ExpertThresholds,
-    FilterEpisodes,
-    TaskThreshold,
-    CollectReturns,
-    collection_order,
-    counter_name,
-    decide,
-    expert_return,
-    threshold_for,
-    thresholds_from_pairs,
-    window_size,
-    window_sums,
-)
+from transforms.episode import EpisodeKey, EpisodeReturn, RawEpisode
+from pipeline.counters import counter_name
+from pipeline.filter_episodes import COUNTER_NAMESPACE, DECISIONS_TAG, ExpertThresholds, FilterEpisodes, CollectReturns
+from transforms.expert_filter import TaskThreshold, collection_order, decide, expert_return, threshold_for, thresholds_from_pairs, window_size, window_sums
 from schemas.output import FILTER_AT_OR_ABOVE_THRESHOLD, FILTER_BELOW_THRESHOLD, FILTER_NO_FILTER
 
 RUNNER = "BundleBasedDirectRunner"

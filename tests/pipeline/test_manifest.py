@@ -11,17 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.manifest import (
-    FinishedOutputError,
-    UnfinishedOutputError,
-    build_manifest,
-    canonical_json,
-    config_hash,
-    prepare_output_dir,
-    read_manifest,
-    suggested_sampling_weights,
-    write_manifest,
-)
+from formats.output_dir import FinishedOutputError
+from formats.manifest import UnfinishedOutputError, build_manifest, canonical_json, config_hash, read_manifest, suggested_sampling_weights, write_manifest
+from formats.output_dir import prepare_output_dir
 from schemas.fields import FieldSpec
 from schemas.output import (
     M_CONFIG,

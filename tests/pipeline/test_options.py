@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from pipeline.options import JobOptions
+from planning.options import JobOptions
 
 
 def make(**kw: object) -> JobOptions:

@@ -9,13 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.paths import (
-    MAX_COMPONENT_CHARS,
-    check_component,
-    path_under,
-    relative_path,
-    safe_component,
-)
+from formats.paths import MAX_COMPONENT_CHARS, check_component, path_under, relative_path, safe_component
 
 _SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from pipeline.plan import WorkItem, plan_work
-from pipeline.read import ShardReader, read_shard
+from planning.plan import plan_work
+from transforms.episode import WorkItem
+from formats.tfds_shards import ShardReader, read_shard
 from schemas.fields import continuous, discrete, image, text
 from schemas.rlds_spec import RETURN_EPISODE_RETURN, RETURN_SUM_REWARDS
 from tests import tfds_fixtures as fx

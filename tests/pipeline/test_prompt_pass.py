@@ -19,16 +19,24 @@ import pytest
 import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline
 
-from pipeline.episode import EpisodeReturn, RawEpisode
-from pipeline.job import DEFAULT_SENTENCEPIECE_MODEL, prompt_pools, run_job
-from pipeline.options import JobOptions
-from pipeline.plan import Plan, plan_work
-from pipeline.read import RETURN_STEP_FIELDS, ReadEpisodes, ReadReturns, ShardReader, read_returns, read_shard
-from pipeline.sequence import CandidateSelection, PromptPools, short_selections
-from pipeline.filter import TaskThreshold
-from pipeline.stats import task_statistics
-from pipeline.tokenize import PromptCandidatesFn, TokenizerConfig
-from pipeline.validate import RLDS_STEP_LENGTHS, ValidateEpisodes, check_rlds, episode_return, num_emitted_steps
+from transforms.episode import EpisodeReturn, RawEpisode
+from pipeline.job import run_job
+from pipeline.prompt_pools import prompt_pools
+from planning.text_model import DEFAULT_SENTENCEPIECE_MODEL
+from planning.options import JobOptions
+from planning.plan import plan_work
+from planning.work import Plan
+from formats.tfds_shards import RETURN_STEP_FIELDS, ShardReader, read_returns, read_shard
+from pipeline.read_episodes import ReadEpisodes, ReadReturns
+from pipeline.prompt_pools import PromptPools
+from transforms.prompt_choice import CandidateSelection, short_selections
+from transforms.expert_filter import TaskThreshold
+from transforms.books import task_statistics
+from pipeline.prompt_pools import PromptCandidatesFn
+from transforms.task_tokenizer import TokenizerConfig
+from pipeline.validate_episodes import ValidateEpisodes
+from transforms.rlds_rules import RLDS_STEP_LENGTHS, check_rlds, episode_return
+from transforms.steps import num_emitted_steps
 from schemas import output as out
 from schemas.fields import STEPS
 from tests import tfds_fixtures as fx

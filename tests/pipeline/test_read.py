@@ -18,17 +18,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pipeline.episode import RawEpisode, Reject
-from pipeline.plan import Plan, WorkItem, plan_work
-from pipeline.read import COUNTER_NAMESPACE, REJECTS, ReadEpisodes, ShardReader, read_shard
-from pipeline.validate import (
-    CORRUPT_RECORD,
-    RLDS_IS_LAST,
-    ValidateEpisodes,
-    check_rlds,
-    emitted_steps,
-    episode_return,
-)
+from transforms.episode import RawEpisode, Reject
+from planning.plan import plan_work
+from planning.work import Plan
+from transforms.episode import WorkItem
+from formats.tfds_shards import ShardReader, read_shard
+from pipeline.read_episodes import COUNTER_NAMESPACE, REJECTS, ReadEpisodes
+from pipeline.validate_episodes import ValidateEpisodes
+from transforms.rlds_rules import CORRUPT_RECORD, RLDS_IS_LAST, check_rlds, episode_return
+from transforms.steps import emitted_steps
 from schemas.datasets import REGISTRY
 from schemas.vocab import Modality
 from tests import tfds_fixtures as fx

@@ -18,17 +18,11 @@ import tensorflow_datasets as tfds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.options import SAMPLES_DIR
-from pipeline.read import RETURN_STEP_FIELDS, light_features, raw_features
-from pipeline.records import (
-    CorruptRecord,
-    ExampleDecoder,
-    UndecodableRecord,
-    check_decodable,
-    frame_record,
-    iter_records,
-    masked_crc32c,
-)
+from planning.options import SAMPLES_DIR
+from formats.tfds_shards import RETURN_STEP_FIELDS
+from formats.tf_example import light_features, raw_features
+from formats.tf_example import ExampleDecoder, UndecodableRecord, check_decodable
+from formats.tfrecord import CorruptRecord, frame_record, iter_records, masked_crc32c
 from tests.tfds_fixtures import write_rlds_dataset
 
 SAMPLE_BUILDERS = sorted(str(p.parent) for p in Path(SAMPLES_DIR, "data").glob("*/*/*/dataset_info.json"))

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.filter import expert_return
-from pipeline.report import TABLE_HEADERS, read_stats_records, render_report, write_report
-from pipeline.sequence import SequenceCounts
-from pipeline.stats import task_statistics, write_statistics
+from transforms.expert_filter import expert_return
+from audit.report import TABLE_HEADERS, render_report, write_report
+from formats.stats_files import read_stats_records
+from transforms.books import SequenceCounts
+from formats.stats_files import write_statistics
+from transforms.books import task_statistics
 from schemas import output as out
 
 KEPT_GREEN = (0x2E, 0x8B, 0x57)
@@ -139,7 +141,7 @@ def test_a_record_from_before_sequencing_counts_still_renders() -> None:
 
 
 def test_write_report_renders_from_stats_json(tmp_path: pathlib.Path) -> None:
-    write_statistics(str(tmp_path), _results(), report=False)
+    write_statistics(str(tmp_path), _results())
     assert write_report(str(tmp_path)) == out.REPORT_FILE
     assert (tmp_path / out.REPORT_FILE).read_text() == render_report(read_stats_records(str(tmp_path)))
 

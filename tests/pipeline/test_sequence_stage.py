@@ -10,18 +10,11 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.episode import EpisodeKey, Reject
-from pipeline.sequence import (
-    COUNTER_NAMESPACE,
-    COUNTS_TAG,
-    REJECTS_TAG,
-    PromptPoolCombine,
-    PromptPools,
-    SequenceCounts,
-    SequenceEpisodes,
-    SumSequenceCounts,
-    prompt_candidate_for,
-)
+from transforms.episode import EpisodeKey, Reject
+from pipeline.prompt_pools import PromptPoolCombine, PromptPools
+from pipeline.sequence_episodes import COUNTER_NAMESPACE, COUNTS_TAG, REJECTS_TAG, SequenceEpisodes, SumSequenceCounts
+from transforms.books import SequenceCounts
+from transforms.prompt_choice import prompt_candidate_for
 from tests.sequence_fixtures import check_sequences, make_episode
 from transforms.prompts import PromptPool, slice_timesteps, top_candidates
 from transforms.sequence import TIMESTEP_TOO_LONG, SequenceConfig, SequencingError

@@ -16,24 +16,18 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.episode import EpisodeKey, EpisodeReturn, KeptEpisode, Reject
-from pipeline.filter import ExpertThresholds, decide, expert_return
-from pipeline.report import read_stats_records
-from pipeline.sequence import COUNTS_TAG, REJECTS_TAG, PromptPools, SequenceCounts, SequenceEpisodes, prompt_candidate_for
-from pipeline.stats import (
-    DECISIONS,
-    KEPT,
-    REJECTS,
-    RETURNS,
-    SEQUENCE_COUNTS,
-    THRESHOLDS,
-    StatsOptions,
-    TaskStatistics,
-    downsample_curve,
-    histogram_edges,
-    task_statistics,
-    write_statistics,
-)
+from transforms.episode import EpisodeKey, EpisodeReturn, KeptEpisode, Reject
+from pipeline.filter_episodes import ExpertThresholds
+from transforms.expert_filter import decide, expert_return
+from audit.report import write_report
+from formats.stats_files import read_stats_records
+from pipeline.prompt_pools import PromptPools
+from pipeline.sequence_episodes import COUNTS_TAG, REJECTS_TAG, SequenceEpisodes
+from transforms.books import SequenceCounts
+from transforms.prompt_choice import prompt_candidate_for
+from formats.stats_files import write_statistics
+from pipeline.task_statistics import DECISIONS, KEPT, REJECTS, RETURNS, SEQUENCE_COUNTS, THRESHOLDS, TaskStatistics
+from transforms.books import StatsOptions, downsample_curve, histogram_edges, task_statistics
 from schemas import output as out
 from tests.sequence_fixtures import make_episode
 from transforms.prompts import slice_timesteps
@@ -302,7 +296,7 @@ def _golden_results() -> list:
 
 
 def test_stats_json_matches_golden_file(tmp_path: pathlib.Path) -> None:
-    write_statistics(str(tmp_path), _golden_results(), report=False)
+    write_statistics(str(tmp_path), _golden_results())
     written = (tmp_path / out.STATS_JSON_FILE).read_text()
     golden = GOLDEN / "stats.json"
     if os.environ.get("UPDATE_GOLDEN"):
@@ -318,7 +312,7 @@ def test_written_stats_are_readable_by_duckdb_and_polars(tmp_path: pathlib.Path)
     import duckdb
     import polars as pl
 
-    write_statistics(str(tmp_path), _golden_results(), report=False)
+    write_statistics(str(tmp_path), _golden_results())
     path = str(tmp_path / out.STATS_PARQUET_FILE)
     kept = duckdb.sql(f"select task, kept from read_parquet('{path}') order by task").fetchall()
     # Pong: W = 2, E = mean(-4, -5) = -4.5, threshold -5.4: -4, -5, -3 pass, -4 rejected later.
@@ -332,8 +326,8 @@ def test_written_stats_are_readable_by_duckdb_and_polars(tmp_path: pathlib.Path)
 def test_filter_and_statistics_compose_as_in_the_job(tmp_path: pathlib.Path) -> None:
     """RawEpisodes -> returns -> thresholds -> filter -> (a stand-in tokenizer) -> stats:
     the kept episodes are exactly those the spec's brute force keeps, minus tokenizer rejects."""
-    from pipeline.episode import RawEpisode
-    from pipeline.filter import DECISIONS_TAG, FilterEpisodes
+    from transforms.episode import RawEpisode
+    from pipeline.filter_episodes import DECISIONS_TAG, FilterEpisodes
 
     rng = random.Random(17)
     episodes = [
@@ -386,7 +380,8 @@ def test_filter_and_statistics_compose_as_in_the_job(tmp_path: pathlib.Path) -> 
 
 def test_an_output_without_tasks_still_has_valid_files(tmp_path: pathlib.Path) -> None:
     paths = write_statistics(str(tmp_path), [])
-    assert set(paths.values()) == {out.STATS_PARQUET_FILE, out.STATS_JSON_FILE, out.STATS_EPISODES_FILE, out.REPORT_FILE}
+    assert set(paths.values()) == {out.STATS_PARQUET_FILE, out.STATS_JSON_FILE, out.STATS_EPISODES_FILE}
+    assert write_report(str(tmp_path)) == out.REPORT_FILE and (tmp_path / out.REPORT_FILE).exists()
     assert pq.read_table(tmp_path / out.STATS_PARQUET_FILE).schema.equals(out.STATS_SCHEMA)
     assert pq.read_table(tmp_path / out.STATS_EPISODES_FILE).num_rows == 0
     assert read_stats_records(str(tmp_path)) == []

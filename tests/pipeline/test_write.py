@@ -15,20 +15,11 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 
-from pipeline.episode import EpisodeKey, Reject
-from pipeline.manifest import build_manifest, read_manifest, write_manifest
-from pipeline.write import (
-    FinalizeShards,
-    ShardWriter,
-    WriteOptions,
-    WriteRejects,
-    WriteShards,
-    decode_metadata,
-    finalize_shards,
-    sequence_record_batch,
-    sequence_schema,
-    shard_metadata,
-)
+from transforms.episode import EpisodeKey, Reject
+from formats.manifest import build_manifest, read_manifest, write_manifest
+from formats.output_dir import finalize_shards
+from formats.parquet_shards import ShardWriter, WriteOptions, decode_metadata, sequence_record_batch, sequence_schema
+from pipeline.write_shards import FinalizeShards, WriteRejects, WriteShards
 from schemas.fields import FieldSpec
 from schemas.output import (
     M_REJECTS,
@@ -361,7 +352,7 @@ def test_real_tokenizer_rows_decode_back_from_the_shard(tmp_path: Path) -> None:
 
 
 def test_a_rerun_after_a_crash_lists_no_partial_shard(tmp_path: Path) -> None:
-    from pipeline.manifest import prepare_output_dir
+    from formats.output_dir import prepare_output_dir
 
     out = tmp_path / "out"
     first = _job(str(out), "BundleBasedDirectRunner")

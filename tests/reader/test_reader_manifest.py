@@ -110,7 +110,7 @@ def test_normalization_mismatch_is_refused_only_when_normalizing(tmp_path: Path)
 
 def test_reads_a_manifest_built_by_the_pipeline_writer(tmp_path: Path) -> None:
     # pipeline.manifest builds the real manifests; the reader must accept them and their weights.
-    from pipeline.manifest import build_manifest, write_manifest
+    from formats.manifest import build_manifest, write_manifest
 
     root = write_output(tmp_path, {("atari", "pong"): 10, ("atari", "breakout"): 30, ("dmlab", "x"): 8})
     shards = open_output(root).shards

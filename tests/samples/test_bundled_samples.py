@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-import pipeline.tfds_builders as gato
+import samples.tfds_builders as gato
 from schemas.fields import (
     ACTION,
     CHECKPOINT_ID,

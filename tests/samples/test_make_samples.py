@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-import pipeline.tfds_builders as gato
+import samples.tfds_builders as gato
 from schemas.fields import EPISODE_ID, STEPS
 from tests.samples.test_bundled_samples import read_bundled
 

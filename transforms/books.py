@@ -1,56 +1,72 @@
-"""Per-task statistics for auditors (spec section 4): stats/stats.{parquet,json}, stats/episodes.parquet.
+"""Beam stages of sequencing: per-task prompt pools (pass 1) and sequencing (pass 2).
 
-`task_statistics` (pure) turns everything the job knows about one task (its threshold,
-the return of every valid episode, the filter's decisions, the episodes kept and
-tokenized, the rejects) into one stats record and the task's per-episode audit table.
-It checks the books: per task, read = kept + dropped + rejected, and an episode the
-filter kept is either tokenized (a `KeptEpisode`) or rejected, never lost; a tokenized
-episode that a later stage (sequencing) rejects counts as rejected. When the job's
-sequencing counts are given, every kept episode was sequenced exactly once: the summed
-`SequenceCounts.episodes` equals the kept count, and its rows and tokens become the
-sequencing columns (a one-episode task shows prompted 0, prompts_unavailable > 0).
-`TaskStatistics` is the Beam stage: it groups compact per-episode tuples (never
-episodes) per task, computes the records and writes the files with fsspec.
+- `prompt_candidate_for`: pass 1, one episode -> (TaskKey, PromptCandidate), tokenizing
+  only the timesteps of its prompt windows.
+- `PromptCandidateKeys`: pass 1, per task, the keys of the top-K episodes by the pool
+  order, from their returns alone (the only episodes whose windows pass 1 tokenizes).
+- `PromptPools` / `PromptPoolCombine`: per task, the top-K candidates by (return
+  descending, stable hash); mergeable, memory bounded by K candidates per task.
+- `SequenceEpisodes`: (EpisodeKey, TokenizedEpisode) -> (EpisodeKey, SequenceBatch),
+  with the pools and the filter thresholds as side inputs. A candidate prompts an
+  episode only if its return reaches the task threshold and it is another episode.
+  An episode that cannot be cut (a timestep longer than L) is a `Reject` on the
+  `rejects` tagged output, or with `strict` an error naming file and episode.
+
+Counters (namespace `gato.sequence`, names `<dataset>/<task>/<what>`): sequences,
+prompted_sequences, unprompted_sequences, prompts_unavailable (rows that drew a prompt
+while the task had no eligible other episode: a one-episode task shows all its draws
+here), sequence_tokens (before padding), rejected.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import io
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from pipeline.episode import EpisodeReturn, FilterDecision, KeptEpisode, Reject, TaskKey
-from pipeline.filter import (
+from schemas import output as out
+from transforms.episode import TaskKey
+from transforms.expert_filter import (
     DEFAULT_CAP,
     DEFAULT_FRACTION,
     TaskThreshold,
     collection_order,
     window_sums,
 )
-from pipeline.report import render_report, write_bytes
-from pipeline.sequence import SequenceCounts, SumSequenceCounts
-from schemas import output as out
+from transforms.sequence import SequenceBatch
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceCounts:
+    """Sequencing figures of one episode, or summed over a task (for the statistics).
+
+    `prompts_unavailable` counts rows that drew a prompt while no other eligible episode
+    existed: for a one-episode task it is about `prompt_fraction * sequences`.
+    """
+
+    episodes: int = 0
+    sequences: int = 0
+    prompted: int = 0
+    unprompted: int = 0
+    prompts_unavailable: int = 0
+    tokens: int = 0  # before padding, prompts included
+
+    @classmethod
+    def of(cls, batch: SequenceBatch) -> SequenceCounts:
+        return cls(1, batch.num_sequences, batch.num_prompted, batch.num_unprompted,
+                   batch.prompts_unavailable, batch.total_tokens)
+
+    def __add__(self, other: SequenceCounts) -> SequenceCounts:
+        return SequenceCounts(*(getattr(self, f.name) + getattr(other, f.name)
+                                for f in dataclasses.fields(self)))
+
 
 HISTOGRAM_BINS = 20
 MAX_CURVE_POINTS = 500
-COUNTER_NAMESPACE = "gato.stats"
-
-# Keys of the dict of PCollections `TaskStatistics` takes.
-THRESHOLDS = "thresholds"  # (TaskKey, TaskThreshold)
-RETURNS = "returns"  # EpisodeReturn, every valid episode (pass 1)
-DECISIONS = "decisions"  # FilterDecision, every episode that reached the filter
-KEPT = "kept"  # KeptEpisode: kept by the filter and tokenized
-REJECTS = "rejects"  # Reject, from any stage
-SEQUENCE_COUNTS = "sequence_counts"  # optional: (TaskKey, SequenceCounts), one per sequenced episode
-
 # Compact per-episode tuples grouped per task (what the stage holds in memory).
 ReturnRow = tuple[tuple[Any, ...], str, float, str]  # sort_key, episode_id, return, source_file
 DecisionRow = tuple[str, bool, str]  # episode_id, kept, reason
@@ -308,162 +324,3 @@ def _episodes_table(
         out.SOURCE_FILE: source + [row[1] for row in orphans],
     }
     return pa.table(columns, schema=out.STATS_EPISODES_SCHEMA)
-
-
-def stats_table(records: Sequence[Mapping[str, Any]]) -> pa.Table:
-    """The stats records as one table with the explicit `STATS_SCHEMA`."""
-    rows = [
-        {**record, out.ST_REJECTED_BY_REASON: list(record[out.ST_REJECTED_BY_REASON].items())}
-        for record in records
-    ]
-    return pa.Table.from_pylist(rows, schema=out.STATS_SCHEMA)
-
-
-def stats_json(records: Sequence[Mapping[str, Any]]) -> str:
-    """stats.json: the same records (NaN never appears: empty statistics are null)."""
-    document = {out.SJ_FORMAT_VERSION: out.STATS_FORMAT_VERSION, out.SJ_TASKS: list(records)}
-    return json.dumps(document, indent=1, allow_nan=False) + "\n"
-
-
-def _parquet_bytes(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    return sink.getvalue()
-
-
-def write_statistics(
-    output_dir: str, results: Iterable[tuple[Mapping[str, Any], pa.Table]], *, report: bool = True
-) -> dict[str, str]:
-    """Writes stats.parquet, stats.json, episodes.parquet (and report.html), sorted by
-    (dataset, task); returns their paths relative to `output_dir` (keys `M_STATS_*`)."""
-    ordered = sorted(results, key=lambda item: (item[0][out.DATASET], item[0][out.TASK]))
-    records = [record for record, _ in ordered]
-    episodes = (
-        pa.concat_tables([table for _, table in ordered])
-        if ordered
-        else out.STATS_EPISODES_SCHEMA.empty_table()
-    )
-    write_bytes(output_dir, out.STATS_PARQUET_FILE, _parquet_bytes(stats_table(records)))
-    write_bytes(output_dir, out.STATS_JSON_FILE, stats_json(records).encode("utf-8"))
-    write_bytes(output_dir, out.STATS_EPISODES_FILE, _parquet_bytes(episodes))
-    paths = {
-        out.M_STATS_PARQUET: out.STATS_PARQUET_FILE,
-        out.M_STATS_JSON: out.STATS_JSON_FILE,
-        out.M_STATS_EPISODES: out.STATS_EPISODES_FILE,
-    }
-    if report:
-        write_bytes(output_dir, out.REPORT_FILE, render_report(records).encode("utf-8"))
-        paths[out.M_STATS_REPORT] = out.REPORT_FILE
-    return paths
-
-
-# --- Beam ---
-
-
-def _return_row(element: EpisodeReturn) -> tuple[TaskKey, ReturnRow]:
-    key = element.key
-    return key.task_key, (key.sort_key(), key.episode_id, float(element.value), key.source_file)
-
-
-def _decision_row(element: FilterDecision) -> tuple[TaskKey, DecisionRow]:
-    return element.key.task_key, (element.key.episode_id, bool(element.kept), element.reason)
-
-
-def _kept_row(element: KeptEpisode) -> tuple[TaskKey, KeptRow]:
-    return element.key.task_key, (
-        element.key.episode_id,
-        float(element.value),
-        int(element.timesteps),
-        int(element.tokens),
-    )
-
-
-def _reject_row(element: Reject) -> tuple[TaskKey, RejectRow]:
-    return (element.dataset, element.task), (
-        element.episode_id,
-        element.source_file,
-        element.reason,
-        element.field,
-        element.detail,
-    )
-
-
-class _TaskStatisticsFn(beam.DoFn):
-    def __init__(self, options: StatsOptions) -> None:
-        self._options = options
-
-    def process(self, grouped: tuple[TaskKey, dict[str, list[Any]]]) -> Iterable[Any]:
-        task, parts = grouped
-        thresholds = list(parts[THRESHOLDS])
-        if len(thresholds) > 1:
-            raise ValueError(f"task {task}: {len(thresholds)} thresholds, expected one")
-        # Absent key: the job did not sequence (columns 0); present but empty for a task:
-        # nothing of it was sequenced, which the books check against its kept count.
-        sequences = (
-            sum(parts[SEQUENCE_COUNTS], start=SequenceCounts()) if SEQUENCE_COUNTS in parts else None
-        )
-        record, episodes = task_statistics(
-            task,
-            threshold=thresholds[0] if thresholds else None,
-            returns=parts[RETURNS],
-            decisions=parts[DECISIONS],
-            kept=parts[KEPT],
-            rejects=parts[REJECTS],
-            options=self._options,
-            sequences=sequences,
-        )
-        for name in (out.ST_EPISODES_READ, out.ST_KEPT, out.ST_DROPPED, out.ST_REJECTED):
-            beam.metrics.Metrics.counter(COUNTER_NAMESPACE, f"{task[0]}/{task[1]}/{name}").inc(
-                record[name]
-            )
-        yield record, episodes
-
-
-class ComputeTaskStatistics(beam.PTransform):
-    """dict of PCollections (keys THRESHOLDS, RETURNS, DECISIONS, KEPT, REJECTS and the
-    optional SEQUENCE_COUNTS) -> PCollection[(stats record, per-episode pa.Table)], one per task."""
-
-    def __init__(self, options: StatsOptions = StatsOptions()) -> None:
-        super().__init__()
-        self._options = options
-
-    def expand(self, inputs: Mapping[str, beam.PCollection]) -> beam.PCollection:
-        keyed = {
-            THRESHOLDS: inputs[THRESHOLDS],
-            RETURNS: inputs[RETURNS] | "KeyReturns" >> beam.Map(_return_row),
-            DECISIONS: inputs[DECISIONS] | "KeyDecisions" >> beam.Map(_decision_row),
-            KEPT: inputs[KEPT] | "KeyKept" >> beam.Map(_kept_row),
-            REJECTS: inputs[REJECTS] | "KeyRejects" >> beam.Map(_reject_row),
-        }
-        if SEQUENCE_COUNTS in inputs:
-            # Summed before grouping (combiner lifting): one small record per task, not one per episode.
-            keyed[SEQUENCE_COUNTS] = inputs[SEQUENCE_COUNTS] | "SumSequenceCounts" >> SumSequenceCounts()
-        return (
-            keyed
-            | "GroupPerTask" >> beam.CoGroupByKey()
-            | "PerTask" >> beam.ParDo(_TaskStatisticsFn(self._options))
-        )
-
-
-class TaskStatistics(beam.PTransform):
-    """Computes and writes the statistics; output: one dict of written relative paths
-    (`M_STATS_PARQUET`, `M_STATS_JSON`, `M_STATS_EPISODES`, `M_STATS_REPORT`) for the manifest.
-
-    Apply to a dict of PCollections with keys THRESHOLDS, RETURNS, DECISIONS, KEPT, REJECTS
-    and optionally SEQUENCE_COUNTS (without it the sequencing columns are 0).
-    """
-
-    def __init__(self, output_dir: str, *, options: StatsOptions = StatsOptions(), report: bool = True) -> None:
-        super().__init__()
-        self._output_dir = output_dir
-        self._options = options
-        self._report = report
-
-    def expand(self, inputs: Mapping[str, beam.PCollection]) -> beam.PCollection:
-        output_dir, report = self._output_dir, self._report
-        return (
-            inputs
-            | "Compute" >> ComputeTaskStatistics(self._options)
-            | "AllTasks" >> beam.combiners.ToList()
-            | "WriteStats" >> beam.Map(lambda results: write_statistics(output_dir, results, report=report))
-        )

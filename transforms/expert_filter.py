@@ -13,28 +13,25 @@ The pure functions (`window_size`, `expert_return`) hold all the arithmetic.
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import decimal
-import array
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-import apache_beam as beam
 import numpy as np
 
-from pipeline.episode import EpisodeKey, EpisodeReturn, FilterDecision, RawEpisode, TaskKey
 from schemas.output import (
     FILTER_AT_OR_ABOVE_THRESHOLD,
     FILTER_BELOW_THRESHOLD,
     FILTER_NO_FILTER,
 )
+from transforms.episode import EpisodeKey, FilterDecision, TaskKey
 
 DEFAULT_FRACTION = 0.8
 DEFAULT_CAP = 1000
 _MAX_EXACT_CANDIDATES = 64
-DECISIONS_TAG = "decisions"  # tagged output of FilterEpisodes
-COUNTER_NAMESPACE = "gato.filter"
 
 
 def window_size(n: int, *, cap: int = DEFAULT_CAP) -> int:
@@ -46,7 +43,7 @@ def window_size(n: int, *, cap: int = DEFAULT_CAP) -> int:
     return max(1, min(int(cap), int(n) // 10))
 
 
-def _slack(fraction: float) -> float:
+def slack(fraction: float) -> float:
     """1 - fraction, computed in decimal so that fraction 0.8 gives exactly the spec's 0.2.
 
     (In binary floating point 1 - 0.8 is 0.19999999999999996, which would move the
@@ -59,7 +56,7 @@ def _slack(fraction: float) -> float:
 
 def threshold_for(expert: float, *, fraction: float = DEFAULT_FRACTION) -> float:
     """The keep threshold E - (1 - fraction) * |E| (a relaxation also for negative E)."""
-    return float(expert - _slack(fraction) * abs(expert))
+    return float(expert - slack(fraction) * abs(expert))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,30 +255,6 @@ class TaskReturns:
         return expert_return(values, fraction=fraction, cap=cap)
 
 
-class CollectReturns(beam.CombineFn):
-    """Accumulates only (sort_key, return) per task into a `TaskReturns`."""
-
-    def create_accumulator(self) -> TaskReturns:
-        return TaskReturns()
-
-    def add_input(self, accumulator: TaskReturns, element: tuple[tuple[Any, ...], float]) -> TaskReturns:
-        accumulator.add(*element)
-        return accumulator
-
-    def merge_accumulators(self, accumulators: Iterable[TaskReturns]) -> TaskReturns:
-        merged = TaskReturns()
-        for accumulator in accumulators:
-            merged.merge(accumulator)
-        return merged
-
-    def extract_output(self, accumulator: TaskReturns) -> TaskReturns:
-        return accumulator  # the threshold is computed in the keyed step below (needs the task)
-
-
-def _pair(element: EpisodeReturn) -> tuple[TaskKey, tuple[tuple[Any, ...], float]]:
-    return element.key.task_key, (element.key.sort_key(), float(element.value))
-
-
 def thresholds_from_pairs(
     task: TaskKey,
     pairs: Iterable[tuple[tuple[Any, ...], float]],
@@ -294,32 +267,6 @@ def thresholds_from_pairs(
     for sort_key, value in pairs:
         returns.add(sort_key, value)
     return returns.threshold(task, fraction=fraction, cap=cap)
-
-
-class ExpertThresholds(beam.PTransform):
-    """PCollection[EpisodeReturn] -> PCollection[(TaskKey, TaskThreshold)], one per task.
-
-    Only (sort_key, return) pairs are combined per task, so memory grows with the
-    number of episodes of one task, never with their size. Use the result as
-    `beam.pvalue.AsDict(...)` in `FilterEpisodes`.
-    """
-
-    def __init__(self, *, fraction: float = DEFAULT_FRACTION, cap: int = DEFAULT_CAP) -> None:
-        super().__init__()
-        _slack(fraction)  # validates early, at pipeline construction
-        window_size(1, cap=cap)
-        self._fraction = fraction
-        self._cap = cap
-
-    def expand(self, returns: beam.PCollection) -> beam.PCollection:
-        fraction, cap = self._fraction, self._cap
-        return (
-            returns
-            | "ReturnPairs" >> beam.Map(_pair)
-            | "CollectReturns" >> beam.CombinePerKey(CollectReturns())
-            | "Threshold"
-            >> beam.MapTuple(lambda task, returns: (task, returns.threshold(task, fraction=fraction, cap=cap)))
-        )
 
 
 def decide(
@@ -345,66 +292,3 @@ def decide(
         kept=kept,
         reason=FILTER_AT_OR_ABOVE_THRESHOLD if kept else FILTER_BELOW_THRESHOLD,
     )
-
-
-def counter_name(task: TaskKey, what: str) -> str:
-    """Beam counter name of one per-task count, e.g. `atari/rlu_atari/Pong_run_1/kept`."""
-    return f"{task[0]}/{task[1]}/{what}"
-
-
-class _FilterFn(beam.DoFn):
-    def __init__(self, return_fn: Callable[[RawEpisode], float], *, no_filter: bool) -> None:
-        self._return_fn = return_fn
-        self._no_filter = no_filter
-
-    def setup(self) -> None:
-        self._counters: dict[tuple[TaskKey, bool], Any] = {}
-
-    def _count(self, task: TaskKey, kept: bool) -> None:
-        counter = self._counters.get((task, kept))
-        if counter is None:
-            counter = beam.metrics.Metrics.counter(
-                COUNTER_NAMESPACE, counter_name(task, "kept" if kept else "dropped")
-            )
-            self._counters[(task, kept)] = counter
-        counter.inc()
-
-    def process(
-        self, episode: RawEpisode, thresholds: dict[TaskKey, TaskThreshold]
-    ) -> Iterable[Any]:
-        task = episode.key.task_key
-        decision = decide(
-            episode.key, float(self._return_fn(episode)), thresholds.get(task), no_filter=self._no_filter
-        )
-        self._count(task, decision.kept)
-        yield beam.pvalue.TaggedOutput(DECISIONS_TAG, decision)
-        if decision.kept:
-            yield episode
-
-
-class FilterEpisodes(beam.PTransform):
-    """Keeps the RawEpisodes whose return reaches their task's threshold.
-
-    Main output: kept RawEpisodes. Tagged output `decisions`: a `FilterDecision` for
-    every episode. Counters `gato.filter:<dataset>/<task>/kept|dropped`.
-    With `no_filter` every episode is kept (reason `no_filter`); thresholds are then
-    optional. Apply as `episodes | FilterEpisodes(AsDict(thresholds), return_fn=...)`;
-    the result has `.kept` and `.decisions`.
-    """
-
-    def __init__(
-        self,
-        thresholds: Any,
-        *,
-        return_fn: Callable[[RawEpisode], float],
-        no_filter: bool = False,
-    ) -> None:
-        super().__init__()
-        self._thresholds = thresholds
-        self._return_fn = return_fn
-        self._no_filter = no_filter
-
-    def expand(self, episodes: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return episodes | "KeepOrDrop" >> beam.ParDo(
-            _FilterFn(self._return_fn, no_filter=self._no_filter), self._thresholds
-        ).with_outputs(DECISIONS_TAG, main="kept")

@@ -12,14 +12,12 @@ stats.json reader) never imports Beam, so `gato-audit` starts fast.
 from __future__ import annotations
 
 import html
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import fsspec
-
-from pipeline.paths import path_under
+from formats.files import write_bytes
+from formats.stats_files import read_stats_records
 from schemas import output as out
 
 # Columns of the summary table (also printed by `gato-audit`): (record key, header).
@@ -45,19 +43,24 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     (out.ST_SEQUENCES, "sequences"),
     (out.ST_SEQUENCE_TOKENS, "sequence tokens"),
 )
+
+
 # Derived columns after TABLE_COLUMNS, in this order (see `table_cells`).
 PROMPTED_HEADER = "prompted"  # prompted / sequences
 REASONS_HEADER = "rejected by reason"
 NOTES_HEADER = "notes"
+
+
 TABLE_HEADERS: tuple[str, ...] = tuple(title for _, title in TABLE_COLUMNS) + (
     PROMPTED_HEADER,
     REASONS_HEADER,
     NOTES_HEADER,
 )
+
+
 # Indices of the left-aligned (text) columns of the table.
 TEXT_COLUMNS = frozenset({0, 1, len(TABLE_HEADERS) - 2, len(TABLE_HEADERS) - 1})
 NO_PROMPTS_NOTE = "no other eligible episode for prompts"
-
 _WIDTH, _HEIGHT = 560, 220
 _LEFT, _RIGHT, _TOP, _BOTTOM = 56, 12, 14, 30
 _COLOR_ALL, _COLOR_KEPT = "#b8c2cc", "#2e8b57"
@@ -266,27 +269,10 @@ def render_report(stats_records: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def write_bytes(output_dir: str, relative: str, payload: bytes) -> None:
-    """Writes `payload` to `output_dir/relative` (local path or URL), creating directories."""
-    path = path_under(output_dir, *relative.split("/"))
-    fs, local = fsspec.core.url_to_fs(path)
-    fs.makedirs(local.rsplit("/", 1)[0], exist_ok=True)
-    with fs.open(local, "wb") as handle:
-        handle.write(payload)
-
-
-def read_stats_records(output_dir: str) -> list[dict[str, Any]]:
-    """The per-task records of a written output, from stats/stats.json."""
-    path = path_under(output_dir, *out.STATS_JSON_FILE.split("/"))
-    with fsspec.open(path, "rt", encoding="utf-8") as handle:
-        document = json.load(handle)
-    version = document.get(out.SJ_FORMAT_VERSION)
-    if version != out.STATS_FORMAT_VERSION:
-        raise ValueError(f"{path}: stats format version {version!r}, expected {out.STATS_FORMAT_VERSION}")
-    return list(document[out.SJ_TASKS])
-
-
-def write_report(output_dir: str) -> str:
-    """Renders `report.html` from `stats/stats.json` of `output_dir`; returns its relative path."""
-    write_bytes(output_dir, out.REPORT_FILE, render_report(read_stats_records(output_dir)).encode("utf-8"))
+def write_report(output_dir: str, records: Sequence[Mapping[str, Any]] | None = None) -> str:
+    """Renders `report.html` from `records` (default: `stats/stats.json` of `output_dir`);
+    returns its relative path."""
+    if records is None:
+        records = read_stats_records(output_dir)
+    write_bytes(output_dir, out.REPORT_FILE, render_report(records).encode("utf-8"))
     return out.REPORT_FILE

@@ -1,7 +1,7 @@
 """Read RLDS episodes from TFDS shards: one work item (one shard file) at a time.
 
 Each TFRecord is one episode. Records are streamed without TensorFlow
-(`pipeline/records.py`), so a worker holds one episode at a time, and decoded with a
+(`formats/tfrecord.py`, `formats/tf_example.py`), so a worker holds one episode at a time, and decoded with a
 *raw* view of the features: the `steps` Dataset becomes a Sequence (whole-episode numpy
 arrays instead of a nested tf.data.Dataset), and images stay PNG bytes (an Image feature
 is stored as one string per step; the raw view reads that string instead of decoding).
@@ -20,48 +20,62 @@ does not parse is rejected the same way and reading goes on. `strict=True` raise
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
-from typing import Any, Iterator
+from collections.abc import Callable, Collection
+from typing import Any, BinaryIO, ContextManager, Iterator
 
-import apache_beam as beam
+import fsspec
 import numpy as np
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
-from pipeline.episode import EpisodeKey, EpisodeReturn, RawEpisode, Reject
-from pipeline.filter import counter_name
-from pipeline.plan import WorkItem
-from pipeline.records import (
-    CorruptRecord,
+from formats.tf_example import (
     ExampleDecoder,
     UndecodableRecord,
-    iter_records,
     light_features,
     raw_features,
 )
-from pipeline.validate import CORRUPT_RECORD, RldsViolation, check_rlds, episode_return, num_emitted_steps
+from formats.tfrecord import CorruptRecord, iter_records
 from schemas.datasets import DatasetSpec
 from schemas.fields import REWARD, STEP_FLAGS, STEPS
+from transforms.episode import EpisodeKey, EpisodeReturn, RawEpisode, Reject, WorkItem
+from transforms.rlds_rules import (
+    CORRUPT_RECORD,
+    RldsViolation,
+    check_rlds,
+    episode_return,
+)
+from transforms.steps import num_emitted_steps
 
 # The step fields pass 1's light read decodes: the flags `check_rlds` looks at and the
 # reward a return may sum (those a dataset lacks are simply not read).
 RETURN_STEP_FIELDS = (*STEP_FLAGS, REWARD)
 
-EPISODES = "episodes"  # main output tag of ReadEpisodes
-REJECTS = "rejects"
-COUNTER_NAMESPACE = "gato.read"
+# How a shard file is opened for reading: a path -> a binary stream (a context manager).
+# The job passes Beam's FileSystems (`pipeline.read_episodes.open_with_beam`); the default
+# is fsspec, for code that runs outside Beam.
+Opener = Callable[[str], ContextManager[BinaryIO]]
+
+
+def open_with_fsspec(path: str) -> ContextManager[BinaryIO]:
+    return fsspec.open(path, "rb")
 
 
 class ShardReader:
     """Decodes the records of one builder dir's shards into (steps, episode metadata).
 
-    No TensorFlow (`pipeline/records.py`): files are opened with Beam's FileSystems (local,
-    gs://, ...), framed and checksummed in Python, parsed with protobuf into numpy.
+    No TensorFlow (`formats/tfrecord.py`, `formats/tf_example.py`): files are opened with
+    `open_file` (local, gs://, ...), framed and checksummed in Python, parsed with
+    protobuf into numpy.
     """
 
-    def __init__(self, builder_dir: str, *, step_fields: Collection[str] | None = None) -> None:
+    def __init__(
+        self,
+        builder_dir: str,
+        *,
+        step_fields: Collection[str] | None = None,
+        open_file: Opener = open_with_fsspec,
+    ) -> None:
         """`step_fields`: decode only these top-level step fields (and the episode-level
         features); None decodes everything."""
+        self._open = open_file
         import tensorflow_datasets as tfds
 
         features = tfds.builder_from_directory(builder_dir).info.features
@@ -82,7 +96,7 @@ class ShardReader:
             return
         last = None if wanted is None else max(wanted)
         index = 0
-        with FileSystems.open(shard_path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+        with self._open(shard_path) as stream:
             records = iter_records(stream)
             while last is None or index <= last:
                 try:
@@ -104,14 +118,15 @@ class ShardReaders:
     """One `ShardReader` per builder dir, made on first use: a worker may read the shards of
     several tasks, and each reader parses its builder's features once."""
 
-    def __init__(self, *, step_fields: Collection[str] | None = None) -> None:
+    def __init__(self, *, step_fields: Collection[str] | None = None, open_file: Opener = open_with_fsspec) -> None:
         self._step_fields = step_fields
+        self._open = open_file
         self._by_dir: dict[str, ShardReader] = {}
 
     def __call__(self, builder_dir: str) -> ShardReader:
         reader = self._by_dir.get(builder_dir)
         if reader is None:
-            reader = self._by_dir[builder_dir] = ShardReader(builder_dir, step_fields=self._step_fields)
+            reader = self._by_dir[builder_dir] = ShardReader(builder_dir, step_fields=self._step_fields, open_file=self._open)
         return reader
 
 
@@ -176,71 +191,6 @@ def read_shard(
         )
 
 
-def _num_steps(steps: dict[str, Any]) -> int:
-    for value in steps.values():
-        return _num_steps(value) if isinstance(value, dict) else len(value)
-    return 0
-
-
-class ReadEpisodesFn(beam.DoFn):
-    """WorkItem -> RawEpisode (main) and Reject (`rejects`); counters per task."""
-
-    def __init__(self, spec: DatasetSpec, *, strict: bool = False, namespace: str = COUNTER_NAMESPACE) -> None:
-        self._spec = spec
-        self._strict = strict
-        self._namespace = namespace
-
-    def setup(self) -> None:
-        self._readers = ShardReaders()
-
-    def process(self, item: WorkItem) -> Iterator[Any]:
-        reader = self._readers(item.builder_dir)
-        task = (item.dataset, item.task)
-
-        def counter(what: str) -> Any:
-            return beam.metrics.Metrics.counter(self._namespace, counter_name(task, what))
-
-        for out in read_shard(item, reader=reader, spec=self._spec, strict=self._strict):
-            if isinstance(out, Reject):
-                counter("corrupt_records").inc()
-                yield beam.pvalue.TaggedOutput(REJECTS, out)
-            else:
-                counter("episodes").inc()
-                counter("steps").inc(_num_steps(out.steps))
-                yield out
-
-
-class ReadEpisodes(beam.PTransform):
-    """PCollection[WorkItem] -> outputs `episodes` (RawEpisode) and `rejects` (Reject).
-
-    Work items are reshuffled first so that shards spread over workers. Counters
-    `<namespace>:<dataset>/<task>/episodes|steps|corrupt_records`; the job's first pass
-    reads under its own namespace so the summary does not count episodes twice.
-    """
-
-    def __init__(
-        self,
-        spec: DatasetSpec,
-        *,
-        strict: bool = False,
-        namespace: str = COUNTER_NAMESPACE,
-        label: str | None = None,
-    ) -> None:
-        super().__init__(label)
-        self._spec = spec
-        self._strict = strict
-        self._namespace = namespace
-
-    def expand(self, items: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return (
-            items
-            | "SpreadShards" >> beam.Reshuffle()
-            | "ReadShard" >> beam.ParDo(
-                ReadEpisodesFn(self._spec, strict=self._strict, namespace=self._namespace)
-            ).with_outputs(REJECTS, main=EPISODES)
-        )
-
-
 def read_returns(item: WorkItem, *, reader: ShardReader, spec: DatasetSpec) -> Iterator[EpisodeReturn]:
     """Pass 1: the return of every episode of a shard that passes `check_rlds` on the fields
     `reader` decodes (a light reader: `RETURN_STEP_FIELDS`), in record order.
@@ -257,40 +207,3 @@ def read_returns(item: WorkItem, *, reader: ShardReader, spec: DatasetSpec) -> I
         except RldsViolation:
             continue
         yield EpisodeReturn(key=raw.key, value=episode_return(raw, spec), num_steps=num_emitted_steps(raw))
-
-
-class ReadReturnsFn(beam.DoFn):
-    """WorkItem -> EpisodeReturn per valid episode, decoding only `RETURN_STEP_FIELDS`."""
-
-    def __init__(self, spec: DatasetSpec, *, namespace: str) -> None:
-        self._spec = spec
-        self._namespace = namespace
-
-    def setup(self) -> None:
-        self._readers = ShardReaders(step_fields=RETURN_STEP_FIELDS)
-
-    def process(self, item: WorkItem) -> Iterator[EpisodeReturn]:
-        reader = self._readers(item.builder_dir)
-        counter = beam.metrics.Metrics.counter(self._namespace, counter_name((item.dataset, item.task), "returns"))
-        for value in read_returns(item, reader=reader, spec=self._spec):
-            counter.inc()
-            yield value
-
-
-class ReadReturns(beam.PTransform):
-    """PCollection[WorkItem] -> PCollection[EpisodeReturn] (pass 1's light read; module doc).
-
-    Counter `<namespace>:<dataset>/<task>/returns`.
-    """
-
-    def __init__(self, spec: DatasetSpec, *, namespace: str, label: str | None = None) -> None:
-        super().__init__(label)
-        self._spec = spec
-        self._namespace = namespace
-
-    def expand(self, items: beam.PCollection) -> beam.PCollection:
-        return (
-            items
-            | "SpreadShards" >> beam.Reshuffle()
-            | "ReadReturns" >> beam.ParDo(ReadReturnsFn(self._spec, namespace=self._namespace))
-        )

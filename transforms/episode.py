@@ -14,6 +14,17 @@ TaskKey = tuple[str, str]  # (dataset, task): the grouping key of every per-task
 
 
 @dataclasses.dataclass(frozen=True)
+class WorkItem:
+    """One TFDS shard file of one task: the unit a read worker handles."""
+
+    dataset: str  # registry name (or the dataset name of an `rlds:` dir)
+    task: str  # `<tfds name>/<config>`, or the spec file's task name
+    builder_dir: str  # `<data_dir>/<tfds name>/<config>/<version>`
+    shard_path: str
+    index: int  # position in the plan's work item list
+
+
+@dataclasses.dataclass(frozen=True)
 class EpisodeKey:
     """Who an episode is and where it came from."""
 

@@ -13,15 +13,15 @@ per broken episode on the `rejects` output, or a ValueError with `strict=True`.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from typing import Any
 
-import apache_beam as beam
 import numpy as np
 
-from pipeline.episode import RawEpisode, Reject
 from schemas.datasets import DatasetSpec
-from schemas.fields import EPISODE_RETURN, IS_FIRST, IS_LAST, PATH_SEPARATOR, REWARD
+from schemas.fields import EPISODE_RETURN, IS_FIRST, IS_LAST, REWARD
 from schemas.rlds_spec import RETURN_EPISODE_RETURN
+from transforms.episode import RawEpisode, Reject
+from transforms.steps import step_leaves
 
 # --- Reason codes of the read and validate stages (the rejects table's `reason`). ---
 CORRUPT_RECORD = "corrupt_record"  # a TFRecord that cannot be read or parsed
@@ -30,9 +30,6 @@ RLDS_IS_LAST = "rlds_is_last"
 RLDS_STEP_LENGTHS = "rlds_step_lengths"
 RLDS_NO_TIMESTEPS = "rlds_no_timesteps"
 REASONS = frozenset({CORRUPT_RECORD, RLDS_IS_FIRST, RLDS_IS_LAST, RLDS_STEP_LENGTHS, RLDS_NO_TIMESTEPS})
-
-VALID = "valid"  # main output tag of ValidateEpisodes
-REJECTS = "rejects"
 
 
 class RldsViolation(ValueError):
@@ -57,18 +54,6 @@ class RldsViolation(ValueError):
             field=self.field,
             detail=str(self),
         )
-
-
-def step_leaves(steps: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten the nested steps dict to {path: array}, paths joined with `/`."""
-    out: dict[str, Any] = {}
-    for key, value in steps.items():
-        path = f"{prefix}{PATH_SEPARATOR}{key}" if prefix else key
-        if isinstance(value, Mapping):
-            out.update(step_leaves(value, path))
-        else:
-            out[path] = value
-    return out
 
 
 def _where(raw: RawEpisode) -> str:
@@ -124,25 +109,6 @@ def check_rlds(raw: RawEpisode) -> None:
         )
 
 
-def emitted_steps(raw: RawEpisode) -> dict[str, Any]:
-    """The steps without the final is_last step (its action is invalid): tokenization's input.
-
-    Same nesting as `raw.steps`; every leaf is a view of the first T = steps - 1 entries.
-    Call on a validated episode.
-    """
-
-    def cut(value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return {k: cut(v) for k, v in value.items()}
-        return value[:-1]
-
-    return cut(raw.steps)
-
-
-def num_emitted_steps(raw: RawEpisode) -> int:
-    return len(raw.steps[IS_FIRST]) - 1
-
-
 def episode_return(raw: RawEpisode, spec: DatasetSpec) -> float:
     """The episode's return (spec section 4): its `episode_return` field or the reward sum.
 
@@ -159,34 +125,3 @@ def episode_return(raw: RawEpisode, spec: DatasetSpec) -> float:
     if REWARD not in raw.steps:
         raise ValueError(f"{_where(raw)}: step field {REWARD!r} is missing, cannot sum rewards")
     return float(np.sum(np.asarray(raw.steps[REWARD], dtype=np.float64)))
-
-
-class ValidateEpisodesFn(beam.DoFn):
-    """RawEpisode -> valid RawEpisode (main) or Reject (`rejects`); strict: raise."""
-
-    def __init__(self, *, strict: bool = False) -> None:
-        self._strict = strict
-
-    def process(self, raw: RawEpisode) -> Iterator[Any]:
-        try:
-            check_rlds(raw)
-        except RldsViolation as violation:
-            if self._strict:
-                raise
-            beam.metrics.Metrics.counter("validate", f"rejected/{raw.key.task}").inc()
-            yield beam.pvalue.TaggedOutput(REJECTS, violation.to_reject(raw))
-            return
-        yield raw
-
-
-class ValidateEpisodes(beam.PTransform):
-    """Apply the RLDS rules; outputs `valid` (main) and `rejects`."""
-
-    def __init__(self, *, strict: bool = False, label: str | None = None) -> None:
-        super().__init__(label)
-        self._strict = strict
-
-    def expand(self, episodes: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return episodes | "CheckRlds" >> beam.ParDo(
-            ValidateEpisodesFn(strict=self._strict)
-        ).with_outputs(REJECTS, main=VALID)

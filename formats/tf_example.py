@@ -22,65 +22,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import struct
 import zlib
-from collections.abc import Collection, Iterator
-from typing import Any, BinaryIO
+from collections.abc import Collection
+from typing import Any
 
-import google_crc32c
 import numpy as np
 from google.protobuf.message import DecodeError
 
 from schemas.fields import STEPS
 
-_HEADER = struct.Struct("<QI")
-_FOOTER = struct.Struct("<I")
-_MASK_DELTA = 0xA282EAD8
-
-
-class CorruptRecord(ValueError):
-    """The framing of a TFRecord file is broken (truncated, or a checksum mismatch)."""
-
 
 class UndecodableRecord(ValueError):
     """A framed record that is not a tf.train.Example of the expected features."""
-
-
-def masked_crc32c(data: bytes) -> int:
-    """TFRecord's checksum: crc32c, rotated right by 15 bits, plus a constant."""
-    crc = google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
-
-
-def frame_record(data: bytes) -> bytes:
-    """One record in TFRecord framing (the inverse of `iter_records`; used by tests)."""
-    length = struct.pack("<Q", len(data))
-    return length + _FOOTER.pack(masked_crc32c(length)) + data + _FOOTER.pack(masked_crc32c(data))
-
-
-def iter_records(stream: BinaryIO) -> Iterator[bytes]:
-    """The records of a TFRecord stream, in order; raises CorruptRecord at broken framing.
-
-    Memory: one record at a time.
-    """
-    offset = 0
-    while True:
-        header = stream.read(_HEADER.size)
-        if not header:
-            return
-        if len(header) < _HEADER.size:
-            raise CorruptRecord(f"truncated record at {offset}")
-        length, length_crc = _HEADER.unpack(header)
-        if masked_crc32c(header[:8]) != length_crc:
-            raise CorruptRecord(f"corrupted record at {offset} (length checksum mismatch)")
-        data = stream.read(length)
-        footer = stream.read(_FOOTER.size)
-        if len(data) < length or len(footer) < _FOOTER.size:
-            raise CorruptRecord(f"truncated record at {offset}")
-        if masked_crc32c(data) != _FOOTER.unpack(footer)[0]:
-            raise CorruptRecord(f"corrupted record at {offset} (data checksum mismatch)")
-        yield data
-        offset += _HEADER.size + length + _FOOTER.size
 
 
 def raw_features(features: Any) -> Any:

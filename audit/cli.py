@@ -18,14 +18,9 @@ from typing import Any, TextIO
 
 import fsspec
 
-from pipeline.paths import path_under
-from pipeline.report import (
-    TABLE_HEADERS,
-    TEXT_COLUMNS,
-    format_value,
-    read_stats_records,
-    table_cells,
-)
+from audit.report import TABLE_HEADERS, TEXT_COLUMNS, format_value, table_cells
+from formats.paths import path_under
+from formats.stats_files import read_stats_records
 from schemas import output as out
 
 # What --compare reports, in this order: every count and threshold an auditor cares about.

@@ -20,14 +20,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import fsspec
-
+from formats.files import output_filesystem
 from schemas.fields import FieldSpec
 from schemas.output import (
     M_CONFIG,
     M_CONFIG_HASH,
-    M_FIELDS,
     M_FIELD_SHAPES,
+    M_FIELDS,
     M_FORMAT_VERSION,
     M_IMAGE_NORMALIZATION,
     M_REJECTS,
@@ -38,18 +37,12 @@ from schemas.output import (
     M_VOCABULARY,
     MANIFEST_FILE,
     MANIFEST_FORMAT_VERSION,
-    OUTPUT_SUBDIRS,
-    REPORT_FILE,
     S_DATASET,
     S_TASK,
     S_TOKENS,
     TMP_DIR,
 )
 from schemas.vocab import IMAGE_NORMALIZATION, VocabLayout
-
-
-class FinishedOutputError(ValueError):
-    """The output directory already holds a finished output (and --overwrite was not given)."""
 
 
 class UnfinishedOutputError(ValueError):
@@ -72,30 +65,6 @@ def fields_metadata(fields: Mapping[str, Mapping[str, FieldSpec]]) -> dict[str, 
         dataset: {path: spec.to_metadata() for path, spec in sorted(specs.items())}
         for dataset, specs in sorted(fields.items())
     }
-
-
-def _fs(output_dir: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, root = fsspec.core.url_to_fs(output_dir)
-    return fs, root.rstrip("/") or "/"
-
-
-def prepare_output_dir(output_dir: str, *, overwrite: bool) -> None:
-    """Make `output_dir` ready for a job (module docstring). Files of others are left alone."""
-    fs, root = _fs(output_dir)
-    manifest = f"{root}/{MANIFEST_FILE}"
-    if fs.exists(manifest):
-        if not overwrite:
-            raise FinishedOutputError(
-                f"{output_dir} already holds a finished output ({MANIFEST_FILE} exists); "
-                "pass --overwrite to replace it, or choose another --output_dir"
-            )
-        # Manifest first: if we crash while cleaning, the directory reads as unfinished.
-        fs.rm(manifest)
-    for name in (*OUTPUT_SUBDIRS, REPORT_FILE):
-        path = f"{root}/{name}"
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
-    fs.makedirs(root, exist_ok=True)
 
 
 def suggested_sampling_weights(
@@ -180,7 +149,7 @@ def write_manifest(output_dir: str, manifest: Mapping[str, Any]) -> str:
 
     Called after every shard is finalized, so the temporary-shard directory goes first.
     """
-    fs, root = _fs(output_dir)
+    fs, root = output_filesystem(output_dir)
     if fs.exists(f"{root}/{TMP_DIR}"):
         fs.rm(f"{root}/{TMP_DIR}", recursive=True)
     final = f"{root}/{MANIFEST_FILE}"
@@ -194,7 +163,7 @@ def write_manifest(output_dir: str, manifest: Mapping[str, Any]) -> str:
 
 def read_manifest(output_dir: str) -> dict[str, Any]:
     """The manifest of a finished output; an unfinished directory is an error."""
-    fs, root = _fs(output_dir)
+    fs, root = output_filesystem(output_dir)
     path = f"{root}/{MANIFEST_FILE}"
     if not fs.exists(path):
         raise UnfinishedOutputError(

@@ -12,13 +12,12 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.manifest import config_hash
+from formats.manifest import config_hash
 from schemas.vocab import DEFAULT_SEQUENCE_LENGTH, LAYOUTS
 
 # The bundled sample datasets (samples/README.md), used when no --data_dir is given.
 SAMPLES_DIR = str(pathlib.Path(__file__).resolve().parent.parent / "samples")
 SAMPLES_DATA_DIR = f"{SAMPLES_DIR}/data"
-
 # Fields that only say where or how to run, never what is written: left out of the hash.
 # The SentencePiece model enters the hash by content (`run_job` adds its sha256), not by path.
 _NOT_HASHED = frozenset({"output_dir", "overwrite", "data_dir", "strict", "sentencepiece_model"})

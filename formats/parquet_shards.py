@@ -18,25 +18,18 @@ and deletes `_tmp/<kind>`, which removes the orphans of failed attempts.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import apache_beam as beam
 import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
 
-from pipeline.episode import EpisodeKey, Reject, TaskKey
-from pipeline.manifest import canonical_json, fields_metadata
-from pipeline.paths import path_under, relative_path, safe_component
+from formats.manifest import canonical_json, fields_metadata
+from formats.paths import path_under, relative_path, safe_component
 from schemas.fields import FieldSpec
 from schemas.output import (
     DATASET,
@@ -57,18 +50,9 @@ from schemas.output import (
     PATCH_POSITIONS,
     PROMPT_EPISODE_ID,
     REASON,
-    REJECTS_DIR,
     REJECTS_SCHEMA,
-    S_BYTES,
-    S_DATASET,
-    S_PATH,
-    S_ROWS,
-    S_SHA256,
-    S_TASK,
-    S_TOKENS,
     SEQUENCE_INDEX,
     SEQUENCE_SCHEMA,
-    SEQUENCES_DIR,
     SHARD_NAME_FORMAT,
     SOURCE_FILE,
     TASK,
@@ -77,9 +61,9 @@ from schemas.output import (
     TOKENS,
 )
 from schemas.vocab import IMAGE_NORMALIZATION, VocabLayout
+from transforms.episode import EpisodeKey, Reject
 from transforms.sequence import SequenceBatch
 
-_HASH_CHUNK = 1 << 20
 # Strings are dictionary-encoded; the integer lists compress better as plain + zstd.
 _DICTIONARY_COLUMNS = (DATASET, TASK, EPISODE_ID, PROMPT_EPISODE_ID, SOURCE_FILE, REASON, FIELD)
 
@@ -312,155 +296,6 @@ class ShardWriter:
         self._shard += 1
         self._rows = self._tokens = self._bytes = 0
         return entry
-
-
-class WriteShards(beam.DoFn):
-    """(EpisodeKey, SequenceBatch) -> ShardEntry: one shard stream per (dataset, task, work item).
-
-    Streams stay open while their work item's rows arrive and close when the next work
-    item starts or at `finish_bundle`, so a work item's rows form consecutive shards. A
-    work item seen again later would reuse shard names: `finalize_shards` refuses that.
-    Temporary names are unique per bundle attempt.
-    """
-
-    def __init__(self, options: WriteOptions, schema: pa.Schema) -> None:
-        self._options = options
-        self._schema = schema
-        self._writers: dict[tuple[str, str, int], ShardWriter] = {}
-        self._attempt = ""
-
-    def start_bundle(self) -> None:
-        self._attempt = uuid.uuid4().hex
-        self._writers = {}
-
-    def process(self, element: tuple[EpisodeKey, SequenceBatch]) -> Iterator[ShardEntry]:
-        key, batch = element
-        stream = (key.dataset, key.task, key.work_item)
-        # A work item's rows are contiguous: when the next one starts, the streams of the
-        # previous ones are complete, so close them and keep few files open.
-        for done in sorted(s for s in self._writers if s[2] != key.work_item):
-            yield from self._writers.pop(done).close()
-        writer = self._writers.get(stream)
-        if writer is None:
-            writer = self._writers[stream] = ShardWriter(
-                kind=SEQUENCES_DIR, dataset=key.dataset, task=key.task, work_item=key.work_item,
-                schema=self._schema, options=self._options, attempt=self._attempt,
-            )
-        yield from writer.write(sequence_record_batch(key, batch, self._schema))
-
-    def finish_bundle(self) -> Iterator[WindowedValue]:
-        for stream in sorted(self._writers):
-            for entry in self._writers[stream].close():
-                yield WindowedValue(entry, MIN_TIMESTAMP, [GlobalWindow()])
-        self._writers = {}
-
-
-class _WriteTaskRejects(beam.DoFn):
-    def __init__(self, options: WriteOptions) -> None:
-        self._options = options
-
-    def process(self, element: tuple[TaskKey, Iterable[Reject]]) -> Iterator[ShardEntry]:
-        (dataset, task), rejects = element
-        writer = ShardWriter(
-            kind=REJECTS_DIR, dataset=dataset, task=task, work_item=0, schema=REJECTS_SCHEMA,
-            options=self._options, attempt=uuid.uuid4().hex,
-        )
-        yield from writer.write(rejects_record_batch(sorted(rejects, key=reject_sort_key)))
-        yield from writer.close()
-
-
-class WriteRejects(beam.PTransform):
-    """Reject -> ShardEntry: per task, its rejects sorted (`reject_sort_key`) into shards.
-
-    Rejects are small (no arrays), so grouping them per task is cheap.
-    """
-
-    def __init__(self, options: WriteOptions) -> None:
-        super().__init__()
-        self._options = options
-
-    def expand(self, rejects: beam.PCollection) -> beam.PCollection:
-        return (
-            rejects
-            | "KeyByTask" >> beam.Map(lambda r: ((r.dataset, r.task), r))
-            | "GroupByTask" >> beam.GroupByKey()
-            | "WriteTaskRejects" >> beam.ParDo(_WriteTaskRejects(self._options))
-        )
-
-
-def _sha256_and_size(fs: fsspec.AbstractFileSystem, path: str) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with fs.open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
-def finalize_shards(output_dir: str, entries: Iterable[ShardEntry], *, kind: str) -> list[dict[str, Any]]:
-    """Move `kind` shards into their final names; manifest entries sorted by path.
-
-    Idempotent (a retried call skips shards already moved). Afterwards `_tmp/<kind>`,
-    with the orphans of failed attempts, is gone. Two entries with one final path mean
-    a work item's rows were split across bundles: an error, not a silent overwrite.
-    """
-    chosen = sorted((e for e in entries if e.kind == kind), key=lambda e: e.path)
-    paths = [e.path for e in chosen]
-    duplicates = sorted({p for p in paths if paths.count(p) > 1})
-    if duplicates:
-        raise ValueError(
-            f"shards written twice: {duplicates[:5]}; one work item's rows must reach "
-            "WriteShards in a single bundle (do not reshuffle between Read and Write)"
-        )
-    fs, root = fsspec.core.url_to_fs(output_dir)
-    root = root.rstrip("/")
-    result: list[dict[str, Any]] = []
-    for entry in chosen:
-        _, temp = fsspec.core.url_to_fs(entry.temp_path)
-        final = path_under(root, *entry.path.split("/"))
-        if fs.exists(temp):
-            fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
-            fs.mv(temp, final)
-        elif not fs.exists(final):
-            raise FileNotFoundError(f"shard {entry.path} is neither at {temp} nor in place")
-        sha, size = _sha256_and_size(fs, final)
-        result.append(
-            {
-                S_PATH: entry.path,
-                S_DATASET: entry.dataset,
-                S_TASK: entry.task,
-                S_ROWS: entry.rows,
-                S_TOKENS: entry.tokens,
-                S_BYTES: size,
-                S_SHA256: sha,
-            }
-        )
-    # Only this kind's temporaries: the other kind may still be writing.
-    tmp = f"{root}/{TMP_DIR}/{kind}"
-    if fs.exists(tmp):
-        fs.rm(tmp, recursive=True)
-    return result
-
-
-class FinalizeShards(beam.PTransform):
-    """ShardEntry -> one element: the manifest entries of every `kind` shard, sorted by path.
-
-    `ToList` is the barrier: it fires once every write bundle has committed.
-    """
-
-    def __init__(self, output_dir: str, *, kind: str) -> None:
-        super().__init__()
-        self._output_dir = output_dir
-        self._kind = kind
-
-    def expand(self, entries: beam.PCollection) -> beam.PCollection:
-        output_dir, kind = self._output_dir, self._kind
-        return (
-            entries
-            | "Barrier" >> beam.combiners.ToList()
-            | "MoveIntoPlace" >> beam.Map(lambda es: finalize_shards(output_dir, es, kind=kind))
-        )
 
 
 def shard_metadata(path: str) -> dict[bytes, bytes]:

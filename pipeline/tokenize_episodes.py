@@ -1,0 +1,126 @@
+"""The tokenize stage: a kept RawEpisode -> (EpisodeKey, TokenizedEpisode), and pass 1's
+prompt candidates (a few tokenized windows per episode).
+
+Both wrap `transforms.tokenize.tokenize_episode` with what only the job knows: the
+task's field specs (from the plan), the vocabulary layout, and the SentencePiece model,
+which is loaded once per worker in `setup()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import apache_beam as beam
+
+from transforms.episode import EpisodeKey, KeptEpisode, RawEpisode, Reject, TaskKey
+from transforms.errors import TokenizationError
+from transforms.sequence import SequencingError, check_timesteps_fit
+from transforms.steps import emitted_steps
+from transforms.task_tokenizer import TaskTokenizer, TokenizerConfig
+
+KEPT_TAG = "kept"
+REJECTS_TAG = "rejects"
+COUNTER_NAMESPACE = "gato.tokenize"
+PROGRESS_SECONDS = 5.0  # how often a worker logs its throughput
+log = logging.getLogger(__name__)
+
+
+def _where(key: EpisodeKey) -> str:
+    return f"file {key.source_file!r} (record {key.index_in_file}), task {key.task!r}"
+
+
+def tokenization_reject(key: EpisodeKey, error: TokenizationError | SequencingError) -> Reject:
+    return Reject(
+        dataset=key.dataset,
+        task=key.task,
+        episode_id=key.episode_id,
+        source_file=key.source_file,
+        reason=error.reason,
+        field=getattr(error, "field", None),
+        detail=f"{_where(key)}: {error}",
+    )
+
+
+class TokenizeEpisodesFn(beam.DoFn):
+    """RawEpisode -> (EpisodeKey, TokenizedEpisode); tagged `kept` KeptEpisode, `rejects` Reject.
+
+    `return_fn` gives the episode's return for the statistics. With `strict`, a bad value
+    raises a ValueError naming file, record, episode, field, timestep and value.
+    Each worker logs its episodes/s and tokens/s every PROGRESS_SECONDS.
+    """
+
+    def __init__(
+        self, config: TokenizerConfig, *, return_fn: Callable[[RawEpisode], float], strict: bool = False
+    ) -> None:
+        self._config = config
+        self._return_fn = return_fn
+        self._strict = strict
+
+    def setup(self) -> None:
+        self._tokenizer = TaskTokenizer(self._config)
+        self._counters: dict[tuple[TaskKey, str], Any] = {}
+        self._started = self._last_log = time.monotonic()
+        self._episodes = self._tokens = 0
+
+    def _count(self, task: TaskKey, what: str, n: int = 1) -> None:
+        counter = self._counters.get((task, what))
+        if counter is None:
+            counter = beam.metrics.Metrics.counter(COUNTER_NAMESPACE, f"{task[0]}/{task[1]}/{what}")
+            self._counters[(task, what)] = counter
+        counter.inc(n)
+
+    def process(self, raw: RawEpisode) -> Iterator[Any]:
+        key = raw.key
+        try:
+            episode = self._tokenizer(key, emitted_steps(raw))
+            if self._config.max_timestep_tokens is not None:
+                check_timesteps_fit(episode, self._config.max_timestep_tokens, key.episode_id)
+        except (TokenizationError, SequencingError) as error:
+            if self._strict:
+                raise ValueError(f"{_where(key)}: {error}") from error
+            self._count(key.task_key, "rejected")
+            yield beam.pvalue.TaggedOutput(REJECTS_TAG, tokenization_reject(key, error))
+            return
+        self._count(key.task_key, "episodes")
+        self._count(key.task_key, "tokens", episode.num_tokens)
+        yield beam.pvalue.TaggedOutput(
+            KEPT_TAG,
+            KeptEpisode(
+                key=key,
+                value=self._return_fn(raw),
+                timesteps=episode.num_timesteps,
+                tokens=episode.num_tokens,
+            ),
+        )
+        yield key, episode
+        self._progress(episode.num_tokens)
+
+    def _progress(self, tokens: int) -> None:
+        self._episodes += 1
+        self._tokens += tokens
+        now = time.monotonic()
+        if now - self._last_log >= PROGRESS_SECONDS:
+            elapsed = now - self._started
+            log.info(
+                "tokenized %d episodes, %d tokens: %.1f episodes/s, %.0f tokens/s (this worker)",
+                self._episodes, self._tokens, self._episodes / elapsed, self._tokens / elapsed,
+            )
+            self._last_log = now
+
+
+class TokenizeEpisodes(beam.PTransform):
+    """RawEpisode -> outputs main (EpisodeKey, TokenizedEpisode), `kept`, `rejects`."""
+
+    def __init__(
+        self, config: TokenizerConfig, *, return_fn: Callable[[RawEpisode], float], strict: bool = False
+    ) -> None:
+        super().__init__()
+        self._fn = TokenizeEpisodesFn(config, return_fn=return_fn, strict=strict)
+
+    def expand(self, episodes: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        return episodes | "TokenizeEpisode" >> beam.ParDo(self._fn).with_outputs(
+            KEPT_TAG, REJECTS_TAG, main="tokenized"
+        )

@@ -1,0 +1,196 @@
+"""Start-up planning (no Beam): resolve a dataset and its tasks to one work item per TFDS shard.
+
+Everything that can be wrong with the request or the data layout is found here, before any
+worker starts, and reported as ONE ValueError: a missing data dir (where it looked), an
+unknown dataset or a task glob matching nothing (what exists), a dataset whose features do
+not match its registry entry (field, expected vs found), a bad spec file.
+
+On-disk layout (TFDS): `<data_dir>/<tfds name>/<config>/<version>/` holding
+dataset_info.json, features.json and the `train` shards. Paths may be local or `gs://`
+(etils.epath, as TFDS uses).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import fnmatch
+import json
+from typing import Any, Iterable, Sequence
+
+from etils import epath
+
+from schemas.datasets import DatasetSpec, task_name
+from schemas.fields import PATH_SEPARATOR
+
+TRAIN_SPLIT = "train"
+DATASET_INFO_FILE = "dataset_info.json"
+MAX_LISTED_NAMES = 20
+_INCOMPLETE_PREFIX = "incomplete."
+_INFO_THREADS = 16  # dataset_info reads are I/O bound (GCS round trips)
+
+
+@dataclasses.dataclass(frozen=True)
+class BuilderDir:
+    """A builder dir found on disk (not yet opened)."""
+
+    tfds_name: str
+    config: str
+    version: str
+    path: epath.Path
+
+
+def existing_dir(path: str, *, what: str) -> epath.Path:
+    root = epath.Path(path)
+    if not root.exists():
+        raise ValueError(f"{what} does not exist: looked in {root}")
+    if not root.is_dir():
+        raise ValueError(f"{what} is not a directory: {root}")
+    return root
+
+
+def find_builder_dirs(base: epath.Path, tfds_name: str | None) -> list[BuilderDir]:
+    """Builder dirs under `base`: `<config>/<version>` (or `<name>/<config>/<version>` etc.)."""
+    if not base.exists():
+        return []
+    patterns = (
+        [f"*/*/{DATASET_INFO_FILE}", f"*/{DATASET_INFO_FILE}"]
+        if tfds_name is not None
+        else [f"*/*/*/{DATASET_INFO_FILE}", f"*/*/{DATASET_INFO_FILE}"]
+    )
+    found = []
+    for pattern in patterns:
+        for info in base.glob(pattern):
+            # TFDS writes into `incomplete.*` dirs and renames them when done.
+            if not info.parent.name.startswith(_INCOMPLETE_PREFIX):
+                found.append(builder_dir_from_info(info.parent))
+    # The config-less pattern also sees `<config>/<version>` one level short; keep real ones.
+    unique = {str(b.path): b for b in found}
+    return sorted(unique.values(), key=lambda b: (b.tfds_name, b.config, b.version))
+
+
+def builder_dir_from_info(path: epath.Path) -> BuilderDir:
+    """Name, config and version from a builder dir's dataset_info.json."""
+    info = json.loads((path / DATASET_INFO_FILE).read_text())
+    return BuilderDir(
+        tfds_name=info.get("name", path.parent.name),
+        config=info.get("configName", "") or "",
+        version=info.get("version", path.name),
+        path=path,
+    )
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else -1 for p in version.split("."))
+
+
+def pick_versions(found: Iterable[BuilderDir], version: str | None) -> list[BuilderDir]:
+    """One builder dir per (name, config): the required version, else the newest."""
+    best: dict[tuple[str, str], BuilderDir] = {}
+    for b in found:
+        if version is not None and b.version != version:
+            continue
+        key = (b.tfds_name, b.config)
+        if key not in best or _version_key(b.version) > _version_key(best[key].version):
+            best[key] = b
+    return [best[k] for k in sorted(best)]
+
+
+def known_tasks(spec: DatasetSpec) -> list[str]:
+    """Task names the TFDS builder classes define (empty for project-recorded datasets)."""
+    if not spec.config_builders:
+        return []
+    import tensorflow_datasets as tfds
+
+    return [
+        task_name(name, config.name)
+        for name in spec.tfds_names
+        for config in tfds.builder_cls(name).BUILDER_CONFIGS
+    ]
+
+
+def listing(names: Sequence[str]) -> str:
+    """At most MAX_LISTED_NAMES names, then the count."""
+    if not names:
+        return "none"
+    shown = ", ".join(names[:MAX_LISTED_NAMES])
+    more = ", ..." if len(names) > MAX_LISTED_NAMES else ""
+    return f"[{shown}{more}] ({len(names)} in all)"
+
+
+def select_builders(
+    on_disk: list[BuilderDir],
+    globs: Sequence[str],
+    *,
+    dataset: str,
+    where: str,
+    known: list[str],
+    other_versions: list[str],
+    version: str | None,
+) -> list[BuilderDir]:
+    """The builder dirs whose config (or task name) matches any glob; every glob must match."""
+    def matches(b: BuilderDir, pattern: str) -> bool:
+        return fnmatch.fnmatchcase(b.config, pattern) or fnmatch.fnmatchcase(
+            task_name(b.tfds_name, b.config), pattern
+        )
+
+    selected: dict[str, BuilderDir] = {}
+    problems = []
+    tasks_on_disk = [task_name(b.tfds_name, b.config) for b in on_disk]
+    for pattern in globs:
+        hits = [b for b in on_disk if matches(b, pattern)]
+        if not hits:
+            known_hits = [
+                t for t in known
+                if fnmatch.fnmatchcase(t, pattern)
+                or fnmatch.fnmatchcase(t.split(PATH_SEPARATOR, 1)[1], pattern)
+            ]
+            detail = (
+                f"task glob {pattern!r} matches no task of {dataset!r} under {where}"
+                + (f" (version {version})" if version else "")
+            )
+            if known_hits:
+                detail += f" ({len(known_hits)} known tasks match it, none on disk)"
+            problems.append(detail)
+        for b in hits:
+            selected[str(b.path)] = b
+    if problems:
+        message = "; ".join(problems) + f". Tasks on disk: {listing(tasks_on_disk)}"
+        if not tasks_on_disk and other_versions:
+            message += f"; found other versions only: {listing(other_versions)}"
+        if known:
+            message += f"; known tasks: {listing(known)}"
+        raise ValueError(message)
+    return sorted(selected.values(), key=lambda b: (b.tfds_name, b.config))
+
+
+def load_infos(builders: Sequence[BuilderDir]) -> list[Any]:
+    """DatasetInfo of each builder dir (read concurrently: one GCS round trip each)."""
+    import tensorflow_datasets as tfds
+
+    def load(b: BuilderDir) -> Any:
+        try:
+            return tfds.builder_from_directory(b.path).info
+        except Exception as e:  # noqa: BLE001 - any unreadable metadata is one start-up error
+            raise ValueError(f"cannot open TFDS builder dir {b.path}: {e}") from e
+
+    with concurrent.futures.ThreadPoolExecutor(_INFO_THREADS) as pool:
+        return list(pool.map(load, builders))
+
+
+def train_shards(info: Any, builder_dir: epath.Path) -> list[str]:
+    splits = info.splits
+    if TRAIN_SPLIT not in splits:
+        raise ValueError(
+            f"{builder_dir} has no {TRAIN_SPLIT!r} split; splits: {sorted(splits.keys())}"
+        )
+    paths = [str(p) for p in splits[TRAIN_SPLIT].filepaths]
+    # One listing per builder dir, not one stat per shard (hundreds of shards on GCS).
+    present = {p.name for p in builder_dir.iterdir()}
+    missing = [p for p in paths if epath.Path(p).name not in present]
+    if missing:
+        raise ValueError(
+            f"{builder_dir}: {len(missing)} of {len(paths)} {TRAIN_SPLIT} shards listed in "
+            f"{DATASET_INFO_FILE} are missing, e.g. {missing[0]}"
+        )
+    return paths

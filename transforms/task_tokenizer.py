@@ -1,0 +1,65 @@
+"""The tokenize stage: a kept RawEpisode -> (EpisodeKey, TokenizedEpisode), and pass 1's
+prompt candidates (a few tokenized windows per episode).
+
+Both wrap `transforms.tokenize.tokenize_episode` with what only the job knows: the
+task's field specs (from the plan), the vocabulary layout, and the SentencePiece model,
+which is loaded once per worker in `setup()`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from schemas.fields import FieldSpec
+from schemas.vocab import LOCAL_POSITION_TABLE, get_layout
+from transforms.episode import EpisodeKey
+from transforms.text import SentencePieceTokenizer
+from transforms.tokenize import tokenize_episode
+from transforms.types import TokenizedEpisode
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizerConfig:
+    """What tokenizing an episode of any planned task needs (picklable, no open resources)."""
+
+    task_fields: Mapping[str, Mapping[str, FieldSpec]]  # task -> field path -> spec
+    layout: str = "gato"
+    sentencepiece_model: str | None = None  # any fsspec path; needed iff a field is text
+    local_position_table: int = LOCAL_POSITION_TABLE
+    # Longest timestep a sequence can hold (the sequence length): a longer one is
+    # rejected here, before the episode counts as kept, so it is never counted twice.
+    max_timestep_tokens: int | None = None
+
+
+class TaskTokenizer:
+    """A `TokenizerConfig` with its resources opened (the SentencePiece model)."""
+
+    def __init__(self, config: TokenizerConfig) -> None:
+        self.config = config
+        self.layout = get_layout(config.layout)
+        self.text = (
+            SentencePieceTokenizer.from_path(config.sentencepiece_model)
+            if config.sentencepiece_model
+            else None
+        )
+
+    def specs(self, task: str) -> Mapping[str, FieldSpec]:
+        try:
+            return self.config.task_fields[task]
+        except KeyError:
+            raise ValueError(
+                f"task {task!r} has no field specs in the plan; planned: "
+                f"{sorted(self.config.task_fields)}"
+            ) from None
+
+    def __call__(self, key: EpisodeKey, steps: Mapping[str, Any]) -> TokenizedEpisode:
+        return tokenize_episode(
+            steps,
+            self.specs(key.task),
+            layout=self.layout,
+            text=self.text,
+            local_position_table=self.config.local_position_table,
+            episode=key.episode_id,
+        )
