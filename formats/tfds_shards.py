@@ -156,14 +156,9 @@ def make_key(
 
 
 def corrupt_reject(item: WorkItem, *, index: int, error: Exception) -> Reject:
-    return Reject(
-        dataset=item.dataset,
-        task=item.task,
-        episode_id=None,
-        source_file=item.shard_path,
-        reason=CORRUPT_RECORD,
-        field=None,
-        detail=f"{item.shard_path}: record {index} cannot be read: {error}",
+    """The reject of an unreadable record (`CORRUPT_RECORD`), naming file and record index."""
+    return Reject.of_record(
+        item, reason=CORRUPT_RECORD, detail=f"{item.shard_path}: record {index} cannot be read: {error}"
     )
 
 

@@ -1,14 +1,9 @@
-"""The expert-return episode filter (spec section 4): thresholds per task, then keep or drop.
+"""The Filter stages (spec section 4): one expert-return threshold per task, then keep or drop.
 
-Per task, with N episodes in collection order and returns R_1..R_N:
-    W = max(1, min(cap, floor(0.1 * N)))            (cap = 1000 by default)
-    E = max over j of mean(R_j .. R_{j+W-1})         (the expert return)
-    keep an episode when R >= E - (1 - fraction) * |E|   (fraction = 0.8 by default)
-
-Two Beam stages: `ExpertThresholds` reduces per-episode returns (never whole episodes)
-to one `TaskThreshold` per task, used as an `AsDict` side input by `FilterEpisodes`,
-which keeps or drops every `RawEpisode` and reports a `FilterDecision` for each.
-The pure functions (`window_size`, `expert_return`) hold all the arithmetic.
+`ExpertThresholds` combines per-episode (sort key, return) pairs, never whole episodes,
+into one `TaskThreshold` per task (`transforms.expert_filter` holds all the arithmetic:
+W, E, the threshold); `FilterEpisodes` takes them as an `AsDict` side input, keeps or
+drops every `RawEpisode` and reports a `FilterDecision` for each.
 """
 
 from __future__ import annotations
@@ -18,7 +13,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from pipeline.counters import counter_name
+from pipeline.counters import TaskCounters
 from transforms.episode import EpisodeReturn, RawEpisode, TaskKey
 from transforms.expert_filter import (
     DEFAULT_CAP,
@@ -90,16 +85,7 @@ class _FilterFn(beam.DoFn):
         self._no_filter = no_filter
 
     def setup(self) -> None:
-        self._counters: dict[tuple[TaskKey, bool], Any] = {}
-
-    def _count(self, task: TaskKey, kept: bool) -> None:
-        counter = self._counters.get((task, kept))
-        if counter is None:
-            counter = beam.metrics.Metrics.counter(
-                COUNTER_NAMESPACE, counter_name(task, "kept" if kept else "dropped")
-            )
-            self._counters[(task, kept)] = counter
-        counter.inc()
+        self._counters = TaskCounters(COUNTER_NAMESPACE)
 
     def process(
         self, episode: RawEpisode, thresholds: dict[TaskKey, TaskThreshold]
@@ -108,7 +94,7 @@ class _FilterFn(beam.DoFn):
         decision = decide(
             episode.key, float(self._return_fn(episode)), thresholds.get(task), no_filter=self._no_filter
         )
-        self._count(task, decision.kept)
+        self._counters.inc(task, "kept" if decision.kept else "dropped")
         yield beam.pvalue.TaggedOutput(DECISIONS_TAG, decision)
         if decision.kept:
             yield episode

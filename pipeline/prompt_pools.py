@@ -1,9 +1,16 @@
-"""The tokenize stage: a kept RawEpisode -> (EpisodeKey, TokenizedEpisode), and pass 1's
-prompt candidates (a few tokenized windows per episode).
+"""All of pass 1's prompt pools: per task, a bounded pool of prompt windows (spec section 5).
 
-Both wrap `transforms.tokenize.tokenize_episode` with what only the job knows: the
-task's field specs (from the plan), the vocabulary layout, and the SentencePiece model,
-which is loaded once per worker in `setup()`.
+The pool of a task is its top K candidates by (return descending, stable hash), each
+candidate a few tokenized windows of one valid episode. Since only returns decide it,
+`BuildPromptPools` first picks each task's top K episode keys from pass 1's returns
+(`PromptCandidateKeys`), decodes and windows only those records (`PromptWindowsFn`),
+and only for a task where a chosen episode gives no candidate (broken in full, or no
+window fits) also windows the rest of the task, so the pools equal those built from
+every episode (`PromptCandidatesFn` over all valid episodes, kept for that check).
+Memory is bounded by K candidates per task in every combiner.
+
+Counter: `gato.prompts:<dataset>/<task>/prompt_candidate_unusable` (an episode whose
+windows do not tokenize; pass 2 rejects it with the reason).
 """
 
 from __future__ import annotations
@@ -16,8 +23,8 @@ from typing import Any
 import apache_beam as beam
 
 from formats.tfds_shards import ShardReaders, read_shard
+from pipeline.counters import TaskCounters
 from pipeline.read_episodes import open_with_beam
-from pipeline.tokenize_episodes import COUNTER_NAMESPACE
 from schemas.datasets import DatasetSpec
 from transforms.episode import (
     EpisodeKey,
@@ -44,6 +51,8 @@ from transforms.sequence import SequenceConfig
 from transforms.steps import emitted_steps, num_emitted_steps, slice_steps
 from transforms.task_tokenizer import TaskTokenizer, TokenizerConfig
 
+COUNTER_NAMESPACE = "gato.prompts"
+
 
 class PromptCandidatesFn(beam.DoFn):
     """Pass 1: RawEpisode -> (TaskKey, PromptCandidate), tokenizing only its prompt windows.
@@ -65,6 +74,7 @@ class PromptCandidatesFn(beam.DoFn):
 
     def setup(self) -> None:
         self._tokenizer = TaskTokenizer(self._config)
+        self._counters = TaskCounters(COUNTER_NAMESPACE)
 
     def process(self, raw: RawEpisode) -> Iterator[tuple[TaskKey, PromptCandidate]]:
         return self._candidate(raw)
@@ -80,9 +90,7 @@ class PromptCandidatesFn(beam.DoFn):
                 config=self._sequence,
             )
         except TokenizationError:
-            beam.metrics.Metrics.counter(
-                COUNTER_NAMESPACE, f"{raw.key.dataset}/{raw.key.task}/prompt_candidate_unusable"
-            ).inc()
+            self._counters.inc(raw.key.task_key, "prompt_candidate_unusable")
 
 
 class PromptWindowsFn(PromptCandidatesFn):
@@ -239,35 +247,39 @@ class PromptPools(beam.PTransform):
         return candidates | "TopCandidates" >> beam.CombinePerKey(PromptPoolCombine(self._capacity))
 
 
-def prompt_pools(
-    work: beam.PCollection,
-    returns: beam.PCollection,
-    *,
-    spec: DatasetSpec,
-    tokenizer: TokenizerConfig,
-    sequencing: SequenceConfig,
-    capacity: int,
-) -> beam.PCollection:
-    """(TaskKey, PromptPool) per task: the pools of windows from every valid episode,
-    tokenizing only the chosen ones (and, for a task where a chosen one gives no
-    candidate, the rest of the task)."""
-    return_fn = functools.partial(episode_return, spec=spec)
-    selections = returns | "PromptCandidateKeys" >> PromptCandidateKeys(capacity, seed=sequencing.seed)
+class BuildPromptPools(beam.PTransform):
+    """{"work": WorkItems, "returns": pass 1's EpisodeReturns} -> (TaskKey, PromptPool) per
+    task: the pools of windows from every valid episode, tokenizing only the chosen ones
+    (and, for a task where a chosen one gives no candidate, the rest of the task)."""
 
-    def windows(rest: bool) -> PromptWindowsFn:
-        return PromptWindowsFn(spec, tokenizer, sequence=sequencing, return_fn=return_fn, rest=rest)
+    def __init__(
+        self, spec: DatasetSpec, *, tokenizer: TokenizerConfig, sequencing: SequenceConfig, capacity: int
+    ) -> None:
+        super().__init__()
+        self._spec, self._tokenizer, self._sequencing, self._capacity = spec, tokenizer, sequencing, capacity
 
-    chosen = work | "PromptWindows" >> beam.ParDo(windows(False), beam.pvalue.AsDict(selections))
-    # At most K task keys per task: counting them needs no grouping stage of its own.
-    found = chosen | "ChosenTasks" >> beam.Map(lambda candidate: candidate[0])
-    short = (
-        work.pipeline
-        | "ShortTrigger" >> beam.Create([None])
-        | "ShortPools" >> beam.FlatMap(
-            lambda _, selected, tasks: short_selections(selected, collections.Counter(tasks)).items(),
-            beam.pvalue.AsDict(selections),
-            beam.pvalue.AsList(found),
+    def _windows(self, *, rest: bool) -> PromptWindowsFn:
+        return_fn = functools.partial(episode_return, spec=self._spec)
+        return PromptWindowsFn(
+            self._spec, self._tokenizer, sequence=self._sequencing, return_fn=return_fn, rest=rest
         )
-    )
-    rest = work | "PromptWindowsRest" >> beam.ParDo(windows(True), beam.pvalue.AsDict(short))
-    return (chosen, rest) | "AllCandidates" >> beam.Flatten() | "PromptPools" >> PromptPools(capacity)
+
+    def expand(self, inputs: Mapping[str, beam.PCollection]) -> beam.PCollection:
+        work, returns = inputs["work"], inputs["returns"]
+        selections = returns | "PromptCandidateKeys" >> PromptCandidateKeys(
+            self._capacity, seed=self._sequencing.seed
+        )
+        chosen = work | "PromptWindows" >> beam.ParDo(self._windows(rest=False), beam.pvalue.AsDict(selections))
+        # At most K task keys per task: counting them needs no grouping stage of its own.
+        found = chosen | "ChosenTasks" >> beam.Map(lambda candidate: candidate[0])
+        short = (
+            work.pipeline
+            | "ShortTrigger" >> beam.Create([None])
+            | "ShortPools" >> beam.FlatMap(
+                lambda _, selected, tasks: short_selections(selected, collections.Counter(tasks)).items(),
+                beam.pvalue.AsDict(selections),
+                beam.pvalue.AsList(found),
+            )
+        )
+        rest = work | "PromptWindowsRest" >> beam.ParDo(self._windows(rest=True), beam.pvalue.AsDict(short))
+        return (chosen, rest) | "AllCandidates" >> beam.Flatten() | "PromptPools" >> PromptPools(self._capacity)

@@ -1,20 +1,15 @@
-"""Read RLDS episodes from TFDS shards: one work item (one shard file) at a time.
+"""The Read stages: TFDS shards -> episodes (pass 2) and -> returns (pass 1), one work
+item (one shard file) at a time.
 
-Each TFRecord is one episode. Records are streamed without TensorFlow
-(`pipeline/records.py`), so a worker holds one episode at a time, and decoded with a
-*raw* view of the features: the `steps` Dataset becomes a Sequence (whole-episode numpy
-arrays instead of a nested tf.data.Dataset), and images stay PNG bytes (an Image feature
-is stored as one string per step; the raw view reads that string instead of decoding).
+Records are decoded by `formats.tfds_shards` (no TensorFlow) from files opened through
+Beam's FileSystems (`open_with_beam`), so a worker holds one episode at a time.
+`ReadEpisodes` decodes every field (images stay PNG bytes); `ReadReturns` only the
+episode-level fields and `RETURN_STEP_FIELDS` (flags and rewards), never images.
 
-Pass 1 reads lighter (`ReadReturns`): only the episode-level features and the step fields
-a return and the RLDS flag checks need (`RETURN_STEP_FIELDS`); the other keys of the
-tf.train.Example are never converted, so images and observations are not decoded. Its
-prompt windows then decode only the few candidate records (`ShardReader.episodes(only=...)`).
-
-Bad input: a record whose framing is broken (truncated, checksum mismatch) ends the
-shard, since its framing is lost: the episodes before it are emitted, then a `Reject` with
-reason `corrupt_record` naming the file and record index. A record that is framed but
-does not parse is rejected the same way and reading goes on. `strict=True` raises instead.
+Bad input: a record whose framing is broken ends its shard after a `Reject`
+(`corrupt_record`, naming file and record index); a framed record that does not parse is
+rejected the same way and reading goes on; `strict=True` raises instead. Pass 1 yields
+nothing for either: pass 2 reports every reject.
 """
 
 from __future__ import annotations
@@ -31,13 +26,13 @@ from formats.tfds_shards import (
     read_returns,
     read_shard,
 )
-from pipeline.counters import counter_name
+from pipeline.counters import TaskCounters
+from pipeline.rejects import REJECTS_TAG, reject_or_raise
 from schemas.datasets import DatasetSpec
 from transforms.episode import EpisodeReturn, Reject, WorkItem
 from transforms.steps import count_steps
 
 EPISODES = "episodes"  # main output tag of ReadEpisodes
-REJECTS = "rejects"
 COUNTER_NAMESPACE = "gato.read"
 
 
@@ -56,21 +51,17 @@ class ReadEpisodesFn(beam.DoFn):
 
     def setup(self) -> None:
         self._readers = ShardReaders(open_file=open_with_beam)
+        self._counters = TaskCounters(self._namespace)
 
     def process(self, item: WorkItem) -> Iterator[Any]:
         reader = self._readers(item.builder_dir)
         task = (item.dataset, item.task)
-
-        def counter(what: str) -> Any:
-            return beam.metrics.Metrics.counter(self._namespace, counter_name(task, what))
-
-        for out in read_shard(item, reader=reader, spec=self._spec, strict=self._strict):
+        for out in read_shard(item, reader=reader, spec=self._spec):
             if isinstance(out, Reject):
-                counter("corrupt_records").inc()
-                yield beam.pvalue.TaggedOutput(REJECTS, out)
+                yield reject_or_raise(out, strict=self._strict, counters=self._counters, counter="corrupt_records")
             else:
-                counter("episodes").inc()
-                counter("steps").inc(count_steps(out.steps))
+                self._counters.inc(task, "episodes")
+                self._counters.inc(task, "steps", count_steps(out.steps))
                 yield out
 
 
@@ -101,7 +92,7 @@ class ReadEpisodes(beam.PTransform):
             | "SpreadShards" >> beam.Reshuffle()
             | "ReadShard" >> beam.ParDo(
                 ReadEpisodesFn(self._spec, strict=self._strict, namespace=self._namespace)
-            ).with_outputs(REJECTS, main=EPISODES)
+            ).with_outputs(REJECTS_TAG, main=EPISODES)
         )
 
 
@@ -114,12 +105,12 @@ class ReadReturnsFn(beam.DoFn):
 
     def setup(self) -> None:
         self._readers = ShardReaders(step_fields=RETURN_STEP_FIELDS, open_file=open_with_beam)
+        self._counters = TaskCounters(self._namespace)
 
     def process(self, item: WorkItem) -> Iterator[EpisodeReturn]:
         reader = self._readers(item.builder_dir)
-        counter = beam.metrics.Metrics.counter(self._namespace, counter_name((item.dataset, item.task), "returns"))
         for value in read_returns(item, reader=reader, spec=self._spec):
-            counter.inc()
+            self._counters.inc(value.key.task_key, "returns")
             yield value
 
 

@@ -1,16 +1,11 @@
-"""Beam stages of sequencing: per-task prompt pools (pass 1) and sequencing (pass 2).
+"""The Sequence stage (pass 2): (EpisodeKey, TokenizedEpisode) -> (EpisodeKey, SequenceBatch).
 
-- `prompt_candidate_for`: pass 1, one episode -> (TaskKey, PromptCandidate), tokenizing
-  only the timesteps of its prompt windows.
-- `PromptCandidateKeys`: pass 1, per task, the keys of the top-K episodes by the pool
-  order, from their returns alone (the only episodes whose windows pass 1 tokenizes).
-- `PromptPools` / `PromptPoolCombine`: per task, the top-K candidates by (return
-  descending, stable hash); mergeable, memory bounded by K candidates per task.
-- `SequenceEpisodes`: (EpisodeKey, TokenizedEpisode) -> (EpisodeKey, SequenceBatch),
-  with the pools and the filter thresholds as side inputs. A candidate prompts an
-  episode only if its return reaches the task threshold and it is another episode.
-  An episode that cannot be cut (a timestep longer than L) is a `Reject` on the
-  `rejects` tagged output, or with `strict` an error naming file and episode.
+`transforms.sequence.sequence_episode` cuts the episode into rows of L tokens, with the
+task's prompt pool (built in pass 1, `pipeline.prompt_pools`) and the filter thresholds
+as side inputs. A candidate prompts an episode only if its return reaches the task
+threshold and it is another episode. An episode that cannot be cut (a timestep longer
+than L) is a `Reject` on the `rejects` output, or with `strict` an error naming file
+and episode.
 
 Counters (namespace `gato.sequence`, names `<dataset>/<task>/<what>`): sequences,
 prompted_sequences, unprompted_sequences, prompts_unavailable (rows that drew a prompt
@@ -26,7 +21,8 @@ from typing import Any
 
 import apache_beam as beam
 
-from pipeline.counters import counter_name
+from pipeline.counters import TaskCounters
+from pipeline.rejects import reject_or_raise
 from transforms.books import SequenceCounts
 from transforms.episode import EpisodeKey, Reject, TaskKey
 from transforms.prompts import PromptPool
@@ -39,7 +35,6 @@ from transforms.sequence import (
 from transforms.types import TokenizedEpisode
 
 COUNTER_NAMESPACE = "gato.sequence"
-REJECTS_TAG = "rejects"
 COUNTS_TAG = "counts"
 C_SEQUENCES = "sequences"
 C_PROMPTED = "prompted_sequences"
@@ -80,16 +75,7 @@ class SequenceEpisodes(beam.DoFn):
         self._strict = strict
 
     def setup(self) -> None:
-        self._counters: dict[tuple[TaskKey, str], Any] = {}
-
-    def _count(self, task: TaskKey, what: str, n: int = 1) -> None:
-        if n == 0:
-            return
-        counter = self._counters.get((task, what))
-        if counter is None:
-            counter = beam.metrics.Metrics.counter(COUNTER_NAMESPACE, counter_name(task, what))
-            self._counters[(task, what)] = counter
-        counter.inc(n)
+        self._counters = TaskCounters(COUNTER_NAMESPACE)
 
     def process(
         self,
@@ -110,24 +96,14 @@ class SequenceEpisodes(beam.DoFn):
                 episode, episode_id=key.episode_id, task=key.task, config=self._config, prompts=eligible
             )
         except SequencingError as error:
-            where = f"file {key.source_file!r} (record {key.index_in_file}), task {key.task!r}"
-            if self._strict:
-                raise SequencingError(
-                    error.reason, f"{where}: {error.detail}", episode=error.episode,
-                    timestep=error.timestep, value=error.value,
-                ) from error
-            self._count(task, C_REJECTED)
-            yield beam.pvalue.TaggedOutput(
-                REJECTS_TAG,
-                Reject(
-                    dataset=key.dataset,
-                    task=key.task,
-                    episode_id=key.episode_id,
-                    source_file=key.source_file,
-                    reason=error.reason,
-                    field=None,
-                    detail=str(error),
-                ),
+            in_context = SequencingError(
+                error.reason, f"{key.location()}: {error.detail}", episode=error.episode,
+                timestep=error.timestep, value=error.value,
+            )
+            reject = Reject.of_episode(key, reason=error.reason, field=None, detail=str(error))
+            yield reject_or_raise(
+                reject, strict=self._strict, counters=self._counters, counter=C_REJECTED,
+                error=in_context, cause=error,
             )
             return
         self._count_batch(task, batch)
@@ -135,8 +111,8 @@ class SequenceEpisodes(beam.DoFn):
         yield key, batch
 
     def _count_batch(self, task: TaskKey, batch: SequenceBatch) -> None:
-        self._count(task, C_SEQUENCES, batch.num_sequences)
-        self._count(task, C_PROMPTED, batch.num_prompted)
-        self._count(task, C_UNPROMPTED, batch.num_unprompted)
-        self._count(task, C_PROMPTS_UNAVAILABLE, batch.prompts_unavailable)
-        self._count(task, C_TOKENS, batch.total_tokens)
+        self._counters.inc(task, C_SEQUENCES, batch.num_sequences)
+        self._counters.inc(task, C_PROMPTED, batch.num_prompted)
+        self._counters.inc(task, C_UNPROMPTED, batch.num_unprompted)
+        self._counters.inc(task, C_PROMPTS_UNAVAILABLE, batch.prompts_unavailable)
+        self._counters.inc(task, C_TOKENS, batch.total_tokens)

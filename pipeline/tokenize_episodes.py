@@ -1,9 +1,10 @@
-"""The tokenize stage: a kept RawEpisode -> (EpisodeKey, TokenizedEpisode), and pass 1's
-prompt candidates (a few tokenized windows per episode).
+"""The Tokenize stage: a kept RawEpisode -> (EpisodeKey, TokenizedEpisode).
 
-Both wrap `transforms.tokenize.tokenize_episode` with what only the job knows: the
-task's field specs (from the plan), the vocabulary layout, and the SentencePiece model,
-which is loaded once per worker in `setup()`.
+It wraps `transforms.task_tokenizer.TaskTokenizer` (the task's field specs, the
+vocabulary layout and the SentencePiece model, opened once per worker in `setup()`).
+An episode that does not tokenize, or has a timestep longer than the sequence, is a
+`Reject` here, before it counts as kept; every tokenized one is also reported as a
+`KeptEpisode` (tagged `kept`) for the statistics.
 """
 
 from __future__ import annotations
@@ -15,32 +16,24 @@ from typing import Any
 
 import apache_beam as beam
 
-from transforms.episode import EpisodeKey, KeptEpisode, RawEpisode, Reject, TaskKey
+from pipeline.counters import TaskCounters
+from pipeline.rejects import REJECTS_TAG, reject_or_raise
+from transforms.episode import EpisodeKey, KeptEpisode, RawEpisode, Reject
 from transforms.errors import TokenizationError
 from transforms.sequence import SequencingError, check_timesteps_fit
 from transforms.steps import emitted_steps
 from transforms.task_tokenizer import TaskTokenizer, TokenizerConfig
 
 KEPT_TAG = "kept"
-REJECTS_TAG = "rejects"
 COUNTER_NAMESPACE = "gato.tokenize"
 PROGRESS_SECONDS = 5.0  # how often a worker logs its throughput
 log = logging.getLogger(__name__)
 
 
-def _where(key: EpisodeKey) -> str:
-    return f"file {key.source_file!r} (record {key.index_in_file}), task {key.task!r}"
-
-
 def tokenization_reject(key: EpisodeKey, error: TokenizationError | SequencingError) -> Reject:
-    return Reject(
-        dataset=key.dataset,
-        task=key.task,
-        episode_id=key.episode_id,
-        source_file=key.source_file,
-        reason=error.reason,
-        field=getattr(error, "field", None),
-        detail=f"{_where(key)}: {error}",
+    """The reject of an episode that does not tokenize (or has a timestep longer than L)."""
+    return Reject.of_episode(
+        key, reason=error.reason, field=getattr(error, "field", None), detail=f"{key.location()}: {error}"
     )
 
 
@@ -61,16 +54,9 @@ class TokenizeEpisodesFn(beam.DoFn):
 
     def setup(self) -> None:
         self._tokenizer = TaskTokenizer(self._config)
-        self._counters: dict[tuple[TaskKey, str], Any] = {}
+        self._counters = TaskCounters(COUNTER_NAMESPACE)
         self._started = self._last_log = time.monotonic()
         self._episodes = self._tokens = 0
-
-    def _count(self, task: TaskKey, what: str, n: int = 1) -> None:
-        counter = self._counters.get((task, what))
-        if counter is None:
-            counter = beam.metrics.Metrics.counter(COUNTER_NAMESPACE, f"{task[0]}/{task[1]}/{what}")
-            self._counters[(task, what)] = counter
-        counter.inc(n)
 
     def process(self, raw: RawEpisode) -> Iterator[Any]:
         key = raw.key
@@ -79,13 +65,11 @@ class TokenizeEpisodesFn(beam.DoFn):
             if self._config.max_timestep_tokens is not None:
                 check_timesteps_fit(episode, self._config.max_timestep_tokens, key.episode_id)
         except (TokenizationError, SequencingError) as error:
-            if self._strict:
-                raise ValueError(f"{_where(key)}: {error}") from error
-            self._count(key.task_key, "rejected")
-            yield beam.pvalue.TaggedOutput(REJECTS_TAG, tokenization_reject(key, error))
+            reject = tokenization_reject(key, error)
+            yield reject_or_raise(reject, strict=self._strict, counters=self._counters, cause=error)
             return
-        self._count(key.task_key, "episodes")
-        self._count(key.task_key, "tokens", episode.num_tokens)
+        self._counters.inc(key.task_key, "episodes")
+        self._counters.inc(key.task_key, "tokens", episode.num_tokens)
         yield beam.pvalue.TaggedOutput(
             KEPT_TAG,
             KeptEpisode(

@@ -1,14 +1,9 @@
-"""RLDS rules on a read episode (spec section 7), and the helpers every later stage uses.
+"""The Validate stage: RLDS rules (`transforms.rlds_rules.check_rlds`) applied in Beam.
 
-Rules (checked in this order; the first broken one is the reject reason):
-- the step flags `is_first` and `is_last` exist;
-- every step leaf has the same length (the number of RLDS steps);
-- `is_first` is True exactly at step 0;
-- `is_last` is True exactly at the final step (none at all: `rlds_is_last`);
-- at least one emitted timestep (the final is_last step is never emitted).
-
-`ValidateEpisodes` applies them in Beam: valid episodes on the main output, a `Reject`
-per broken episode on the `rejects` output, or a ValueError with `strict=True`.
+Valid episodes go on the main output (`valid`), a `Reject` per broken episode on the
+`rejects` output (counter `gato.validate:<dataset>/<task>/rejected`), or with
+`strict=True` the rule's own `RldsViolation` (a ValueError naming file, record, task,
+episode and field) stops the job.
 """
 
 from __future__ import annotations
@@ -17,11 +12,13 @@ from typing import Any, Iterator
 
 import apache_beam as beam
 
+from pipeline.counters import TaskCounters
+from pipeline.rejects import REJECTS_TAG, reject_or_raise
 from transforms.episode import RawEpisode
 from transforms.rlds_rules import RldsViolation, check_rlds
 
 VALID = "valid"  # main output tag of ValidateEpisodes
-REJECTS = "rejects"
+COUNTER_NAMESPACE = "gato.validate"
 
 
 class ValidateEpisodesFn(beam.DoFn):
@@ -30,14 +27,16 @@ class ValidateEpisodesFn(beam.DoFn):
     def __init__(self, *, strict: bool = False) -> None:
         self._strict = strict
 
+    def setup(self) -> None:
+        self._counters = TaskCounters(COUNTER_NAMESPACE)
+
     def process(self, raw: RawEpisode) -> Iterator[Any]:
         try:
             check_rlds(raw)
         except RldsViolation as violation:
-            if self._strict:
-                raise
-            beam.metrics.Metrics.counter("validate", f"rejected/{raw.key.task}").inc()
-            yield beam.pvalue.TaggedOutput(REJECTS, violation.to_reject(raw))
+            yield reject_or_raise(
+                violation.to_reject(raw), strict=self._strict, counters=self._counters, error=violation
+            )
             return
         yield raw
 
@@ -52,4 +51,4 @@ class ValidateEpisodes(beam.PTransform):
     def expand(self, episodes: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         return episodes | "CheckRlds" >> beam.ParDo(
             ValidateEpisodesFn(strict=self._strict)
-        ).with_outputs(REJECTS, main=VALID)
+        ).with_outputs(REJECTS_TAG, main=VALID)

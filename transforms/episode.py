@@ -40,6 +40,10 @@ class EpisodeKey:
     def task_key(self) -> TaskKey:
         return (self.dataset, self.task)
 
+    def location(self) -> str:
+        """Where the episode was read, for messages: `file '...' (record N), task '...'`."""
+        return f"file {self.source_file!r} (record {self.index_in_file}), task {self.task!r}"
+
     def sort_key(self) -> tuple[Any, ...]:
         """Total collection order: the order key, then file and record (deterministic ties)."""
         return (self.order_key, self.source_file, self.index_in_file)
@@ -80,6 +84,36 @@ class Reject:
     reason: str
     field: str | None
     detail: str
+
+    @classmethod
+    def of_episode(cls, key: EpisodeKey, *, reason: str, field: str | None, detail: str) -> Reject:
+        """The reject of a read episode: named by its id and source file."""
+        return cls(
+            dataset=key.dataset,
+            task=key.task,
+            episode_id=key.episode_id,
+            source_file=key.source_file,
+            reason=reason,
+            field=field,
+            detail=detail,
+        )
+
+    @classmethod
+    def of_record(cls, item: WorkItem, *, reason: str, detail: str) -> Reject:
+        """The reject of a record that could not be read as an episode (no id to name)."""
+        return cls(
+            dataset=item.dataset,
+            task=item.task,
+            episode_id=None,
+            source_file=item.shard_path,
+            reason=reason,
+            field=None,
+            detail=detail,
+        )
+
+    @property
+    def task_key(self) -> TaskKey:
+        return (self.dataset, self.task)
 
 
 @dataclasses.dataclass(frozen=True)

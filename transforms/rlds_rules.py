@@ -44,16 +44,7 @@ class RldsViolation(ValueError):
         return (RldsViolation, (self.reason, self.field, str(self)))
 
     def to_reject(self, raw: RawEpisode) -> Reject:
-        key = raw.key
-        return Reject(
-            dataset=key.dataset,
-            task=key.task,
-            episode_id=key.episode_id,
-            source_file=key.source_file,
-            reason=self.reason,
-            field=self.field,
-            detail=str(self),
-        )
+        return Reject.of_episode(raw.key, reason=self.reason, field=self.field, detail=str(self))
 
 
 def _where(raw: RawEpisode) -> str:

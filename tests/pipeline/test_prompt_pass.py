@@ -21,7 +21,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 
 from transforms.episode import EpisodeReturn, RawEpisode
 from pipeline.job import run_job
-from pipeline.prompt_pools import prompt_pools
+from pipeline.prompt_pools import BuildPromptPools
 from planning.text_model import DEFAULT_SENTENCEPIECE_MODEL
 from planning.options import JobOptions
 from planning.plan import plan_work
@@ -103,9 +103,9 @@ def _pools(plan: Plan, capacity: int, path: Path, *, old: bool) -> dict[Any, Any
                 | PromptPools(capacity)
             )
         else:
-            returns = work | ReadReturns(spec, namespace="test")
-            pools = prompt_pools(
-                work, returns, spec=spec, tokenizer=tokenizer, sequencing=sequencing, capacity=capacity
+            returns = work | ReadReturns(spec, namespace="gato.test")
+            pools = {"work": work, "returns": returns} | BuildPromptPools(
+                spec, tokenizer=tokenizer, sequencing=sequencing, capacity=capacity
             )
         _ = pools | beam.combiners.ToList() | beam.Map(_save, path)
     return pickle.loads(path.read_bytes())

@@ -23,7 +23,8 @@ from planning.plan import plan_work
 from planning.work import Plan
 from transforms.episode import WorkItem
 from formats.tfds_shards import ShardReader, read_shard
-from pipeline.read_episodes import COUNTER_NAMESPACE, REJECTS, ReadEpisodes
+from pipeline.read_episodes import COUNTER_NAMESPACE, ReadEpisodes
+from pipeline.rejects import REJECTS_TAG as REJECTS
 from pipeline.validate_episodes import ValidateEpisodes
 from transforms.rlds_rules import CORRUPT_RECORD, RLDS_IS_LAST, check_rlds, episode_return
 from transforms.steps import emitted_steps

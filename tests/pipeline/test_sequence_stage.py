@@ -12,7 +12,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.episode import EpisodeKey, Reject
 from pipeline.prompt_pools import PromptPoolCombine, PromptPools
-from pipeline.sequence_episodes import COUNTER_NAMESPACE, COUNTS_TAG, REJECTS_TAG, SequenceEpisodes, SumSequenceCounts
+from pipeline.rejects import REJECTS_TAG
+from pipeline.sequence_episodes import COUNTER_NAMESPACE, COUNTS_TAG, SequenceEpisodes, SumSequenceCounts
 from transforms.books import SequenceCounts
 from transforms.prompt_choice import prompt_candidate_for
 from tests.sequence_fixtures import check_sequences, make_episode

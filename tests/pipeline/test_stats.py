@@ -22,7 +22,8 @@ from transforms.expert_filter import decide, expert_return
 from audit.report import write_report
 from formats.stats_files import read_stats_records
 from pipeline.prompt_pools import PromptPools
-from pipeline.sequence_episodes import COUNTS_TAG, REJECTS_TAG, SequenceEpisodes
+from pipeline.rejects import REJECTS_TAG
+from pipeline.sequence_episodes import COUNTS_TAG, SequenceEpisodes
 from transforms.books import SequenceCounts
 from transforms.prompt_choice import prompt_candidate_for
 from formats.stats_files import write_statistics

@@ -11,7 +11,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.episode import EpisodeKey, RawEpisode, Reject
-from pipeline.validate_episodes import REJECTS, ValidateEpisodes
+from pipeline.rejects import REJECTS_TAG as REJECTS
+from pipeline.validate_episodes import ValidateEpisodes
 from transforms.rlds_rules import RLDS_IS_FIRST, RLDS_IS_LAST, RLDS_NO_TIMESTEPS, RLDS_STEP_LENGTHS, RldsViolation, check_rlds, episode_return
 from transforms.steps import emitted_steps
 from schemas.datasets import CONTROL_SUITE, METAWORLD

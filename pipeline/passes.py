@@ -1,0 +1,241 @@
+"""The job's three named composites: `Pass1`, `Pass2` and `Outputs` (docs/ARCHITECTURE.md).
+
+Two passes read the same TFDS shards; nothing ever groups whole episodes, so a worker
+holds one episode at a time.
+- `Pass1` (WorkItems -> returns, thresholds, prompt pools): a light read of flags,
+  rewards and episode fields gives every valid episode's return; they give one
+  threshold per task, and choose the few episodes whose windows fill the prompt pools.
+- `Pass2` (WorkItems + pass 1's side inputs -> shards, rejects, books): read, validate,
+  filter, tokenize, sequence and write, fused into one chain per work item.
+- `Outputs`: the rejects shards, the statistics and report, then the manifest, written
+  last from the finalized shard lists, so an output without `manifest.json` is unfinished.
+
+Each composite takes and returns a dict of PCollections keyed by the names below, so a
+test can run one pass, or the whole job, exactly as the job wires it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import apache_beam as beam
+
+from formats.manifest import build_manifest, write_manifest
+from formats.parquet_shards import WriteOptions, sequence_schema
+from pipeline import task_statistics as stats_stage
+from pipeline.filter_episodes import ExpertThresholds, FilterEpisodes
+from pipeline.prompt_pools import BuildPromptPools
+from pipeline.read_episodes import ReadEpisodes, ReadReturns
+from pipeline.rejects import REJECTS_TAG
+from pipeline.sequence_episodes import COUNTS_TAG, SequenceEpisodes
+from pipeline.tokenize_episodes import TokenizeEpisodes
+from pipeline.validate_episodes import ValidateEpisodes
+from pipeline.write_shards import FinalizeShards, WriteRejects, WriteShards
+from planning.options import JobOptions
+from planning.work import Plan, all_fields
+from schemas.datasets import DatasetSpec
+from schemas.output import REJECTS_DIR, SEQUENCES_DIR
+from schemas.vocab import get_layout
+from transforms.books import StatsOptions
+from transforms.episode import RawEpisode
+from transforms.rlds_rules import episode_return
+from transforms.sequence import SequenceConfig
+from transforms.task_tokenizer import TokenizerConfig
+
+# Keys of the dicts the composites take and return.
+WORK = "work"  # WorkItem, one per input shard
+RETURNS = "returns"  # EpisodeReturn of every valid episode (pass 1)
+THRESHOLDS = "thresholds"  # (TaskKey, TaskThreshold)
+POOLS = "pools"  # (TaskKey, PromptPool)
+SHARDS = "shards"  # one element: the manifest entries of every sequences shard
+REJECTS = "rejects"  # Reject, from every stage of pass 2
+DECISIONS = "decisions"  # FilterDecision of every episode that reached the filter
+KEPT = "kept"  # KeptEpisode: kept by the filter and tokenized
+SEQUENCE_COUNTS = "sequence_counts"  # (TaskKey, SequenceCounts) per sequenced episode
+MANIFEST = "manifest"  # one element: the written manifest's path
+
+PASS1_NAMESPACE = "gato.read_pass1"  # pass 1 reads under its own name: no episode counts twice
+
+
+@dataclasses.dataclass(frozen=True)
+class JobParts:
+    """What the stages of one job need, derived once from its options and plan.
+
+    `extra_config`: run-time facts that determine the content (the text model's sha256),
+    recorded in the manifest's configuration and hash.
+    """
+
+    options: JobOptions
+    plan: Plan
+    extra_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def spec(self) -> DatasetSpec:
+        return self.plan.dataset
+
+    @property
+    def return_fn(self) -> Callable[[RawEpisode], float]:
+        return functools.partial(episode_return, spec=self.spec)
+
+    @property
+    def tokenizer(self) -> TokenizerConfig:
+        return TokenizerConfig(
+            task_fields=self.plan.task_fields,
+            layout=self.options.layout,
+            sentencepiece_model=self.options.sentencepiece_model,
+            local_position_table=self.spec.local_position_table,
+            max_timestep_tokens=self.options.sequence_length,
+        )
+
+    @property
+    def sequencing(self) -> SequenceConfig:
+        options = self.options
+        return SequenceConfig(
+            sequence_length=options.sequence_length,
+            prompt_fraction=options.prompt_fraction,
+            prompt_budget=options.effective_prompt_tokens,
+            seed=options.seed,
+            layout=get_layout(options.layout),
+        )
+
+    @property
+    def writing(self) -> WriteOptions:
+        return WriteOptions(output_dir=self.options.output_dir, rows_per_shard=self.options.rows_per_shard)
+
+    @functools.cached_property
+    def fields(self) -> dict[str, dict[str, Any]]:
+        """{dataset: {field path: FieldSpec}} (one spec per path; a start-up error otherwise)."""
+        return {self.spec.name: all_fields(self.plan)}
+
+
+class Pass1(beam.PTransform):
+    """WorkItems -> {RETURNS, THRESHOLDS, POOLS} (module doc).
+
+    Since a pool keeps the top K by return, only the chosen episodes' records are decoded
+    in full for their windows. Pass 1 rejects nothing: pass 2 reports every reject.
+    """
+
+    def __init__(self, parts: JobParts) -> None:
+        super().__init__()
+        self._parts = parts
+
+    def expand(self, work: beam.PCollection) -> dict[str, beam.PCollection]:
+        parts, options = self._parts, self._parts.options
+        returns = work | "ReadReturns" >> ReadReturns(parts.spec, namespace=PASS1_NAMESPACE)
+        thresholds = returns | "ExpertReturn" >> ExpertThresholds(
+            fraction=options.filter_fraction, cap=options.window_cap
+        )
+        pools = {"work": work, "returns": returns} | "PromptPools" >> BuildPromptPools(
+            parts.spec, tokenizer=parts.tokenizer, sequencing=parts.sequencing, capacity=options.prompt_pool_size
+        )
+        return {RETURNS: returns, THRESHOLDS: thresholds, POOLS: pools}
+
+
+class Pass2(beam.PTransform):
+    """{WORK, THRESHOLDS, POOLS} -> {SHARDS, REJECTS, DECISIONS, KEPT, SEQUENCE_COUNTS}:
+    one episode at a time from its input shard to an output shard."""
+
+    def __init__(self, parts: JobParts) -> None:
+        super().__init__()
+        self._parts = parts
+
+    def expand(self, inputs: Mapping[str, beam.PCollection]) -> dict[str, beam.PCollection]:
+        parts, options = self._parts, self._parts.options
+        thresholds = beam.pvalue.AsDict(inputs[THRESHOLDS])
+        read = inputs[WORK] | "Read" >> ReadEpisodes(parts.spec, strict=options.strict)
+        valid = read.episodes | "Validate" >> ValidateEpisodes(strict=options.strict)
+        filtered = valid.valid | "Filter" >> FilterEpisodes(
+            thresholds, return_fn=parts.return_fn, no_filter=options.no_filter
+        )
+        tokenized = filtered.kept | "Tokenize" >> TokenizeEpisodes(
+            parts.tokenizer, return_fn=parts.return_fn, strict=options.strict
+        )
+        sequenced = tokenized.tokenized | "Sequence" >> beam.ParDo(
+            SequenceEpisodes(parts.sequencing, strict=options.strict),
+            beam.pvalue.AsDict(inputs[POOLS]),
+            thresholds,
+        ).with_outputs(REJECTS_TAG, COUNTS_TAG, main="sequences")
+        schema = sequence_schema(
+            layout=get_layout(options.layout), fields=parts.fields, sequence_length=options.sequence_length
+        )
+        shards = (
+            sequenced.sequences
+            | "Write" >> beam.ParDo(WriteShards(parts.writing, schema))
+            | "FinalizeShards" >> FinalizeShards(options.output_dir, kind=SEQUENCES_DIR)
+        )
+        rejects = (
+            read[REJECTS_TAG], valid[REJECTS_TAG], tokenized[REJECTS_TAG], sequenced[REJECTS_TAG]
+        ) | "AllRejects" >> beam.Flatten()
+        return {
+            SHARDS: shards,
+            REJECTS: rejects,
+            DECISIONS: filtered.decisions,
+            KEPT: tokenized.kept,
+            SEQUENCE_COUNTS: sequenced[COUNTS_TAG],
+        }
+
+
+class Outputs(beam.PTransform):
+    """{RETURNS, THRESHOLDS, SHARDS, REJECTS, DECISIONS, KEPT, SEQUENCE_COUNTS} -> {MANIFEST}:
+    the rejects shards and the statistics, then the manifest from all of them."""
+
+    def __init__(self, parts: JobParts) -> None:
+        super().__init__()
+        self._parts = parts
+
+    def expand(self, inputs: Mapping[str, beam.PCollection]) -> dict[str, beam.PCollection]:
+        options = self._parts.options
+        reject_shards = (
+            inputs[REJECTS]
+            | "WriteRejects" >> WriteRejects(self._parts.writing)
+            | "FinalizeRejects" >> FinalizeShards(options.output_dir, kind=REJECTS_DIR)
+        )
+        stats_paths = {
+            stats_stage.THRESHOLDS: inputs[THRESHOLDS],
+            stats_stage.RETURNS: inputs[RETURNS],
+            stats_stage.DECISIONS: inputs[DECISIONS],
+            stats_stage.KEPT: inputs[KEPT],
+            stats_stage.REJECTS: inputs[REJECTS],
+            stats_stage.SEQUENCE_COUNTS: inputs[SEQUENCE_COUNTS],
+        } | "Stats" >> stats_stage.TaskStatistics(
+            options.output_dir,
+            options=StatsOptions(fraction=options.filter_fraction, cap=options.window_cap, no_filter=options.no_filter),
+        )
+        manifest = (
+            inputs[SHARDS].pipeline
+            | "ManifestTrigger" >> beam.Create([None])
+            | "Manifest" >> beam.Map(
+                functools.partial(_write_manifest, parts=self._parts),
+                shards=beam.pvalue.AsSingleton(inputs[SHARDS]),
+                rejects=beam.pvalue.AsSingleton(reject_shards),
+                stats=beam.pvalue.AsSingleton(stats_paths),
+            )
+        )
+        return {MANIFEST: manifest}
+
+
+def _write_manifest(
+    _: None,
+    *,
+    shards: Sequence[Mapping[str, Any]],
+    rejects: Sequence[Mapping[str, Any]],
+    stats: Mapping[str, str],
+    parts: JobParts,
+) -> str:
+    options, spec, extra = parts.options, parts.spec, dict(parts.extra_config)
+    manifest = build_manifest(
+        config={**options.to_config(), **extra},
+        layout=get_layout(options.layout),
+        fields=parts.fields,
+        sequence_length=options.sequence_length,
+        shards=shards,
+        rejects=rejects,
+        stats=stats,
+        dataset_weights={spec.name: spec.sample_weight},
+        config_digest=options.config_hash(extra),
+        field_shapes={spec.name: parts.plan.field_shapes},
+    )
+    return write_manifest(options.output_dir, manifest)
