@@ -3,10 +3,11 @@
     gato-audit OUTPUT_DIR                    print the table of every task
     gato-audit OUTPUT_DIR --compare OTHER    compare two outputs task by task
 
-Reads `stats/stats.json`. An output directory without `manifest.json` (written last) is
-unfinished and refused unless `--allow-unfinished`. Exit status: 0 when done (and, with
---compare, when the outputs agree), 1 when compared outputs differ, 2 on a usage error
-or an unusable output directory.
+Reads `stats/stats.json` (`formats.stats_files`) and prints the report's table
+(`audit/report.py`); no Beam is imported. An output directory without `manifest.json`
+(written last) is unfinished and refused unless `--allow-unfinished`. Exit status: 0
+when done (and, with --compare, when the outputs agree), 1 when compared outputs differ,
+2 on a usage error or an unusable output directory.
 """
 
 from __future__ import annotations

@@ -1,12 +1,15 @@
 """The auditors' report: one static, self-contained HTML page (no JS, CSS files or fonts).
 
 A table of every task (with its sequencing: rows, share prompted, and a note when
-prompts were unavailable, e.g. a one-episode task), then per task an inline SVG histogram of episode returns
-(all episodes, kept ones on top) with the threshold and the expert return E drawn,
-and the windowed mean return over collection order with E's window marked.
-Built only from the stats records (`stats/stats.json`), so it can be re-rendered
-from any finished output with `write_report(output_dir)`. This module (with the
-stats.json reader) never imports Beam, so `gato-audit` starts fast.
+prompts were unavailable, e.g. a one-episode task), then per task an inline SVG
+histogram of episode returns (all episodes, kept ones on top) with the threshold and the
+expert return E drawn, and the windowed mean return over collection order with E's
+window marked.
+Built only from the stats records (`stats/stats.json`, read by `formats.stats_files`),
+so it can be re-rendered from any finished output with `write_report(output_dir)`; the
+job's Stats stage (`pipeline/task_statistics.py`) renders it from the records it has just
+written. Its table cells are also what `gato-audit` prints (`audit/cli.py`). Neither this
+module nor the stats reader imports Beam, so `gato-audit` starts fast.
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from transforms.episode import EpisodeKey, EpisodeReturn
 from pipeline.filter_episodes import CollectReturns, _pair
+from transforms.episode import EpisodeKey, EpisodeReturn
 from transforms.expert_filter import decide
 
 TASK = ("atari", "rlu_atari/Pong_run_1")
@@ -91,7 +91,7 @@ def main() -> None:
     print(f"  kept {kept:,} of {n:,}")
 
     if args.stats:
-        from transforms.books import task_statistics
+        from formats.stats_files import task_statistics
 
         def stats_inputs() -> tuple[list, list, list]:
             returns = [

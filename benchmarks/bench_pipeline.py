@@ -7,7 +7,7 @@ Makes synthetic inputs in the real TFDS formats (`benchmarks/synthetic.py`, cach
 --cache_dir) and runs, each in its own process, on the same shards and the same
 DirectRunner settings:
 
-- baseline: `pipeline.read.ReadEpisodes` plus a PNG decode of every frame, nothing further;
+- baseline: `pipeline.read_episodes.ReadEpisodes` plus a PNG decode of every frame, nothing further;
 - full: `pipeline.job.run_job` (read twice, validate, filter, tokenize, sequence, write,
   stats, manifest).
 
@@ -100,9 +100,9 @@ def run_baseline(data: SyntheticSet, beam_args: Sequence[str]) -> dict[str, Any]
     """Reader + PNG decode of every frame through Beam; returns the timesteps it read."""
     import apache_beam as beam
 
-    from planning.plan import plan_work
     from pipeline.read_episodes import ReadEpisodes
     from pipeline.runner import make_pipeline
+    from planning.plan import plan_work
 
     plan = plan_work(data.kind, data_dir=data.data_dir)
     root = make_pipeline(beam_args)  # the runner run_job uses for the same flags

@@ -2,7 +2,7 @@
 
 Writes a control-suite-like output (1024-token sequences of continuous proprio tokens,
 no images; or with --kind atari, 84x84 grayscale frames as 36 patches per timestep;
-zstd level 3, row groups of 128 rows, as `pipeline.write` writes them) unless
+zstd level 3, row groups of 128 rows, as `formats.parquet_shards` writes them) unless
 --output points at an existing one, then streams it with the reader (background
 read-ahead on) and prints the time to first batch and the steady rate.
 Target (issue 6): >= 2,000 sequences of 1024 tokens per second on one core.

@@ -1,7 +1,7 @@
 """Larger synthetic inputs for `bench_pipeline.py`, in the real TFDS formats, cached on disk.
 
 Three kinds, each a TFDS data dir laid out as `<data_dir>/<tfds name>/<config>/<version>/`
-so `pipeline.plan.plan_work(<dataset>, data_dir=...)` plans it like the real thing:
+so `planning.plan.plan_work(<dataset>, data_dir=...)` plans it like the real thing:
 
 - `atari`: `rlu_atari/Pong_run_1` v1.3.0, 84x84x1 PNG frames drawn like Pong (flat
   background, walls, two paddles, a ball, score blocks) so they compress like real

@@ -1,7 +1,10 @@
-"""File access under an output directory, through fsspec (local paths and URLs alike).
+"""Whole-file access under an output directory, through fsspec (local paths and URLs alike).
 
-The two helpers every writer of `formats/` uses: the filesystem and root of an output
-directory, and writing one whole small file (statistics, report) under it.
+`output_filesystem`: the filesystem and root (no trailing slash) of an output directory,
+for code that checks, moves or removes files under it (`formats/manifest.py`,
+`formats/output_dir.py`). `write_bytes`: one whole small file (the statistics, the
+report) at a relative path of safe components (`formats.paths.path_under`), its
+directories created.
 """
 
 from __future__ import annotations

@@ -1,12 +1,19 @@
-"""The output directory's life cycle and its manifest (spec section 6).
+"""The manifest (spec section 6): what a finished output holds, written last.
 
-An output directory is *finished* exactly when it holds `manifest.json`: the manifest
-is written last, atomically (temporary name, then rename), after every shard is in its
-final place. So a crashed job leaves no manifest, and readers refuse such a directory.
+`build_manifest` gathers the configuration and its hash, the vocabulary layout, sequence
+length, image normalization, per-field specs and per-timestep shapes, suggested sampling
+weights, the shard lists (sorted by path; each shard with rows, tokens, bytes and
+sha256) and the statistics files. `write_manifest` removes `_tmp/` and then writes
+`manifest.json` atomically (temporary name, then rename), so an output directory is
+finished exactly when the file exists. `read_manifest` is the one reader of manifest
+files (`reader/`, tests), given an output directory or its manifest.json: no
+manifest is an `UnfinishedOutputError`; one that is not JSON, lacks a required key or
+has another format version is a ValueError naming the file.
 
-- `prepare_output_dir` at start-up: refuses a finished output unless `overwrite`;
-  cleans an unfinished one of our own sub-directories so that a rerun starts afresh.
-- `build_manifest` / `write_manifest` at the end; `read_manifest` for consumers.
+Determinism: `canonical_json` (sorted keys, no whitespace, no NaN) gives the same text
+for the same value, and `config_hash` is its sha256. Sampling weights: a dataset's comes
+from its registry entry (Gato's Table 1), else the mean of the given ones; tasks within a
+dataset are weighted by tokens; each level sums to 1.
 
 All file access goes through fsspec, so `gs://bucket/out` works like a local path.
 """
@@ -16,9 +23,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import posixpath
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import fsspec
 
 from formats.files import output_filesystem
 from schemas.fields import FieldSpec
@@ -38,6 +48,8 @@ from schemas.output import (
     MANIFEST_FILE,
     MANIFEST_FORMAT_VERSION,
     S_DATASET,
+    S_PATH,
+    S_ROWS,
     S_TASK,
     S_TOKENS,
     TMP_DIR,
@@ -161,21 +173,54 @@ def write_manifest(output_dir: str, manifest: Mapping[str, Any]) -> str:
     return final
 
 
-def read_manifest(output_dir: str) -> dict[str, Any]:
-    """The manifest of a finished output; an unfinished directory is an error."""
-    fs, root = output_filesystem(output_dir)
-    path = f"{root}/{MANIFEST_FILE}"
+# Keys every manifest, and every shard entry in it, must have to be read at all.
+REQUIRED_KEYS = (M_FORMAT_VERSION, M_VOCABULARY, M_SEQUENCE_LENGTH, M_SHARDS)
+REQUIRED_SHARD_KEYS = (S_PATH, S_DATASET, S_TASK, S_ROWS)
+
+
+def manifest_location(url: str) -> tuple[fsspec.AbstractFileSystem, str, str]:
+    """(filesystem, output root, manifest path) of `url`: an output directory or its
+    manifest.json, local or any fsspec URL."""
+    fs, path = fsspec.core.url_to_fs(url)
+    path = path.rstrip("/") or "/"
+    if posixpath.basename(path) == MANIFEST_FILE:
+        return fs, posixpath.dirname(path), path
+    return fs, path, posixpath.join(path, MANIFEST_FILE)
+
+
+def read_manifest(url: str) -> dict[str, Any]:
+    """The manifest of the finished output at `url` (see `manifest_location`).
+
+    The one reader of manifest files (`reader.finished_output.open_output` and the tests use it).
+    Raises `UnfinishedOutputError` when there is none (the job writes it last), and a
+    ValueError naming the file when it is not JSON, not an object, of another format
+    version, or lacks a key of `REQUIRED_KEYS` (or a shard entry one of `REQUIRED_SHARD_KEYS`).
+    """
+    fs, _, path = manifest_location(url)
     if not fs.exists(path):
         raise UnfinishedOutputError(
-            f"{output_dir} has no {MANIFEST_FILE}: it is not a finished output "
-            "(the job did not run or did not finish); rerun the job"
+            f"{url} has no {MANIFEST_FILE}: it is not a finished output (no {MANIFEST_FILE} at "
+            f"{path!r}: the pipeline writes it last, so the job is unfinished, still running or "
+            "failed, or the URL is wrong); rerun or finish the job before reading it"
         )
-    with fs.open(path, "rb") as f:
-        manifest = json.loads(f.read().decode("utf-8"))
-    version = manifest.get(M_FORMAT_VERSION)
+    try:
+        with fs.open(path, "rb") as f:
+            manifest = json.loads(f.read().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{url}: {path!r} is not valid JSON ({e}); the manifest is corrupt") from e
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{url}: {path!r} holds {type(manifest).__name__}, not a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise ValueError(f"{url}: manifest lacks the keys {missing}; not an output of this pipeline")
+    version = manifest[M_FORMAT_VERSION]
     if version != MANIFEST_FORMAT_VERSION:
         raise ValueError(
-            f"{path}: manifest format version {version!r}, this code reads "
-            f"{MANIFEST_FORMAT_VERSION}"
+            f"{url}: manifest format_version is {version!r}, this code reads "
+            f"{MANIFEST_FORMAT_VERSION}; use the reader of the version that wrote it"
         )
+    for i, shard in enumerate(manifest[M_SHARDS]):
+        lacking = [k for k in REQUIRED_SHARD_KEYS if k not in shard]
+        if lacking:
+            raise ValueError(f"{url}: shard entry {i} of the manifest lacks the keys {lacking}")
     return manifest

@@ -1,12 +1,18 @@
-"""The output directory's life cycle and its manifest (spec section 6).
+"""The output directory's life cycle (spec section 6): prepared first, shards moved in at the end.
 
-An output directory is *finished* exactly when it holds `manifest.json`: the manifest
-is written last, atomically (temporary name, then rename), after every shard is in its
-final place. So a crashed job leaves no manifest, and readers refuse such a directory.
+An output directory is *finished* exactly when it holds `manifest.json`, which
+`formats/manifest.py` writes last, atomically, after every shard is in its final place.
+So a crashed job leaves no manifest, and readers refuse such a directory.
 
-- `prepare_output_dir` at start-up: refuses a finished output unless `overwrite`;
-  cleans an unfinished one of our own sub-directories so that a rerun starts afresh.
-- `build_manifest` / `write_manifest` at the end; `read_manifest` for consumers.
+- `prepare_output_dir` at start-up: refuses a finished output unless `overwrite`
+  (`FinishedOutputError`, a ValueError); otherwise removes the manifest first (a crash
+  while cleaning then leaves an unfinished directory), then our own sub-directories and
+  the report, so that a rerun starts afresh. Files of others are left alone.
+- `finalize_shards` after the write barrier: moves each `ShardEntry` of one kind from
+  `_tmp/<kind>/...` to its final name, measures bytes and sha256 for the manifest, and
+  deletes `_tmp/<kind>`, which removes the orphans of failed attempts. Idempotent (a
+  retry skips shards already moved); two entries with one final path (a work item's rows
+  split across bundles) are an error, never a silent overwrite.
 
 All file access goes through fsspec, so `gs://bucket/out` works like a local path.
 """

@@ -1,18 +1,26 @@
-"""Write sequences and rejects as Parquet shards, then move them into place (spec section 6).
+"""Sequences and rejects as Parquet shards (spec section 6): rows, schemas, the shard writer.
 
-Layout (see `schemas/output.py`):
-`sequences/<dataset>/<task>/part-<work item:05d>-<n:03d>.parquet`, rejects likewise under
-`rejects/`. Names pass through `pipeline.paths.safe_component` and `path_under` only.
+Layout (`schemas/output.py`): `sequences/<dataset>/<task>/part-<work item:05d>-<n:03d>.parquet`,
+rejects likewise under `rejects/`. Names pass through `formats.paths.safe_component` and
+`path_under` only (`shard_path`).
 
-Determinism: the rows of one (dataset, task, work item) arrive in input order in one
-bundle (the per-episode chain is fused, one work item is one element upstream), and
-shard and row-group boundaries depend only on row counts and Arrow sizes, so the same
-input gives byte-identical files whatever the runner. Files carry no timestamps or ids.
+- `sequence_record_batch`: one episode's `SequenceBatch` -> its rows in `SEQUENCE_SCHEMA`
+  (per-token list columns built over the numpy buffers, image patches as binary values
+  with their positions); `sequence_schema` adds the metadata every sequences shard
+  carries (vocabulary layout, field specs, image normalization, sequence length), which
+  `decode_metadata` reads back.
+- `rejects_record_batch`: rejects as rows of `REJECTS_SCHEMA`, in the order given (the
+  caller sorts a task's rejects by `reject_sort_key`: they arrive in no particular order).
+- `ShardWriter`: the rows of one (kind, dataset, task, work item) into consecutive shards,
+  closed at row-group boundaries once `rows_per_shard` rows or `max_shard_bytes` of Arrow
+  data are reached (`WriteOptions`). Memory: one row group plus the Parquet writer's pages.
 
-Atomicity: `WriteShards` writes to `_tmp/<kind>/<attempt uuid>/...` and emits a
-`ShardEntry` per closed shard; `FinalizeShards` (after a barrier: only entries of
-committed bundles reach it) moves each into its final name, measures bytes and sha256,
-and deletes `_tmp/<kind>`, which removes the orphans of failed attempts.
+Determinism: shard and row-group boundaries depend only on row counts and Arrow sizes,
+and files carry no timestamps or ids, so the same rows in the same order give
+byte-identical files (the Write stage, `pipeline/write_shards.py`, gets one work item's
+rows in input order in one bundle). Atomicity: a shard is written under
+`_tmp/<kind>/<attempt>/...` and reported as a `ShardEntry` (final relative path,
+temporary path, rows, tokens); `formats.output_dir.finalize_shards` moves it into place.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ def check_component(component: str) -> str:
     if not isinstance(component, str) or not _SAFE_COMPONENT.fullmatch(component):
         raise ValueError(
             f"unsafe path component {component!r}: components must match "
-            f"{_SAFE_COMPONENT.pattern} (make names safe with pipeline.paths.safe_component)"
+            f"{_SAFE_COMPONENT.pattern} (make names safe with formats.paths.safe_component)"
         )
     if len(component) > MAX_COMPONENT_CHARS:
         raise ValueError(f"path component too long ({len(component)} chars): {component[:40]!r}...")

@@ -1,16 +1,10 @@
-"""Per-task statistics for auditors (spec section 4): stats/stats.{parquet,json}, stats/episodes.parquet.
+"""The statistics files for auditors (spec section 4): stats/stats.{parquet,json}, stats/episodes.parquet.
 
-`task_statistics` (pure) turns everything the job knows about one task (its threshold,
-the return of every valid episode, the filter's decisions, the episodes kept and
-tokenized, the rejects) into one stats record and the task's per-episode audit table.
-It checks the books: per task, read = kept + dropped + rejected, and an episode the
-filter kept is either tokenized (a `KeptEpisode`) or rejected, never lost; a tokenized
-episode that a later stage (sequencing) rejects counts as rejected. When the job's
-sequencing counts are given, every kept episode was sequenced exactly once: the summed
-`SequenceCounts.episodes` equals the kept count, and its rows and tokens become the
-sequencing columns (a one-episode task shows prompted 0, prompts_unavailable > 0).
-`TaskStatistics` is the Beam stage: it groups compact per-episode tuples (never
-episodes) per task, computes the records and writes the files with fsspec.
+`episodes_table` turns one task's checked books (`transforms.books.TaskBooks`) into its
+per-episode audit table: one row per episode read, the valid ones in collection order,
+then the rejects without a return. `task_statistics` checks and summarizes one task's
+books into (stats record, that table). `write_statistics` writes every task's record and
+table, sorted by (dataset, task), with fsspec; `read_stats_records` reads the records back.
 """
 
 from __future__ import annotations
@@ -21,12 +15,87 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from formats.files import write_bytes
 from formats.paths import path_under
 from schemas import output as out
+from transforms.books import (
+    DecisionRow,
+    KeptRow,
+    RejectRow,
+    ReturnRow,
+    SequenceCounts,
+    StatsOptions,
+    TaskBooks,
+    check_books,
+    summarize_books,
+)
+from transforms.episode import TaskKey
+from transforms.expert_filter import TaskThreshold
+
+
+def episodes_table(books: TaskBooks) -> pa.Table:
+    """One row per episode read (`STATS_EPISODES_SCHEMA`): the episodes with a return in
+    collection order, then the rejects without one, by (source file, episode id, reason)."""
+    dataset, task = books.task
+    episode_ids: list[str | None] = []
+    decision: list[str] = []
+    reason: list[str] = []
+    source: list[str | None] = []
+    for row in books.returns:
+        episode_ids.append(row.episode_id)
+        source.append(row.source_file)
+        if row.episode_id in books.tokenized:
+            decision.append(out.DECISION_KEPT)
+            reason.append(books.decided[row.episode_id].reason)
+        elif row.episode_id in books.rejected_ids:
+            decision.append(out.DECISION_REJECTED)
+            reason.append(books.rejected_ids[row.episode_id].reason)
+        else:
+            decision.append(out.DECISION_DROPPED)
+            reason.append(books.decided[row.episode_id].reason)
+    with_return = set(episode_ids)
+    orphans = sorted(
+        (row for row in books.reject_rows if row.episode_id is None or row.episode_id not in with_return),
+        key=lambda r: (r.source_file, "" if r.episode_id is None else r.episode_id, r.reason),
+    )
+    n, m = len(books.returns), len(orphans)
+    columns = {
+        out.DATASET: [dataset] * (n + m),
+        out.TASK: [task] * (n + m),
+        out.EPISODE_ID: episode_ids + [row.episode_id for row in orphans],
+        out.EP_COLLECTION_INDEX: pa.array(
+            np.arange(n, dtype=np.int64).tolist() + [None] * m, type=pa.int64()
+        ),
+        out.EP_RETURN: pa.array(books.values.tolist() + [None] * m, type=pa.float64()),
+        out.EP_DECISION: decision + [out.DECISION_REJECTED] * m,
+        out.REASON: reason + [row.reason for row in orphans],
+        out.SOURCE_FILE: source + [row.source_file for row in orphans],
+    }
+    return pa.table(columns, schema=out.STATS_EPISODES_SCHEMA)
+
+
+def task_statistics(
+    task: TaskKey,
+    *,
+    threshold: TaskThreshold | None,
+    returns: Iterable[ReturnRow],
+    decisions: Iterable[DecisionRow],
+    kept: Iterable[KeptRow],
+    rejects: Iterable[RejectRow],
+    options: StatsOptions = StatsOptions(),
+    sequences: SequenceCounts | None = None,
+) -> tuple[dict[str, Any], pa.Table]:
+    """The stats record and the per-episode table of one task: `check_books` (and its
+    ValueErrors when the books do not balance), then `summarize_books` and `episodes_table`."""
+    books = check_books(
+        task, threshold=threshold, returns=returns, decisions=decisions, kept=kept, rejects=rejects,
+        sequences=sequences,
+    )
+    return summarize_books(books, options=options), episodes_table(books)
 
 
 def stats_table(records: Sequence[Mapping[str, Any]]) -> pa.Table:

@@ -1,21 +1,22 @@
-"""TFDS shards without TensorFlow: TFRecord framing, and tf.train.Example -> numpy.
+"""tf.train.Example -> nested dict of numpy arrays, without TensorFlow, equal to TFDS's parser.
 
-Why not TensorFlow: its tf.data reader and traced parser cost ~7x more per record than
-this on our episodes, spread over TensorFlow's own threads (so a second worker process
-gains little), and importing TensorFlow costs each worker ~3 s and ~500 MB.
+`ExampleDecoder` parses a record with protobuf, converts each flat feature to numpy with
+its TFDS dtype and shape (tensors stored as raw or zlib bytes per element become one
+array per episode), and nests the flat keys ("steps/observation") again. The result
+equals TensorFlow's `deserialize_example(...).numpy()` (a test checks every record of the
+bundled samples): strings stay `bytes` in object arrays (never fixed-width `S`, which
+would drop trailing NUL bytes), scalars are numpy scalars of the feature's dtype. A
+record that is not an Example of the expected features raises `UndecodableRecord` (a
+ValueError naming the feature); its framing is intact, so a reader can go on.
 
-Framing (`iter_records`): each record is `uint64 length | uint32 masked crc32c(length) |
-data | uint32 masked crc32c(data)`, little-endian. Both checksums are verified; a short
-read is "truncated record at <offset>", a checksum mismatch "corrupted record at
-<offset>" (TensorFlow's own wording). Either loses the framing: nothing after it is read.
-
-Decoding (`ExampleDecoder`): the tf.train.Example is parsed with protobuf, each flat
-feature converted to numpy with its TFDS dtype and shape (tensors stored as raw or zlib
-bytes per element become one array per episode), and the flat keys ("steps/observation")
-nested again. The result equals TensorFlow's `deserialize_example(...).numpy()` (a test
-checks every record of the bundled samples): strings stay `bytes` in object arrays (never
-fixed-width `S`, which would drop trailing NUL bytes), scalars are numpy scalars of the
-feature's dtype.
+The decoder works on a *view* of a TFDS FeaturesDict with the same serialized layout:
+`raw_features` turns the `steps` Dataset into a Sequence (whole-episode arrays instead of
+a nested tf.data.Dataset) and each Image into its PNG bytes (one string per step, left
+undecoded); `light_features` keeps only the episode-level features and the named step
+fields, so the other keys of the Example are never converted. `check_decodable` names the
+first feature the decoder cannot handle, so planning fails at start-up, not on a worker.
+tensorflow_datasets is imported lazily, for its feature connectors only; TensorFlow never
+is (why: `formats/tfrecord.py`).
 """
 
 from __future__ import annotations

@@ -1,20 +1,28 @@
-"""Read RLDS episodes from TFDS shards: one work item (one shard file) at a time.
+"""RLDS episodes from TFDS shard files, one work item (one shard) at a time; no Beam, no TF.
 
-Each TFRecord is one episode. Records are streamed without TensorFlow
-(`formats/tfrecord.py`, `formats/tf_example.py`), so a worker holds one episode at a time, and decoded with a
-*raw* view of the features: the `steps` Dataset becomes a Sequence (whole-episode numpy
-arrays instead of a nested tf.data.Dataset), and images stay PNG bytes (an Image feature
-is stored as one string per step; the raw view reads that string instead of decoding).
+Each TFRecord is one episode. `ShardReader` frames the records of a shard
+(`formats/tfrecord.py`) and decodes them (`formats/tf_example.py`) with the raw view of
+its builder dir's features: whole-episode numpy arrays for `steps`, images left as PNG
+bytes. So a worker holds one episode at a time. Files are opened by an injected `Opener`
+(path -> binary stream): fsspec by default; the job passes Beam's FileSystems
+(`pipeline.read_episodes.open_with_beam`), which is why this module needs no Beam.
+`ShardReaders` keeps one reader per builder dir, each parsing its features once.
 
-Pass 1 reads lighter (`ReadReturns`): only the episode-level features and the step fields
-a return and the RLDS flag checks need (`RETURN_STEP_FIELDS`); the other keys of the
-tf.train.Example are never converted, so images and observations are not decoded. Its
-prompt windows then decode only the few candidate records (`ShardReader.episodes(only=...)`).
+- `read_shard`: a work item's `RawEpisode`s in record order, keyed by `make_key` (the id
+  from the dataset's id fields, else `<shard file name>:<record index>`).
+- `read_returns`: pass 1's light read. With a reader limited to `RETURN_STEP_FIELDS` (the
+  RLDS flags and the reward) the other keys are never converted, so images and
+  observations are not decoded; one `EpisodeReturn` per episode that passes `check_rlds`
+  on those fields, in record order.
+- `only=`: decode just the records at these indices (pass 1's prompt windows of the
+  chosen candidates); the others are framed and checksummed, never parsed.
 
 Bad input: a record whose framing is broken (truncated, checksum mismatch) ends the
-shard, since its framing is lost: the episodes before it are emitted, then a `Reject` with
-reason `corrupt_record` naming the file and record index. A record that is framed but
-does not parse is rejected the same way and reading goes on. `strict=True` raises instead.
+shard, since its framing is lost: the episodes before it are yielded, then a `Reject`
+with reason `corrupt_record` naming the file and record index (`corrupt_reject`). A
+record that is framed but does not parse is rejected the same way and reading goes on.
+`strict=True` raises a ValueError instead. `read_returns` yields nothing for either, nor
+for an episode that breaks a rule: pass 2 reads it in full and rejects it with the reason.
 """
 
 from __future__ import annotations

@@ -1,21 +1,16 @@
-"""TFDS shards without TensorFlow: TFRecord framing, and tf.train.Example -> numpy.
+"""TFRecord framing without TensorFlow: the records of one shard file, both checksums verified.
 
 Why not TensorFlow: its tf.data reader and traced parser cost ~7x more per record than
-this on our episodes, spread over TensorFlow's own threads (so a second worker process
-gains little), and importing TensorFlow costs each worker ~3 s and ~500 MB.
+this module and `formats/tf_example.py` on our episodes, spread over TensorFlow's own
+threads (so a second worker process gains little), and importing TensorFlow costs each
+worker ~3 s and ~500 MB.
 
-Framing (`iter_records`): each record is `uint64 length | uint32 masked crc32c(length) |
-data | uint32 masked crc32c(data)`, little-endian. Both checksums are verified; a short
-read is "truncated record at <offset>", a checksum mismatch "corrupted record at
-<offset>" (TensorFlow's own wording). Either loses the framing: nothing after it is read.
-
-Decoding (`ExampleDecoder`): the tf.train.Example is parsed with protobuf, each flat
-feature converted to numpy with its TFDS dtype and shape (tensors stored as raw or zlib
-bytes per element become one array per episode), and the flat keys ("steps/observation")
-nested again. The result equals TensorFlow's `deserialize_example(...).numpy()` (a test
-checks every record of the bundled samples): strings stay `bytes` in object arrays (never
-fixed-width `S`, which would drop trailing NUL bytes), scalars are numpy scalars of the
-feature's dtype.
+Each record is `uint64 length | uint32 masked crc32c(length) | data | uint32 masked
+crc32c(data)`, little-endian. `iter_records` yields one record at a time (memory: one
+record) and verifies both checksums; a short read is "truncated record at <offset>", a
+checksum mismatch "corrupted record at <offset>" (TensorFlow's own wording), both a
+`CorruptRecord` (a ValueError). Either loses the framing: nothing after it is read.
+`frame_record` is the inverse, for tests.
 """
 
 from __future__ import annotations

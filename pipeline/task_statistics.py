@@ -1,16 +1,11 @@
-"""Per-task statistics for auditors (spec section 4): stats/stats.{parquet,json}, stats/episodes.parquet.
+"""The statistics stage (spec section 4): per-task books -> stats/stats.{parquet,json},
+stats/episodes.parquet and the HTML report.
 
-`task_statistics` (pure) turns everything the job knows about one task (its threshold,
-the return of every valid episode, the filter's decisions, the episodes kept and
-tokenized, the rejects) into one stats record and the task's per-episode audit table.
-It checks the books: per task, read = kept + dropped + rejected, and an episode the
-filter kept is either tokenized (a `KeptEpisode`) or rejected, never lost; a tokenized
-episode that a later stage (sequencing) rejects counts as rejected. When the job's
-sequencing counts are given, every kept episode was sequenced exactly once: the summed
-`SequenceCounts.episodes` equals the kept count, and its rows and tokens become the
-sequencing columns (a one-episode task shows prompted 0, prompts_unavailable > 0).
-`TaskStatistics` is the Beam stage: it groups compact per-episode tuples (never
-episodes) per task, computes the records and writes the files with fsspec.
+`ComputeTaskStatistics` keys compact per-episode rows (`transforms.books` row types, never
+episodes) by task, groups them and checks and summarizes each task's books
+(`formats.stats_files.task_statistics`: read = kept + dropped + rejected, every kept episode
+tokenized or rejected, sequenced exactly once when sequencing counts are given).
+`TaskStatistics` then writes the files (`formats.stats_files`) and the report.
 """
 
 from __future__ import annotations
@@ -21,7 +16,8 @@ from typing import Any
 import apache_beam as beam
 
 from audit.report import write_report
-from formats.stats_files import stats_records, write_statistics
+from formats.stats_files import stats_records, task_statistics, write_statistics
+from pipeline.counters import TaskCounters
 from pipeline.sequence_episodes import SumSequenceCounts
 from schemas import output as out
 from transforms.books import (
@@ -31,7 +27,6 @@ from transforms.books import (
     ReturnRow,
     SequenceCounts,
     StatsOptions,
-    task_statistics,
 )
 from transforms.episode import (
     EpisodeReturn,
@@ -53,35 +48,45 @@ SEQUENCE_COUNTS = "sequence_counts"  # optional: (TaskKey, SequenceCounts), one 
 
 def _return_row(element: EpisodeReturn) -> tuple[TaskKey, ReturnRow]:
     key = element.key
-    return key.task_key, (key.sort_key(), key.episode_id, float(element.value), key.source_file)
+    return key.task_key, ReturnRow(
+        sort_key=key.sort_key(),
+        episode_id=key.episode_id,
+        value=float(element.value),
+        source_file=key.source_file,
+    )
 
 
 def _decision_row(element: FilterDecision) -> tuple[TaskKey, DecisionRow]:
-    return element.key.task_key, (element.key.episode_id, bool(element.kept), element.reason)
+    return element.key.task_key, DecisionRow(
+        episode_id=element.key.episode_id, kept=bool(element.kept), reason=element.reason
+    )
 
 
 def _kept_row(element: KeptEpisode) -> tuple[TaskKey, KeptRow]:
-    return element.key.task_key, (
-        element.key.episode_id,
-        float(element.value),
-        int(element.timesteps),
-        int(element.tokens),
+    return element.key.task_key, KeptRow(
+        episode_id=element.key.episode_id,
+        value=float(element.value),
+        timesteps=int(element.timesteps),
+        tokens=int(element.tokens),
     )
 
 
 def _reject_row(element: Reject) -> tuple[TaskKey, RejectRow]:
-    return (element.dataset, element.task), (
-        element.episode_id,
-        element.source_file,
-        element.reason,
-        element.field,
-        element.detail,
+    return (element.dataset, element.task), RejectRow(
+        episode_id=element.episode_id,
+        source_file=element.source_file,
+        reason=element.reason,
+        field=element.field,
+        detail=element.detail,
     )
 
 
 class _TaskStatisticsFn(beam.DoFn):
     def __init__(self, options: StatsOptions) -> None:
         self._options = options
+
+    def setup(self) -> None:
+        self._counters = TaskCounters(COUNTER_NAMESPACE)
 
     def process(self, grouped: tuple[TaskKey, dict[str, list[Any]]]) -> Iterable[Any]:
         task, parts = grouped
@@ -104,9 +109,7 @@ class _TaskStatisticsFn(beam.DoFn):
             sequences=sequences,
         )
         for name in (out.ST_EPISODES_READ, out.ST_KEPT, out.ST_DROPPED, out.ST_REJECTED):
-            beam.metrics.Metrics.counter(COUNTER_NAMESPACE, f"{task[0]}/{task[1]}/{name}").inc(
-                record[name]
-            )
+            self._counters.inc(task, name, record[name])
         yield record, episodes
 
 

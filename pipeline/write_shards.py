@@ -2,7 +2,7 @@
 
 Layout (see `schemas/output.py`):
 `sequences/<dataset>/<task>/part-<work item:05d>-<n:03d>.parquet`, rejects likewise under
-`rejects/`. Names pass through `pipeline.paths.safe_component` and `path_under` only.
+`rejects/`. Names pass through `formats.paths.safe_component` and `path_under` only.
 
 Determinism: the rows of one (dataset, task, work item) arrive in input order in one
 bundle (the per-episode chain is fused, one work item is one element upstream), and

@@ -1,13 +1,17 @@
-"""Start-up planning (no Beam): resolve a dataset and its tasks to one work item per TFDS shard.
+"""A task's features on disk against what the job needs (start-up, no Beam).
 
-Everything that can be wrong with the request or the data layout is found here, before any
-worker starts, and reported as ONE ValueError: a missing data dir (where it looked), an
-unknown dataset or a task glob matching nothing (what exists), a dataset whose features do
-not match its registry entry (field, expected vs found), a bad spec file.
+- `describe_features`: a TFDS FeaturesDict flattened to {path: FeatureInfo} (kind, dtype,
+  shape; `steps` leaves per step). It also checks that the reader can decode every
+  feature (`formats.tf_example.check_decodable`): an unsupported feature is one start-up
+  error, not one error per worker.
+- `feature_mismatches`: the differences from a registry entry's expected features, one
+  readable line each. Every expected path (or fnmatch pattern) must be present and
+  match; every tokenized step field on disk must be expected (an unexpected observation
+  would otherwise fail every episode at tokenization).
+- `registry_fields`: a task's FieldSpecs, the registry's plus inferred ones for the
+  entry's `infer_roles`; `field_shapes`: each tokenized field's per-timestep shape.
 
-On-disk layout (TFDS): `<data_dir>/<tfds name>/<config>/<version>/` holding
-dataset_info.json, features.json and the `train` shards. Paths may be local or `gs://`
-(etils.epath, as TFDS uses).
+tensorflow_datasets is imported lazily, inside the functions that need it.
 """
 
 from __future__ import annotations

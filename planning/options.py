@@ -3,6 +3,10 @@
 `beam_runner.py` builds it from flags; tests build it directly. Everything that can change
 the output's bytes is here (and so in the manifest's configuration hash); Beam's own
 options (runner, workers, project...) are passed separately and never change the bytes.
+The hash leaves out the fields that only say where or how to run (output and data dirs,
+`overwrite`, `strict`) and the text model's path: the model enters by content (its
+sha256, added by `run_job`), so the same data written elsewhere hashes alike. Without
+`--data_dir` the job reads the bundled samples (`SAMPLES_DATA_DIR`).
 """
 
 from __future__ import annotations

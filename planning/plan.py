@@ -1,13 +1,14 @@
-"""Start-up planning (no Beam): resolve a dataset and its tasks to one work item per TFDS shard.
+"""Start-up planning (no Beam): `plan_work`, dataset + task globs -> one work item per TFDS shard.
 
 Everything that can be wrong with the request or the data layout is found here, before any
 worker starts, and reported as ONE ValueError: a missing data dir (where it looked), an
 unknown dataset or a task glob matching nothing (what exists), a dataset whose features do
-not match its registry entry (field, expected vs found), a bad spec file.
+not match its registry entry (every such task, field, expected vs found), a bad spec file.
 
-On-disk layout (TFDS): `<data_dir>/<tfds name>/<config>/<version>/` holding
-dataset_info.json, features.json and the `train` shards. Paths may be local or `gs://`
-(etils.epath, as TFDS uses).
+`plan_work` composes the parts: builder dirs on disk (`planning/tfds_dirs.py`), their
+features (`planning/features.py`), `rlds:<dir>` datasets outside the registry
+(`planning/rlds_dirs.py`), and the plan itself (`planning/work.py`). A registry dataset
+is read at its registry version (`schemas/datasets.py`).
 """
 
 from __future__ import annotations

@@ -1,13 +1,18 @@
-"""Start-up planning (no Beam): resolve a dataset and its tasks to one work item per TFDS shard.
+"""Planning `rlds:<dir>`: any RLDS dataset in TFDS format, outside the registry (start-up, no Beam).
 
-Everything that can be wrong with the request or the data layout is found here, before any
-worker starts, and reported as ONE ValueError: a missing data dir (where it looked), an
-unknown dataset or a task glob matching nothing (what exists), a dataset whose features do
-not match its registry entry (field, expected vs found), a bad spec file.
+`<dir>` is one builder dir (it holds dataset_info.json) or a TFDS data dir below which
+builder dirs are found; each config's newest version is read, and the task globs select
+configs. The dataset's spec is inferred from the features and may be overridden by a TOML
+spec file (`--rlds_spec`, default `<dir>/gato_spec.toml`; format in `schemas/rlds_spec.py`):
+- order key and ids: `episode_id` when every selected config has it, else the record's
+  place (`<shard file name>:<record index>`);
+- return: the `episode_return` field when present, else the sum of rewards;
+- fields: one modality per feature (Image -> image, integer/bool -> discrete, float ->
+  continuous mu-law, Text -> text).
 
-On-disk layout (TFDS): `<data_dir>/<tfds name>/<config>/<version>/` holding
-dataset_info.json, features.json and the `train` shards. Paths may be local or `gs://`
-(etils.epath, as TFDS uses).
+Every selected config must look like RLDS (per-step `is_first`, `is_last` and `reward`,
+and an observation or an action), and the spec file may only name fields that exist; each
+failure is one ValueError naming the directory or the spec file.
 """
 
 from __future__ import annotations

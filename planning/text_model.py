@@ -1,11 +1,10 @@
-"""The Gato data job: every stage composed in one function (`build_pipeline`).
+"""The job's text model: whether it needs one, the bundled default, and its digest.
 
-Two passes read the same TFDS shards (docs/ARCHITECTURE.md). Pass 1 computes each
-task's returns (a light read of flags and rewards), expert return and threshold, and a
-bounded pool of prompt windows (decoding only the episodes the pool can keep);
-pass 2 validates, filters, tokenizes, sequences and writes, one episode at a time, with
-pass 1's small results as side inputs. The manifest is written last, from the finalized
-shard lists and the statistics, so an output without `manifest.json` is unfinished.
+`needs_text_model`: whether any planned field is text. Without `--sentencepiece_model`
+such a job uses `DEFAULT_SENTENCEPIECE_MODEL`, a small byte-fallback model bundled under
+`samples/text/`, so every text still encodes and decodes exactly. The model enters the
+configuration hash by content (`text_model_digest`, its sha256, recorded in the
+manifest's configuration as `SENTENCEPIECE_SHA256`), never by path.
 """
 
 from __future__ import annotations

@@ -1,13 +1,19 @@
-"""Start-up planning (no Beam): resolve a dataset and its tasks to one work item per TFDS shard.
-
-Everything that can be wrong with the request or the data layout is found here, before any
-worker starts, and reported as ONE ValueError: a missing data dir (where it looked), an
-unknown dataset or a task glob matching nothing (what exists), a dataset whose features do
-not match its registry entry (field, expected vs found), a bad spec file.
+"""TFDS builder dirs on disk (start-up, no Beam): what exists, which version, which tasks match.
 
 On-disk layout (TFDS): `<data_dir>/<tfds name>/<config>/<version>/` holding
 dataset_info.json, features.json and the `train` shards. Paths may be local or `gs://`
 (etils.epath, as TFDS uses).
+
+- `find_builder_dirs`: every builder dir under a base, named from its dataset_info.json;
+  `incomplete.*` dirs (TFDS writes into them, then renames) are skipped.
+- `pick_versions`: one dir per (name, config): the required version, else the newest.
+- `select_builders`: the dirs each glob matches by config or full task name. Every glob
+  must match; otherwise one ValueError lists the tasks on disk (at most
+  `MAX_LISTED_NAMES`), other versions found, and the tasks the TFDS builder classes know.
+- `load_infos`: each dir's DatasetInfo, read concurrently (one GCS round trip each);
+  `train_shards`: the train split's files, all checked present with one listing per dir.
+
+Every error is a ValueError naming the path it looked in.
 """
 
 from __future__ import annotations

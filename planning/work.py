@@ -1,13 +1,14 @@
-"""Start-up planning (no Beam): resolve a dataset and its tasks to one work item per TFDS shard.
+"""The plan of a job (`Plan`), how it is assembled (`make_plan`), its field specs (`all_fields`).
 
-Everything that can be wrong with the request or the data layout is found here, before any
-worker starts, and reported as ONE ValueError: a missing data dir (where it looked), an
-unknown dataset or a task glob matching nothing (what exists), a dataset whose features do
-not match its registry entry (field, expected vs found), a bad spec file.
+A `Plan` is a resolved dataset: its spec, each task's field specs and per-timestep field
+shapes (what decoding a Parquet row back needs), and the work items, one per TFDS shard
+(`transforms.episode.WorkItem`). `make_plan` sorts the items by (task, shard path) and
+numbers them in that order (`work_items[i].index == i`), so item numbers, and the shard
+names derived from them, do not depend on how a directory listing was ordered. A task
+with no train shards is planned with a warning (it has no episodes), not an error.
 
-On-disk layout (TFDS): `<data_dir>/<tfds name>/<config>/<version>/` holding
-dataset_info.json, features.json and the `train` shards. Paths may be local or `gs://`
-(etils.epath, as TFDS uses).
+`all_fields` gives one spec per field path across the tasks (the output metadata records
+one); a path tokenized differently in two tasks is a start-up ValueError.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class Plan:
     """A resolved dataset: its spec, per-task field specs, and the work items in order.
 
     Invariants: `work_items[i].index == i`; items sorted by (task, shard_path); every
-    task in `task_fields` has at least one work item.
+    work item's task is in `task_fields` (a task with no shards has no work item, and
+    planning logs a warning for it).
     """
 
     dataset: DatasetSpec

@@ -7,7 +7,7 @@ the PyTorch adapter is `reader.torch` (imported on demand).
 """
 
 from reader.batch import GLOBAL_INDEX, PATCH_MASK, SOURCE
-from reader.manifest import Output, check_compatible, open_output
+from reader.finished_output import Output, check_compatible, open_output
 from reader.mixture import Exhausted, resolve_weights
 from reader.stream import BatchStream, GatoReader, ReaderOptions
 

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from reader.manifest import Output
+from reader.finished_output import Output
 from schemas import output as out
 
 SourceKey = tuple[str, str]  # (dataset, task)

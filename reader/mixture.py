@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from reader.hashing import key_of, keyed_uniform
 from reader.index import SourceKey
+from reader.keyed_hash import key_of, keyed_uniform
 
 _BLOCK = 1 << 16  # draws computed per vectorized step
 
@@ -44,6 +44,87 @@ def _check_weight(value: object, what: str) -> float:
     if not math.isfinite(w) or w < 0:
         raise ValueError(f"{what}: weight {value!r} must be finite and >= 0")
     return w
+
+
+def _manifest_weight(
+    manifest_weights: Sequence[Mapping[str, Any]], *, dataset: str, task: str | None
+) -> float | None:
+    """The manifests' `sampling_weights[dataset]["weight"]` (task None) or its
+    `["tasks"][task]`; None when no manifest gives one; manifests that disagree are an error."""
+    where = "" if task is None else f" task {task!r}"
+    found: float | None = None
+    for weights in manifest_weights:
+        entry = weights.get(dataset)
+        if entry is None:
+            continue
+        raw = entry.get("weight") if task is None else (entry.get("tasks") or {}).get(task)
+        if raw is None:
+            continue
+        value = _check_weight(raw, f"manifest sampling weight of {dataset!r}" + where)
+        if found is not None and found != value:
+            raise ValueError(
+                f"the manifests disagree on the sampling weight of {dataset!r}"
+                + where
+                + f" ({found} vs {value}); pass it explicitly in dataset_weights/task_weights"
+            )
+        found = value
+    return found
+
+
+def _dataset_weights(
+    datasets: Sequence[str],
+    *,
+    manifest_weights: Sequence[Mapping[str, Any]],
+    overrides: Mapping[str, float],
+) -> dict[str, float]:
+    """w_d of each dataset, the override else the manifests'; a dataset without any is an error."""
+    dataset_w: dict[str, float] = {}
+    for d in datasets:
+        override = overrides.get(d)
+        w = (
+            _check_weight(override, f"dataset_weights[{d!r}]")
+            if override is not None
+            else _manifest_weight(manifest_weights, dataset=d, task=None)
+        )
+        if w is None:
+            raise ValueError(
+                f"dataset {d!r} has no sampling weight in its manifest; pass one in dataset_weights"
+            )
+        dataset_w[d] = w
+    return dataset_w
+
+
+def _task_shares(
+    dataset: str,
+    *,
+    sources: Mapping[SourceKey, int],
+    manifest_weights: Sequence[Mapping[str, Any]],
+    overrides: Mapping[SourceKey, float],
+) -> dict[str, float]:
+    """s_t of each task of `dataset` (not normalized): every task's override or manifest
+    weight, else (none of them has one) the tasks' row counts."""
+    tasks = sorted(t for dd, t in sources if dd == dataset)
+    shares: dict[str, float | None] = {}
+    for t in tasks:
+        override = overrides.get((dataset, t))
+        shares[t] = (
+            _check_weight(override, f"task_weights[{(dataset, t)!r}]")
+            if override is not None
+            else _manifest_weight(manifest_weights, dataset=dataset, task=t)
+        )
+    listed = [t for t in tasks if shares[t] is not None]
+    if not listed:
+        # By rows; a dataset without any rows keeps its weight (split evenly) so that the
+        # reader can say it is missing instead of silently renormalizing it away.
+        shares = {t: float(sources[(dataset, t)]) for t in tasks}
+        if not any(shares.values()):
+            shares = {t: 1.0 for t in tasks}
+    elif len(listed) != len(tasks):
+        raise ValueError(
+            f"dataset {dataset!r}: tasks {sorted(set(tasks) - set(listed))} have no weight while "
+            f"{listed} do; give every task of the dataset a weight in task_weights"
+        )
+    return {t: share or 0.0 for t, share in shares.items()}
 
 
 def resolve_weights(
@@ -70,62 +151,15 @@ def resolve_weights(
     unknown_tasks = sorted(set(task_weights) - set(sources))
     if unknown_tasks:
         raise ValueError(f"task_weights name unknown (dataset, task) pairs {unknown_tasks}; known: {sorted(sources)}")
-
-    def manifest_value(d: str, t: str | None) -> float | None:
-        found: float | None = None
-        for weights in manifest_weights:
-            entry = weights.get(d)
-            if entry is None:
-                continue
-            raw = entry.get("weight") if t is None else (entry.get("tasks") or {}).get(t)
-            if raw is None:
-                continue
-            value = _check_weight(raw, f"manifest sampling weight of {d!r}" + ("" if t is None else f" task {t!r}"))
-            if found is not None and found != value:
-                raise ValueError(
-                    f"the manifests disagree on the sampling weight of {d!r}"
-                    + ("" if t is None else f" task {t!r}")
-                    + f" ({found} vs {value}); pass it explicitly in dataset_weights/task_weights"
-                )
-            found = value
-        return found
-
-    result: dict[SourceKey, float] = {}
-    dataset_w: dict[str, float] = {}
-    for d in datasets:
-        w = dataset_weights.get(d)
-        w = _check_weight(w, f"dataset_weights[{d!r}]") if w is not None else manifest_value(d, None)
-        if w is None:
-            raise ValueError(
-                f"dataset {d!r} has no sampling weight in its manifest; pass one in dataset_weights"
-            )
-        dataset_w[d] = w
+    dataset_w = _dataset_weights(datasets, manifest_weights=manifest_weights, overrides=dataset_weights)
     total_d = sum(dataset_w.values())
     if total_d <= 0:
         raise ValueError(f"every dataset weight is 0 ({dataset_w}); nothing to read")
+    result: dict[SourceKey, float] = {}
     for d in datasets:
-        tasks = sorted(t for dd, t in sources if dd == d)
-        shares: dict[str, float | None] = {}
-        for t in tasks:
-            override = task_weights.get((d, t))
-            shares[t] = (
-                _check_weight(override, f"task_weights[{(d, t)!r}]") if override is not None else manifest_value(d, t)
-            )
-        listed = [t for t in tasks if shares[t] is not None]
-        if not listed:
-            # By rows; a dataset without any rows keeps its weight (split evenly) so that the
-            # reader can say it is missing instead of silently renormalizing it away.
-            shares = {t: float(sources[(d, t)]) for t in tasks}
-            if not any(shares.values()):
-                shares = {t: 1.0 for t in tasks}
-        elif len(listed) != len(tasks):
-            raise ValueError(
-                f"dataset {d!r}: tasks {sorted(set(tasks) - set(listed))} have no weight while "
-                f"{listed} do; give every task of the dataset a weight in task_weights"
-            )
-        total_t = sum(v for v in shares.values() if v is not None)
-        for t in tasks:
-            share = shares[t] or 0.0
+        shares = _task_shares(d, sources=sources, manifest_weights=manifest_weights, overrides=task_weights)
+        total_t = sum(shares.values())
+        for t, share in shares.items():
             result[(d, t)] = 0.0 if total_t <= 0 else dataset_w[d] / total_d * share / total_t
     if sum(result.values()) <= 0:
         raise ValueError("every source has weight 0; nothing to read")

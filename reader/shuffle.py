@@ -16,8 +16,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from reader.hashing import key_of, keyed_permutation
 from reader.index import Source
+from reader.keyed_hash import key_of, keyed_permutation
 
 _WINDOW_CACHE = 4  # window permutations kept per plan (a batch touches one or two)
 

@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 
 from reader.batch import GLOBAL_INDEX, READ_COLUMNS, SOURCE, Unit, assemble, decode_unit
 from reader.checksum import verify_shard
+from reader.finished_output import Output, check_compatible, open_output
 from reader.index import Index, Source, build_index, listed_sources
-from reader.manifest import Output, check_compatible, open_output
 from reader.mixture import Draws, Exhausted, Mixture, MixtureState, resolve_weights
 from reader.prefetch import Prefetcher
 from reader.sharding import Consumer

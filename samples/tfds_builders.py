@@ -1,6 +1,6 @@
 """TFDS builders of the two RLDS datasets this project defines: `gato_metaworld`, `gato_babyai`.
 
-After `import pipeline.tfds_builders`, `tfds.builder('gato_metaworld/reach-v3',
+After `import samples.tfds_builders`, `tfds.builder('gato_metaworld/reach-v3',
 data_dir='samples/data')` reads the bundled samples. `download_and_prepare()` records new
 episodes from the simulators (the `samples` extra: metaworld, mujoco, minigrid); without
 them it fails with an error naming that extra. Reading never needs the simulators.

@@ -2,7 +2,7 @@
 
 TensorFlow-free. Task lists that live in TFDS builder classes (230 `rlu_atari` configs,
 ...) are named here by builder (`config_builders`) and resolved lazily by
-`pipeline/plan.py`; datasets this project records (`metaworld`, `babyai`) take their tasks
+`planning/plan.py`; datasets this project records (`metaworld`, `babyai`) take their tasks
 from the configs found on disk. A task is named `<tfds name>/<config>`.
 
 `expected_features` is what the dataset must look like on disk (feature path from the

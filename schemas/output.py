@@ -12,7 +12,7 @@ Output directory layout (all names relative to `--output_dir`):
     stats/stats.parquet, stats/stats.json
     report.html
 
-`<dataset>` and `<task>` are path components made only by `pipeline.paths.safe_component`.
+`<dataset>` and `<task>` are path components made only by `formats.paths.safe_component`.
 """
 
 from __future__ import annotations

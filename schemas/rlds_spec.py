@@ -1,6 +1,6 @@
 """Modality inference from TFDS features, and the override spec file of `rlds:<dir>`.
 
-TensorFlow-free: `pipeline/plan.py` turns a TFDS FeaturesDict into `FeatureInfo`s (one per
+TensorFlow-free: `planning/features.py` turns a TFDS FeaturesDict into `FeatureInfo`s (one per
 leaf, addressed by its path from the feature root, e.g. `steps/observation/image`), and
 everything here works on those.
 

@@ -1,8 +1,16 @@
-"""Elements that flow between Beam stages. Plain, picklable, numpy-based; no TensorFlow.
+"""Elements that flow between Beam stages. Plain, picklable, numpy-based; no Beam, no TensorFlow.
+
+`WorkItem` (one TFDS shard of one task: the unit of reading) -> `RawEpisode` (RLDS steps
+as numpy, images still PNG bytes) -> `EpisodeReturn` (all the filter holds per episode)
+and `FilterDecision` -> `KeptEpisode` (kept and tokenized: what the statistics count as
+kept). `Reject` is an episode or record a stage could not use (spec section 7): made by
+`Reject.of_episode` (named by its id and source file) or `Reject.of_record` (a record
+never read as an episode, so no id).
 
 Identity: an episode is named by (dataset, task, episode_id). `order_key` gives the
 dataset's collection order (spec section 4); ties in it are broken by
-(source_file, index_in_file), so the order is total and deterministic.
+(source_file, index_in_file), so the order (`EpisodeKey.sort_key`) is total and
+deterministic. `TaskKey` (dataset, task) is the key of every per-task stage.
 """
 
 from __future__ import annotations

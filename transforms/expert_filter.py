@@ -1,14 +1,22 @@
-"""The expert-return episode filter (spec section 4): thresholds per task, then keep or drop.
+"""The expert-return filter's arithmetic (spec section 4): a threshold per task, then keep or drop.
 
 Per task, with N episodes in collection order and returns R_1..R_N:
     W = max(1, min(cap, floor(0.1 * N)))            (cap = 1000 by default)
     E = max over j of mean(R_j .. R_{j+W-1})         (the expert return)
     keep an episode when R >= E - (1 - fraction) * |E|   (fraction = 0.8 by default)
 
-Two Beam stages: `ExpertThresholds` reduces per-episode returns (never whole episodes)
-to one `TaskThreshold` per task, used as an `AsDict` side input by `FilterEpisodes`,
-which keeps or drops every `RawEpisode` and reports a `FilterDecision` for each.
-The pure functions (`window_size`, `expert_return`) hold all the arithmetic.
+- `window_size`, `slack` (1 - fraction in decimal, so that 0.8 gives exactly 0.2) and
+  `threshold_for` are the formulas.
+- `expert_return`: W, E and the threshold of one task's finite returns in linear time.
+  `window_sums` adds block suffixes and prefixes, never subtracting two large prefix
+  sums; near-best windows are settled with exact sums (math.fsum); the first best wins.
+- `TaskReturns`: one task's (sort key, return) pairs as compact columns, about 100 bytes
+  per episode: all the filter ever holds per task. Its collection order refuses a
+  repeated sort key (an episode read twice) and order keys that do not compare.
+- `decide`: one episode's `FilterDecision`.
+
+Bad input is a ValueError naming the task (and the episode and file where there is one).
+The Beam stages are in `pipeline/filter_episodes.py` (`ExpertThresholds`, `FilterEpisodes`).
 """
 
 from __future__ import annotations

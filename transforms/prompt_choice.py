@@ -1,21 +1,16 @@
-"""Beam stages of sequencing: per-task prompt pools (pass 1) and sequencing (pass 2).
+"""Pass 1's prompt choices, without Beam: which episodes give a task's prompt pool its windows.
 
-- `prompt_candidate_for`: pass 1, one episode -> (TaskKey, PromptCandidate), tokenizing
-  only the timesteps of its prompt windows.
-- `PromptCandidateKeys`: pass 1, per task, the keys of the top-K episodes by the pool
-  order, from their returns alone (the only episodes whose windows pass 1 tokenizes).
-- `PromptPools` / `PromptPoolCombine`: per task, the top-K candidates by (return
-  descending, stable hash); mergeable, memory bounded by K candidates per task.
-- `SequenceEpisodes`: (EpisodeKey, TokenizedEpisode) -> (EpisodeKey, SequenceBatch),
-  with the pools and the filter thresholds as side inputs. A candidate prompts an
-  episode only if its return reaches the task threshold and it is another episode.
-  An episode that cannot be cut (a timestep longer than L) is a `Reject` on the
-  `rejects` tagged output, or with `strict` an error naming file and episode.
+- `prompt_candidate_for`: one episode -> (TaskKey, PromptCandidate): its end window and a
+  few uniformly placed windows within the prompt budget (`transforms.prompts`), tokenizing
+  only those timesteps (through the `tokenize_slice` callback).
+- `CandidateSelection`: a task's top-K episode keys in the pool's order (return
+  descending, then a stable hash), chosen from returns alone, and the number of valid
+  episodes of the task; `indices_in(work_item)` gives the records to decode in one shard.
+- `short_selections`: the tasks where a chosen episode gave no candidate (broken in full,
+  or no window fits) while other episodes remain. Their pools need the rest of the task's
+  windows too, so every pool equals the one built from the windows of every episode.
 
-Counters (namespace `gato.sequence`, names `<dataset>/<task>/<what>`): sequences,
-prompted_sequences, unprompted_sequences, prompts_unavailable (rows that drew a prompt
-while the task had no eligible other episode: a one-episode task shows all its draws
-here), sequence_tokens (before padding), rejected.
+The Beam stages are in `pipeline/prompt_pools.py`; pools themselves in `transforms/prompts.py`.
 """
 
 from __future__ import annotations

@@ -1,14 +1,22 @@
-"""RLDS rules on a read episode (spec section 7), and the helpers every later stage uses.
+"""RLDS rules on a read episode (spec section 7), their reason codes, and an episode's return.
 
-Rules (checked in this order; the first broken one is the reject reason):
+Rules (`check_rlds`, checked in this order; the first broken one is the reject reason):
 - the step flags `is_first` and `is_last` exist;
 - every step leaf has the same length (the number of RLDS steps);
 - `is_first` is True exactly at step 0;
 - `is_last` is True exactly at the final step (none at all: `rlds_is_last`);
 - at least one emitted timestep (the final is_last step is never emitted).
 
-`ValidateEpisodes` applies them in Beam: valid episodes on the main output, a `Reject`
-per broken episode on the `rejects` output, or a ValueError with `strict=True`.
+A broken rule raises `RldsViolation`: a ValueError with the `reason` code, the `field`,
+and a message naming file, record, task and episode; it pickles with all three, and
+`to_reject` makes its `Reject`. `REASONS` are the codes of the read and validate stages
+(`corrupt_record` included); tokenization's are in `transforms/errors.py`.
+
+`episode_return` (spec section 4): the episode's `episode_return` field or, as the
+dataset spec says, the reward sum over all RLDS steps in float64 (the final step's
+reward is part of the episode in RLDS, and is 0 in RL Unplugged).
+
+The Beam stage is `pipeline/validate_episodes.py`.
 """
 
 from __future__ import annotations

@@ -195,6 +195,99 @@ def _plan(
     return rows, unavailable
 
 
+@dataclasses.dataclass(frozen=True)
+class _RowBuffers:
+    """The [S, L] arrays of a batch being filled (all padding until a part is put) and the
+    patches of the parts, in the order they were put (token order within each row)."""
+
+    tokens: np.ndarray
+    modality: np.ndarray
+    loss_mask: np.ndarray
+    local_positions: np.ndarray
+    timestep: np.ndarray
+    is_prompt: np.ndarray
+    num_tokens: np.ndarray  # [S]
+    row_patches: np.ndarray  # [S + 1]
+    pixel_chunks: list[np.ndarray] = dataclasses.field(default_factory=list)
+    size_chunks: list[np.ndarray] = dataclasses.field(default_factory=list)
+    position_chunks: list[np.ndarray] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def padding(cls, num_rows: int, *, length: int, layout: VocabLayout) -> _RowBuffers:
+        return cls(
+            tokens=np.full((num_rows, length), layout.pad, dtype=np.int32),
+            modality=np.full((num_rows, length), int(Modality.PAD), dtype=np.int8),
+            loss_mask=np.zeros((num_rows, length), dtype=bool),
+            local_positions=np.zeros((num_rows, length), dtype=np.int16),
+            timestep=np.full((num_rows, length), NO_TIMESTEP, dtype=np.int32),
+            is_prompt=np.zeros((num_rows, length), dtype=bool),
+            num_tokens=np.zeros(num_rows, dtype=np.int32),
+            row_patches=np.zeros(num_rows + 1, dtype=np.int64),
+        )
+
+    def put(self, s: int, *, at: int, part: TokenizedEpisode, prompt: bool, first_timestep: int) -> int:
+        """Writes `part` into row `s` from column `at`; returns the column after it."""
+        end = at + part.num_tokens
+        self.tokens[s, at:end] = part.tokens
+        self.modality[s, at:end] = part.modality
+        self.local_positions[s, at:end] = part.local_positions
+        if prompt:
+            self.is_prompt[s, at:end] = True  # loss stays 0, timestep stays -1
+        else:
+            self.loss_mask[s, at:end] = part.loss_mask
+            self.timestep[s, at:end] = part.timestep + first_timestep
+        self.pixel_chunks.append(part.patch_pixels)
+        self.size_chunks.append(np.diff(part.patch_offsets))
+        self.position_chunks.append(part.patch_positions)
+        return end
+
+    def fill(self, episode: TokenizedEpisode, *, rows: Sequence[tuple[int, int, PromptWindow | None]]) -> None:
+        """Row s gets its prompt window's tokens, then the episode's timesteps [t0, t1)."""
+        for s, (t0, t1, window) in enumerate(rows):
+            at = 0
+            patches = 0
+            if window is not None:
+                at = self.put(s, at=at, part=window.tokens, prompt=True, first_timestep=0)
+                patches += window.tokens.patch_positions.shape[0]
+            part = slice_timesteps(episode, t0, t1)
+            self.num_tokens[s] = self.put(s, at=at, part=part, prompt=False, first_timestep=t0)
+            self.row_patches[s + 1] = self.row_patches[s] + patches + part.patch_positions.shape[0]
+
+    def batch(
+        self, episode_id: str, *, rows: Sequence[tuple[int, int, PromptWindow | None]], unavailable: int
+    ) -> SequenceBatch:
+        """The filled rows as a `SequenceBatch`, the patches concatenated in put order."""
+        sizes = np.concatenate(self.size_chunks) if self.size_chunks else np.zeros(0, dtype=np.int64)
+        offsets = np.zeros(sizes.shape[0] + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        return SequenceBatch(
+            episode_id=episode_id,
+            tokens=self.tokens,
+            modality=self.modality,
+            loss_mask=self.loss_mask,
+            local_positions=self.local_positions,
+            timestep=self.timestep,
+            is_prompt=self.is_prompt,
+            num_tokens=self.num_tokens,
+            sequence_index=np.arange(len(rows), dtype=np.int32),
+            prompt_episode_id=tuple(None if w is None else w.episode_id for _, _, w in rows),
+            prompt_kind=tuple(None if w is None else w.kind for _, _, w in rows),
+            patch_pixels=(
+                np.concatenate(self.pixel_chunks).astype(np.uint8, copy=False)
+                if self.pixel_chunks
+                else np.zeros(0, dtype=np.uint8)
+            ),
+            patch_offsets=offsets,
+            patch_positions=(
+                np.concatenate(self.position_chunks).astype(np.int16, copy=False).reshape(-1, 4)
+                if self.position_chunks
+                else np.zeros((0, 4), dtype=np.int16)
+            ),
+            row_patch_starts=self.row_patches,
+            prompts_unavailable=unavailable,
+        )
+
+
 def sequence_episode(
     episode: TokenizedEpisode,
     *,
@@ -208,78 +301,11 @@ def sequence_episode(
     `prompts` are the task's eligible candidates (pool order); the episode itself is
     never used as its own prompt. A timestep longer than L raises `SequencingError`.
     """
-    length = config.sequence_length
-    layout = config.layout
-    starts = check_timesteps_fit(episode, length, episode_id)
+    starts = check_timesteps_fit(episode, config.sequence_length, episode_id)
     if episode.local_positions.size and int(episode.local_positions.max()) > _INT16_MAX:
         raise ValueError(f"episode {episode_id!r}: local positions exceed int16")
     eligible = tuple(c for c in prompts if c.episode_id != episode_id)
     rows, unavailable = _plan(starts, config=config, task=task, episode_id=episode_id, eligible=eligible)
-
-    num_rows = len(rows)
-    tokens = np.full((num_rows, length), layout.pad, dtype=np.int32)
-    modality = np.full((num_rows, length), int(Modality.PAD), dtype=np.int8)
-    loss_mask = np.zeros((num_rows, length), dtype=bool)
-    local_positions = np.zeros((num_rows, length), dtype=np.int16)
-    timestep = np.full((num_rows, length), NO_TIMESTEP, dtype=np.int32)
-    is_prompt = np.zeros((num_rows, length), dtype=bool)
-    num_tokens = np.zeros(num_rows, dtype=np.int32)
-    pixel_chunks: list[np.ndarray] = []
-    size_chunks: list[np.ndarray] = []
-    position_chunks: list[np.ndarray] = []
-    row_patches = np.zeros(num_rows + 1, dtype=np.int64)
-
-    def put(s: int, at: int, part: TokenizedEpisode, *, prompt: bool, first_timestep: int) -> int:
-        end = at + part.num_tokens
-        tokens[s, at:end] = part.tokens
-        modality[s, at:end] = part.modality
-        local_positions[s, at:end] = part.local_positions
-        if prompt:
-            is_prompt[s, at:end] = True  # loss stays 0, timestep stays -1
-        else:
-            loss_mask[s, at:end] = part.loss_mask
-            timestep[s, at:end] = part.timestep + first_timestep
-        pixel_chunks.append(part.patch_pixels)
-        size_chunks.append(np.diff(part.patch_offsets))
-        position_chunks.append(part.patch_positions)
-        return end
-
-    for s, (t0, t1, window) in enumerate(rows):
-        at = 0
-        patches = 0
-        if window is not None:
-            at = put(s, at, window.tokens, prompt=True, first_timestep=0)
-            patches += window.tokens.patch_positions.shape[0]
-        part = slice_timesteps(episode, t0, t1)
-        num_tokens[s] = put(s, at, part, prompt=False, first_timestep=t0)
-        row_patches[s + 1] = row_patches[s] + patches + part.patch_positions.shape[0]
-
-    sizes = np.concatenate(size_chunks) if size_chunks else np.zeros(0, dtype=np.int64)
-    offsets = np.zeros(sizes.shape[0] + 1, dtype=np.int64)
-    np.cumsum(sizes, out=offsets[1:])
-    return SequenceBatch(
-        episode_id=episode_id,
-        tokens=tokens,
-        modality=modality,
-        loss_mask=loss_mask,
-        local_positions=local_positions,
-        timestep=timestep,
-        is_prompt=is_prompt,
-        num_tokens=num_tokens,
-        sequence_index=np.arange(num_rows, dtype=np.int32),
-        prompt_episode_id=tuple(None if w is None else w.episode_id for _, _, w in rows),
-        prompt_kind=tuple(None if w is None else w.kind for _, _, w in rows),
-        patch_pixels=(
-            np.concatenate(pixel_chunks).astype(np.uint8, copy=False)
-            if pixel_chunks
-            else np.zeros(0, dtype=np.uint8)
-        ),
-        patch_offsets=offsets,
-        patch_positions=(
-            np.concatenate(position_chunks).astype(np.int16, copy=False).reshape(-1, 4)
-            if position_chunks
-            else np.zeros((0, 4), dtype=np.int16)
-        ),
-        row_patch_starts=row_patches,
-        prompts_unavailable=unavailable,
-    )
+    buffers = _RowBuffers.padding(len(rows), length=config.sequence_length, layout=config.layout)
+    buffers.fill(episode, rows=rows)
+    return buffers.batch(episode_id, rows=rows, unavailable=unavailable)

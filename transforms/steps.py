@@ -1,14 +1,11 @@
-"""RLDS rules on a read episode (spec section 7), and the helpers every later stage uses.
+"""Helpers on RLDS step dicts (nested dicts of arrays with a leading time axis), after reading.
 
-Rules (checked in this order; the first broken one is the reject reason):
-- the step flags `is_first` and `is_last` exist;
-- every step leaf has the same length (the number of RLDS steps);
-- `is_first` is True exactly at step 0;
-- `is_last` is True exactly at the final step (none at all: `rlds_is_last`);
-- at least one emitted timestep (the final is_last step is never emitted).
-
-`ValidateEpisodes` applies them in Beam: valid episodes on the main output, a `Reject`
-per broken episode on the `rejects` output, or a ValueError with `strict=True`.
+A read episode has one entry per RLDS step, the final `is_last` step included. That
+step's action is not valid, so it is never emitted: `emitted_steps` gives views of the
+first T = steps - 1 entries (tokenization's input) and `num_emitted_steps` gives T; call
+both on a validated episode (`transforms/rlds_rules.py`). `step_leaves` flattens the dict
+to {path: array}, paths joined with `/`; `slice_steps` takes timesteps [start, stop) as
+views; `count_steps` is the length of the first leaf.
 """
 
 from __future__ import annotations

@@ -1,9 +1,14 @@
-"""The tokenize stage: a kept RawEpisode -> (EpisodeKey, TokenizedEpisode), and pass 1's
-prompt candidates (a few tokenized windows per episode).
+"""Tokenizing an episode of a planned task: `tokenize_episode` with what only the job knows.
 
-Both wrap `transforms.tokenize.tokenize_episode` with what only the job knows: the
-task's field specs (from the plan), the vocabulary layout, and the SentencePiece model,
-which is loaded once per worker in `setup()`.
+`TokenizerConfig` (frozen, picklable, no open resources) holds each task's field specs
+(from the plan), the vocabulary layout, the SentencePiece model's path, the local
+position table, and the longest timestep a sequence can hold (`max_timestep_tokens`:
+the Tokenize stage rejects a longer one before the episode counts as kept, so it is never
+counted twice). `TaskTokenizer` is a config with its resources open (the model, loaded
+once: build it in `DoFn.setup()`), called as `tokenizer(key, steps)`; a task the plan
+does not know is a ValueError. Pass 2's Tokenize stage (`pipeline/tokenize_episodes.py`)
+and pass 1's prompt windows (`pipeline/prompt_pools.py`) both use it, so prompts are
+tokenized exactly as episodes are.
 """
 
 from __future__ import annotations

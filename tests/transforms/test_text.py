@@ -1,4 +1,4 @@
-"""SentencePiece text encoding and the training command (spec sections 1-2)."""
+"""transforms/text.py: SentencePiece text encoding (spec sections 1-2)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.vocab import TEXT_VOCAB_SIZE
-from tests.transforms.text_fixtures import write_corpus
 from transforms.errors import INVALID_UTF8, TEXT_ID_OUT_OF_RANGE, TokenizationError
 from transforms.text import SentencePieceTokenizer
-from transforms.train_sentencepiece import main
 
 
 def _piece(text: str) -> bytes:
@@ -122,27 +120,3 @@ def test_ids_beyond_the_text_range_are_bad_input(tiny_model_path: Path) -> None:
 def test_decode_rejects_unknown_ids(tiny_tokenizer: SentencePieceTokenizer) -> None:
     with pytest.raises(ValueError, match="outside the model"):
         tiny_tokenizer.decode([tiny_tokenizer.vocab_size])
-
-
-def test_command_writes_to_fsspec_urls(tmp_path: Path) -> None:
-    corpus = write_corpus(tmp_path / "c.txt", lines=500)
-    with fsspec.open("memory://corpus/c.txt", "wb") as f:
-        f.write(corpus.read_bytes())
-    out = "memory://out/m.model"
-    assert main(["memory://corpus/c.txt", "--output", out, "--vocab_size", "300"]) == 0
-    tokenizer = SentencePieceTokenizer.from_path(out)
-    assert tokenizer.vocab_size <= 300
-    assert tokenizer.decode(tokenizer.encode_batch(["opens drawer"])[0]) == "opens drawer"
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--vocab_size", "32001"], "must be in"),
-        (["--vocab_size", "100"], "byte pieces"),
-    ],
-)
-def test_command_refuses_bad_sizes(tmp_path: Path, args: list[str], message: str) -> None:
-    corpus = write_corpus(tmp_path / "c.txt", lines=50)
-    with pytest.raises(ValueError, match=message):
-        main([str(corpus), "--output", str(tmp_path / "m.model"), *args])

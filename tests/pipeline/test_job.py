@@ -1,0 +1,151 @@
+"""pipeline/job.py: `run_job` plans, checks and runs the three passes, returning the counters
+per task (`<dataset>/<task>` -> `<stage>.<what>`); `counter_summary` and `format_summary`."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import tensorflow as tf
+
+from formats.output_dir import FinishedOutputError
+from formats.tfds_shards import RETURN_STEP_FIELDS, ShardReader, read_returns, read_shard
+from pipeline.job import counter_summary, format_summary, run_job
+from planning.options import SAMPLES_DATA_DIR, JobOptions
+from planning.plan import plan_work
+from schemas import output as out
+from tests import tfds_fixtures as fx
+from formats.stats_files import task_statistics
+from transforms.expert_filter import TaskThreshold
+from transforms.rlds_rules import RLDS_STEP_LENGTHS, check_rlds
+
+REACH = "metaworld/gato_metaworld/reach-v3"
+
+
+@pytest.fixture(scope="module")
+def reach(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, int]]]:
+    """(output dir, summary) of run_job on the bundled Meta-World reach samples."""
+    output = tmp_path_factory.mktemp("reach") / "out"
+    return output, run_job(JobOptions(dataset="metaworld", output_dir=str(output), tasks=("reach*",)))
+
+
+def test_the_summary_has_one_entry_per_task_of_stage_counts(reach) -> None:
+    output, summary = reach
+    assert list(summary) == [REACH]
+    counts = summary[REACH]
+    assert all(re.fullmatch(r"[a-z0-9_]+\.[a-z_]+", name) for name in counts), sorted(counts)
+    plan = plan_work("metaworld", data_dir=SAMPLES_DATA_DIR, tasks=("reach*",))
+    episodes = [e for item in plan.work_items for e in read_shard(item, reader=ShardReader(item.builder_dir), spec=plan.dataset)]
+    returns = [r for item in plan.work_items for r in read_returns(item, reader=ShardReader(item.builder_dir), spec=plan.dataset)]
+    assert counts["read.episodes"] == len(episodes) == counts["stats.episodes_read"] > 0
+    assert counts["read_pass1.returns"] == len(returns) == len(episodes)  # the samples are clean
+    assert counts["filter.kept"] + counts["filter.dropped"] == len(episodes)
+    assert counts["tokenize.episodes"] == counts["filter.kept"] == counts["stats.kept"]
+    assert counts["stats.dropped"] == counts["filter.dropped"] and counts.get("stats.rejected", 0) == 0
+    assert "validate.rejected" not in counts and "tokenize.rejected" not in counts
+    assert counts["sequence.sequences"] == counts["sequence.prompted_sequences"] + counts["sequence.unprompted_sequences"]
+    manifest = json.loads((output / out.MANIFEST_FILE).read_text())
+    assert sum(s[out.S_ROWS] for s in manifest[out.M_SHARDS]) == counts["sequence.sequences"]
+    assert sum(s[out.S_TOKENS] for s in manifest[out.M_SHARDS]) == counts["sequence.sequence_tokens"]
+
+
+def test_a_finished_output_is_refused_without_overwrite(reach) -> None:
+    output, _ = reach
+    with pytest.raises(FinishedOutputError, match="already holds a finished output"):
+        run_job(JobOptions(dataset="metaworld", output_dir=str(output), tasks=("reach*",)))
+
+
+def _drop_last_joint_row(shard: Path, record: int) -> None:
+    """Rewrite one record so that `observation/joints` has one step fewer than the flags:
+    a layout TFDS refuses to write but a foreign writer can produce."""
+    records = [r.numpy() for r in tf.data.TFRecordDataset(str(shard))]
+    example = tf.train.Example.FromString(records[record])
+    values = example.features.feature["steps/observation/joints"].float_list.value
+    del values[len(values) - 5 :]
+    records[record] = example.SerializeToString()
+    with tf.io.TFRecordWriter(str(shard)) as writer:
+        for r in records:
+            writer.write(r)
+
+
+def test_episode_broken_only_in_unread_fields_has_a_return_and_counts_as_rejected(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    episodes = [fx.novel_episode(i, n) for i, n in enumerate((3, 4, 5))]
+    builder = fx.write_rlds_dataset(root, "my_robot", "stacking", fx.novel_features(), episodes)
+    (shard,) = fx.shard_files(builder)
+    _drop_last_joint_row(shard, 1)
+    plan = plan_work(f"rlds:{root}", data_dir="")
+    (item,) = plan.work_items
+    light = list(read_returns(item, reader=ShardReader(item.builder_dir, step_fields=RETURN_STEP_FIELDS), spec=plan.dataset))
+    assert [r.key.episode_id for r in light] == ["0", "1", "2"]
+    (broken,) = [r for r in read_shard(item, reader=ShardReader(item.builder_dir), spec=plan.dataset) if r.key.episode_id == "1"]
+    with pytest.raises(ValueError, match="observation/joints"):
+        check_rlds(broken)
+
+    output = tmp_path / "out"
+    summary = run_job(JobOptions(dataset=f"rlds:{root}", output_dir=str(output), data_dir="", no_filter=True))
+    (stats,) = json.loads((output / "stats" / "stats.json").read_text())["tasks"]
+    assert (stats[out.ST_EPISODES_READ], stats[out.ST_KEPT], stats[out.ST_REJECTED]) == (3, 2, 1)
+    assert stats[out.ST_REJECTED_BY_REASON] == {RLDS_STEP_LENGTHS: 1}
+    assert stats[out.ST_EPISODES_WITH_RETURN] == 3  # its flags and rewards are fine
+    [(task, counts)] = summary.items()
+    assert task == f"{item.dataset}/my_robot/stacking"
+    assert (counts["read.episodes"], counts["validate.rejected"], counts["filter.kept"]) == (3, 1, 2)
+
+
+def test_stats_count_an_episode_with_a_return_rejected_by_pass_2_as_rejected() -> None:
+    # The books behind the run above (formats/stats_files.py), with the same three episodes.
+    task = ("d", "t")
+    returns = [((i,), str(i), float(i), "f") for i in range(3)]
+    threshold = TaskThreshold(n=3, window=3, expert_return=1.0, threshold=-1.0, window_start=0, fraction=0.8, cap=1000)
+    reject = ("1", "f", RLDS_STEP_LENGTHS, "observation/joints", "lengths differ")
+    record, table = task_statistics(
+        task,
+        threshold=threshold,
+        returns=returns,
+        decisions=[("0", True, "no_filter"), ("2", True, "no_filter")],
+        kept=[("0", 0.0, 2, 10), ("2", 2.0, 2, 10)],
+        rejects=[reject],
+    )
+    assert (record[out.ST_EPISODES_READ], record[out.ST_KEPT], record[out.ST_REJECTED]) == (3, 2, 1)
+    assert record[out.ST_EPISODES_WITH_RETURN] == 3
+    assert table.column(out.EP_DECISION).to_pylist() == [out.DECISION_KEPT, out.DECISION_REJECTED, out.DECISION_KEPT]
+
+
+def _counter(namespace: str, name: str, committed: int | None, attempted: int | None = None) -> Any:
+    return SimpleNamespace(
+        key=SimpleNamespace(metric=SimpleNamespace(namespace=namespace, name=name)),
+        committed=committed, attempted=attempted,
+    )
+
+
+class _Result:
+    def __init__(self, counters: list[Any]) -> None:
+        self._counters = counters
+
+    def metrics(self) -> Any:
+        return SimpleNamespace(query=lambda: {"counters": self._counters})
+
+
+def test_counter_summary_groups_per_task_by_stage_and_what() -> None:
+    result = _Result([
+        _counter("gato.read", "atari/rlu_atari/Pong_run_1/episodes", 7),
+        _counter("gato.read", "atari/rlu_atari/Pong_run_1/episodes", 2),  # another step: summed
+        _counter("gato.validate", "atari/rlu_atari/Pong_run_1/rejected", None, 1),  # no committed: attempted
+        _counter("gato.filter", "dmlab/explore/kept", 3),
+        _counter("beam", "elements", 99),  # no task: left out
+    ])
+    assert counter_summary(result) == {
+        "atari/rlu_atari/Pong_run_1": {"read.episodes": 9, "validate.rejected": 1},
+        "dmlab/explore": {"filter.kept": 3},
+    }
+
+
+def test_format_summary() -> None:
+    assert format_summary({}) == "  (no counters)"
+    summary = {"b/t": {"read.episodes": 2, "filter.kept": 1}, "a/t": {"read.episodes": 3}}
+    assert format_summary(summary) == "  a/t: read.episodes=3\n  b/t: filter.kept=1, read.episodes=2"

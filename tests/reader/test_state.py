@@ -1,0 +1,67 @@
+"""reader/state.py: the saved state round-trips through JSON, and restoring another version,
+another stream's state or a bad position is refused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reader.state import STATE_VERSION, ReaderState, fingerprint
+
+
+def test_fingerprint_is_sha256_of_canonical_json_whatever_the_key_order() -> None:
+    assert fingerprint({"seed": 1, "a": [1, 2]}) == hashlib.sha256(b'{"a":[1,2],"seed":1}').hexdigest()
+    assert fingerprint({"b": 1, "a": 2}) == fingerprint({"a": 2, "b": 1})
+    assert fingerprint({"seed": 1}) != fingerprint({"seed": 2})
+    assert fingerprint({"x": (1, 2)}) == fingerprint({"x": [1, 2]})  # JSON has one array type
+    # Values JSON cannot hold are hashed by their text, not refused.
+    assert fingerprint({"x": {3}}) == fingerprint({"x": "{3}"})
+
+
+def test_to_dict_is_the_documented_layout() -> None:
+    assert STATE_VERSION == 1
+    assert ReaderState("f", 12).to_dict() == {"version": 1, "fingerprint": "f", "position": 12}
+    assert ReaderState("f", 12, {"position": 12, "x": [1]}).to_dict() == {
+        "version": 1, "fingerprint": "f", "position": 12, "mixture": {"position": 12, "x": [1]},
+    }
+
+
+@given(st.integers(0, 2**62), st.booleans(), st.lists(st.integers(0, 100), max_size=5))
+def test_save_and_restore_round_trip_through_json(position: int, with_mixture: bool, counts: list[int]) -> None:
+    mixture = {"position": position, "counts": counts} if with_mixture else None
+    state = ReaderState(fingerprint({"seed": 3}), position, mixture)
+    saved = json.loads(json.dumps(state.to_dict()))
+    restored = ReaderState.from_dict(saved, expected_fingerprint=state.fingerprint)
+    assert restored == state
+    assert restored.to_dict() == state.to_dict()
+
+
+def test_a_stale_mixture_shortcut_is_dropped_not_trusted() -> None:
+    saved = ReaderState("f", 10, {"position": 9}).to_dict()
+    assert ReaderState.from_dict(saved, expected_fingerprint="f") == ReaderState("f", 10, None)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"fingerprint": "f", "position": 0}, {"version": 2, "fingerprint": "f", "position": 0}, [1, 2], None],
+)
+def test_another_version_or_no_state_is_refused(data: object) -> None:
+    with pytest.raises(ValueError, match="not a reader state of version 1"):
+        ReaderState.from_dict(data, expected_fingerprint="f")  # type: ignore[arg-type]
+
+
+def test_another_streams_state_is_refused() -> None:
+    saved = ReaderState("f", 5).to_dict()
+    with pytest.raises(ValueError, match="belongs to another stream"):
+        ReaderState.from_dict(saved, expected_fingerprint="g")
+
+
+@pytest.mark.parametrize("position", [-1, 1.5, "3", True, None])
+def test_a_position_that_is_not_a_non_negative_int_is_refused(position: object) -> None:
+    saved = {"version": 1, "fingerprint": "f", "position": position}
+    with pytest.raises(ValueError, match="is not a non-negative integer"):
+        ReaderState.from_dict(saved, expected_fingerprint="f")

@@ -1,0 +1,43 @@
+"""schemas/output.py: the output's table schemas and names, a contract with every reader."""
+
+from __future__ import annotations
+
+import re
+
+import pyarrow as pa
+
+from schemas import output as out
+
+
+def test_sequence_schema_columns_types_and_nullability() -> None:
+    assert out.SEQUENCE_SCHEMA.names == [
+        "dataset", "task", "episode_id", "sequence_index", "num_tokens", "tokens", "modality",
+        "loss_mask", "local_positions", "timestep", "is_prompt", "prompt_episode_id",
+        "patch_pixels", "patch_positions",
+    ]
+    types = {f.name: f.type for f in out.SEQUENCE_SCHEMA}
+    assert types["dataset"] == pa.dictionary(pa.int32(), pa.string())
+    assert types["tokens"] == pa.list_(pa.int32()) and types["modality"] == pa.list_(pa.int8())
+    assert types["local_positions"] == pa.list_(pa.int16()) and types["patch_pixels"] == pa.list_(pa.binary())
+    nullable = [f.name for f in out.SEQUENCE_SCHEMA if f.nullable]
+    assert nullable == ["prompt_episode_id"]
+    assert out.PATCH_POSITION_WIDTH == 4 and out.NO_TIMESTEP == -1
+
+
+def test_rejects_and_stats_schemas() -> None:
+    assert out.REJECTS_SCHEMA.names == ["dataset", "task", "episode_id", "source_file", "reason", "field", "detail"]
+    assert [f.name for f in out.REJECTS_SCHEMA if f.nullable] == ["episode_id", "field"]
+    assert out.STATS_SCHEMA.names[:2] == ["dataset", "task"]
+    assert len(set(out.STATS_SCHEMA.names)) == len(out.STATS_SCHEMA.names)
+    assert out.STATS_SCHEMA.field(out.ST_REJECTED_BY_REASON).type == pa.map_(pa.string(), pa.int64())
+    assert out.STATS_EPISODES_SCHEMA.names == [
+        "dataset", "task", "episode_id", "collection_index", "return", "decision", "reason", "source_file"]
+
+
+def test_layout_names() -> None:
+    assert out.MANIFEST_FILE == "manifest.json" and out.MANIFEST_FORMAT_VERSION == 1
+    assert out.SHARD_NAME_FORMAT.format(work_item=7, shard=3) == "part-00007-003.parquet"
+    assert out.OUTPUT_SUBDIRS == ("sequences", "rejects", "_tmp", "stats")
+    assert out.STATS_JSON_FILE.startswith("stats/") and out.STATS_PARQUET_FILE.startswith("stats/")
+    assert all(re.fullmatch(rb"gato\.[a-z_]+", k) for k in (
+        out.META_LAYOUT, out.META_FIELDS, out.META_IMAGE_NORMALIZATION, out.META_SEQUENCE_LENGTH))

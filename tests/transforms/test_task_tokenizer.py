@@ -1,0 +1,75 @@
+"""transforms/task_tokenizer.py: a task's episode is tokenized with that task's planned specs,
+the configured layout and local position table, and the text model loaded once."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from schemas.fields import continuous, discrete, text
+from schemas.vocab import DISJOINT
+from transforms.episode import EpisodeKey
+from transforms.errors import TokenizationError
+from transforms.task_tokenizer import TaskTokenizer, TokenizerConfig
+from transforms.text import SentencePieceTokenizer
+from transforms.tokenize import tokenize_episode
+
+FIELDS = {
+    "t/a": {"observation/x": continuous("linear"), "action": discrete()},
+    "t/b": {"observation/mission": text(), "action": discrete()},
+}
+STEPS = {"observation": {"x": np.array([[0.5, -0.5], [0.25, 0.0]], np.float32)}, "action": np.array([3, 7])}
+
+
+def _key(task: str, episode_id: str = "e1") -> EpisodeKey:
+    return EpisodeKey("t", task, episode_id, (), "f", 0)
+
+
+def test_the_config_pickles_and_has_the_documented_defaults() -> None:
+    config = TokenizerConfig(task_fields=FIELDS)
+    assert (config.layout, config.sentencepiece_model, config.local_position_table, config.max_timestep_tokens) == (
+        "gato", None, 512, None)
+    assert pickle.loads(pickle.dumps(config)) == config
+
+
+def test_tokenizes_with_the_tasks_specs_layout_and_position_table() -> None:
+    tokenizer = TaskTokenizer(TokenizerConfig(task_fields=FIELDS, layout="disjoint", local_position_table=64))
+    assert tokenizer.layout is DISJOINT and tokenizer.text is None
+    ours = tokenizer(_key("t/a"), STEPS)
+    theirs = tokenize_episode(STEPS, FIELDS["t/a"], layout=DISJOINT, local_position_table=64, episode="e1")
+    for name in ("tokens", "modality", "local_positions", "loss_mask", "timestep", "timestep_starts"):
+        np.testing.assert_array_equal(getattr(ours, name), getattr(theirs, name))
+    gato = TaskTokenizer(TokenizerConfig(task_fields=FIELDS))(_key("t/a"), STEPS)
+    assert not np.array_equal(gato.tokens, ours.tokens)  # the layout really changed the ids
+
+
+def test_errors_name_the_episode_id() -> None:
+    tokenizer = TaskTokenizer(TokenizerConfig(task_fields=FIELDS))
+    bad = {"observation": {"x": np.array([[np.nan, 0.0], [0.0, 0.0]], np.float32)}, "action": np.array([1, 2])}
+    with pytest.raises(TokenizationError) as e:
+        tokenizer(_key("t/a", "episode-9"), bad)
+    assert e.value.episode == "episode-9" and e.value.field == "observation/x" and e.value.timestep == 0
+
+
+def test_an_unplanned_task_is_an_error_listing_the_planned_ones() -> None:
+    tokenizer = TaskTokenizer(TokenizerConfig(task_fields=FIELDS))
+    with pytest.raises(ValueError, match=r"task 't/c' has no field specs in the plan; planned: \['t/a', 't/b'\]"):
+        tokenizer(_key("t/c"), STEPS)
+    with pytest.raises(ValueError, match="unknown vocabulary layout 'nope'"):
+        TaskTokenizer(TokenizerConfig(task_fields=FIELDS, layout="nope"))
+
+
+def test_text_fields_use_the_configured_model(tiny_model_path: Path) -> None:
+    tokenizer = TaskTokenizer(TokenizerConfig(task_fields=FIELDS, sentencepiece_model=str(tiny_model_path)))
+    assert isinstance(tokenizer.text, SentencePieceTokenizer) and tokenizer.text.source == str(tiny_model_path)
+    steps = {"observation": {"mission": np.array([b"opens drawer", b"picks block"], dtype=object)},
+             "action": np.array([0, 1])}
+    ours = tokenizer(_key("t/b"), steps)
+    theirs = tokenize_episode(steps, FIELDS["t/b"], text=tokenizer.text, episode="e1")
+    np.testing.assert_array_equal(ours.tokens, theirs.tokens)
+    without_model = TaskTokenizer(TokenizerConfig(task_fields=FIELDS))
+    with pytest.raises(ValueError, match="field 'observation/mission' is text but no SentencePiece model was given"):
+        without_model(_key("t/b"), steps)
