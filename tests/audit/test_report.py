@@ -157,6 +157,7 @@ def test_report_renders_in_headless_chromium(tmp_path: pathlib.Path) -> None:
             pytest.fail("chromium is required under CI (.ci/run installs the Debian package)")
         pytest.skip("chromium not installed (apt-get install chromium)")
     write_statistics(str(tmp_path), _results())
+    write_report(str(tmp_path))
     shot = tmp_path / "report.png"
     subprocess.run(
         [
