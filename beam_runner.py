@@ -7,18 +7,26 @@ Flags this module does not know pass through to Beam unchanged (`--runner`,
 `--direct_num_workers`, ...). Without `--runner` the job runs locally on Beam's
 DirectRunner, named explicitly, which `pipeline/runner.py` maps to Beam's FnApiRunner so
 that nothing tries the network (Beam's DirectRunner would first try to fetch Prism).
+
+Errors a user can act on are one line on stderr, no traceback: bad flags (exit 2),
+start-up checks, a claimed or foreign output directory, `--strict` rejects (exit 1), and a
+full disk, "error: no space left on <path>" (exit 1), however deep in Beam it happened.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
 from planning.options import SAMPLES_DATA_DIR, JobOptions
 
 DEFAULT_RUNNER = "DirectRunner"
+# formats.files.NO_SPACE_MESSAGE, as it reads inside a message Beam wrapped or annotated.
+_NO_SPACE = re.compile(r"no space left on (.+?)(?: \[while running|'|\"|$)", re.MULTILINE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +103,21 @@ def parse(argv: Sequence[str]) -> tuple[JobOptions, list[str]]:
     return options, beam_args
 
 
+def no_space_message(error: BaseException) -> str | None:
+    """"no space left on <path>" when `error` (or one it was raised from) is a full disk."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"no space left on {current.filename or 'the output disk'}"
+        match = _NO_SPACE.search(str(current))
+        if match:
+            return f"no space left on {match.group(1).strip()}"
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         options, beam_args = parse(sys.argv[1:] if argv is None else argv)
@@ -105,8 +128,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         run_job(options, beam_args=beam_args)
-    except ValueError as e:  # start-up checks (names, data dir, features) and --strict rejects
+    except ValueError as e:  # start-up checks (names, data dir, features, claims) and --strict rejects
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        message = no_space_message(e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 1
     return 0
 

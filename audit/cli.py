@@ -1,13 +1,17 @@
 """`gato-audit`: the per-task filter statistics of a finished output, in the terminal.
 
-    gato-audit OUTPUT_DIR                    print the table of every task
-    gato-audit OUTPUT_DIR --compare OTHER    compare two outputs task by task
+    gato-audit OUTPUT_DIR                    verify, and print the table of every task
+    gato-audit OUTPUT_DIR --compare OTHER    verify both, and compare them task by task
+    gato-audit OUTPUT_DIR --no-verify        the table only, without reading the shards
 
 Reads `stats/stats.json` (`formats.stats_files`) and prints the report's table
 (`audit/report.py`); no Beam is imported. An output directory without `manifest.json`
-(written last) is unfinished and refused unless `--allow-unfinished`. Exit status: 0
-when done (and, with --compare, when the outputs agree), 1 when compared outputs differ,
-2 on a usage error or an unusable output directory.
+(written last) is unfinished and refused unless `--allow-unfinished`. By default every
+output is verified first (`audit/verify.py`: every shard's sha256, bytes and rows against
+the manifest, no unlisted shard, and per task read = kept + dropped + rejected); each
+problem is printed on stderr. Exit status: 0 when done (and, with --compare, when the
+outputs agree), 1 when compared outputs differ, 2 on a usage error or an unusable output
+directory, 3 when an output failed verification.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, TextIO
 import fsspec
 
 from audit.report import TABLE_HEADERS, TEXT_COLUMNS, format_value, table_cells
+from audit.verify import verify_output
 from formats.paths import path_under
 from formats.stats_files import read_stats_records
 from schemas import output as out
@@ -53,6 +58,9 @@ COMPARED_FIELDS: tuple[str, ...] = (
     out.ST_PROMPTS_UNAVAILABLE,
     out.ST_SEQUENCE_TOKENS,
 )
+
+
+VERIFY_FAILED = 3  # exit status of an output that failed verification
 
 
 class AuditError(Exception):
@@ -137,7 +145,27 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"read outputs without {out.MANIFEST_FILE} (a job that did not finish)",
     )
+    parser.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="skip verification: by default every shard's sha256, bytes and row count are checked "
+        "against the manifest, unlisted shards are reported, and per task read = kept + dropped + "
+        f"rejected is checked; any problem exits with status {VERIFY_FAILED}",
+    )
     return parser
+
+
+def _problems(output_dir: str, records: Sequence[Mapping[str, Any]], stderr: TextIO) -> bool:
+    """Verify one output, printing its problems on stderr; True if it has any."""
+    fs, root = fsspec.core.url_to_fs(output_dir)
+    finished = fs.exists(path_under(root, out.MANIFEST_FILE))
+    problems = verify_output(output_dir, records, finished=finished)
+    if problems:
+        print(f"gato-audit: {output_dir} failed verification ({len(problems)} problem(s)):", file=stderr)
+        for line in problems:
+            print(f"  {line}", file=stderr)
+    return bool(problems)
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
@@ -155,16 +183,22 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     except AuditError as error:
         print(f"gato-audit: {error}", file=stderr)
         return 2
+    broken = False
+    if args.verify:
+        broken = _problems(args.output_dir, records, stderr)
+        if other is not None:
+            broken = _problems(args.compare, other, stderr) or broken
+    status = VERIFY_FAILED if broken else 0
     if other is None:
         stdout.write(format_table(records))
-        return 0
+        return status
     differences = compare_records(records, other)
     if not differences:
         stdout.write(f"{args.output_dir} and {args.compare} agree on all {len(records)} task(s)\n")
-        return 0
+        return status
     stdout.write(f"{len(differences)} difference(s) between {args.output_dir} and {args.compare}:\n")
     stdout.writelines(line + "\n" for line in differences)
-    return 1
+    return status or 1
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 `build_manifest` gathers the configuration and its hash, the vocabulary layout, sequence
 length, image normalization, per-field specs and per-timestep shapes, suggested sampling
 weights, the shard lists (sorted by path; each shard with rows, tokens, bytes and
-sha256) and the statistics files. `write_manifest` removes `_tmp/` and then writes
-`manifest.json` atomically (temporary name, then rename), so an output directory is
-finished exactly when the file exists. `read_manifest` is the one reader of manifest
+sha256) and the statistics files. `write_manifest` checks the run's claim and every listed
+shard's bytes and sha256, removes `_tmp/` and then writes `manifest.json` atomically
+(temporary name, then rename; from a staging directory it switches the output into place,
+`formats/publish.py`), so an output directory is finished exactly when the file exists. `read_manifest` is the one reader of manifest
 files (`reader/`, tests), given an output directory or its manifest.json: no
 manifest is an `UnfinishedOutputError`; one that is not JSON, lacks a required key or
 has another format version is a ValueError naming the file.
@@ -24,13 +25,12 @@ import hashlib
 import json
 import math
 import posixpath
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import fsspec
 
-from formats.files import output_filesystem
+from formats.publish import publish_output
 from schemas.fields import FieldSpec
 from schemas.output import (
     M_CONFIG,
@@ -52,7 +52,6 @@ from schemas.output import (
     S_ROWS,
     S_TASK,
     S_TOKENS,
-    TMP_DIR,
 )
 from schemas.vocab import IMAGE_NORMALIZATION, VocabLayout
 
@@ -156,21 +155,22 @@ def build_manifest(
     }
 
 
-def write_manifest(output_dir: str, manifest: Mapping[str, Any]) -> str:
-    """Write `manifest.json` atomically (temporary name, then rename); returns its path.
+def manifest_text(manifest: Mapping[str, Any]) -> str:
+    """The text of `manifest.json`: sorted keys, one-space indent, no NaN, a final newline."""
+    return json.dumps(manifest, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
-    Called after every shard is finalized, so the temporary-shard directory goes first.
+
+def write_manifest(output_dir: str, manifest: Mapping[str, Any]) -> str:
+    """Publish `manifest.json` (`formats.publish.publish_output`); returns its path.
+
+    Called after every shard is finalized. Checks first that this run still holds the
+    output directory's claim and that every listed shard (sequences and rejects) exists
+    with its bytes and sha256; then removes `_tmp/` and writes the manifest atomically
+    (temporary name, then rename). From a staging directory `<root>/_staging/<run id>`
+    the output is switched into `<root>` and the path of `<root>/manifest.json` returned.
     """
-    fs, root = output_filesystem(output_dir)
-    if fs.exists(f"{root}/{TMP_DIR}"):
-        fs.rm(f"{root}/{TMP_DIR}", recursive=True)
-    final = f"{root}/{MANIFEST_FILE}"
-    temp = f"{root}/.{MANIFEST_FILE}.{uuid.uuid4().hex}.tmp"
-    text = json.dumps(manifest, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False)
-    with fs.open(temp, "wb") as f:
-        f.write((text + "\n").encode("utf-8"))
-    fs.mv(temp, final)
-    return final
+    shards = [*manifest.get(M_SHARDS, ()), *manifest.get(M_REJECTS, ())]
+    return publish_output(output_dir, manifest_text(manifest).encode("utf-8"), shards=shards)
 
 
 # Keys every manifest, and every shard entry in it, must have to be read at all.

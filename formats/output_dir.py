@@ -4,10 +4,15 @@ An output directory is *finished* exactly when it holds `manifest.json`, which
 `formats/manifest.py` writes last, atomically, after every shard is in its final place.
 So a crashed job leaves no manifest, and readers refuse such a directory.
 
-- `prepare_output_dir` at start-up: refuses a finished output unless `overwrite`
-  (`FinishedOutputError`, a ValueError); otherwise removes the manifest first (a crash
-  while cleaning then leaves an unfinished directory), then our own sub-directories and
-  the report, so that a rerun starts afresh. Files of others are left alone.
+- `prepare_output_dir` at start-up (after `formats.claim.take_claim`): lists the
+  directory and classifies every file by our layout (`formats.layout.path_kind`). A file
+  we do not know is never deleted: the directory is refused, naming it
+  (`ForeignFilesError`). A finished output is refused unless `overwrite`
+  (`FinishedOutputError`); with `overwrite` it stays in place, valid and readable, until
+  the new run publishes (`formats/publish.py`). Leftovers of earlier runs are removed:
+  temporaries (`_tmp/`, `.manifest.json.*.tmp`), staging directories of runs that did
+  not finish, and the files of an unfinished output. With a `run_id`, the job's staging
+  directory `_staging/<run id>` is made and returned: the job writes there.
 - `finalize_shards` after the write barrier: moves each `ShardEntry` of one kind from
   `_tmp/<kind>/...` to its final name, measures bytes and sha256 for the manifest, and
   deletes `_tmp/<kind>`, which removes the orphans of failed attempts. Idempotent (a
@@ -19,19 +24,27 @@ All file access goes through fsspec, so `gs://bucket/out` works like a local pat
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from typing import Any
 
 import fsspec
 
-from formats.files import output_filesystem
+from formats.files import output_filesystem, raise_if_no_space, sha256_and_size
+from formats.layout import (
+    FOREIGN,
+    MANIFEST,
+    PUBLISHED,
+    STAGED,
+    TEMPORARY,
+    list_output,
+    remove_empty_dirs,
+    staging_dir,
+)
 from formats.parquet_shards import ShardEntry
 from formats.paths import path_under
 from schemas.output import (
     MANIFEST_FILE,
     OUTPUT_SUBDIRS,
-    REPORT_FILE,
     S_BYTES,
     S_DATASET,
     S_PATH,
@@ -39,44 +52,52 @@ from schemas.output import (
     S_SHA256,
     S_TASK,
     S_TOKENS,
+    STAGING_DIR,
     TMP_DIR,
 )
+
+_NAMED = 5  # foreign files named in the refusal
 
 
 class FinishedOutputError(ValueError):
     """The output directory already holds a finished output (and --overwrite was not given)."""
 
 
-def prepare_output_dir(output_dir: str, *, overwrite: bool) -> None:
-    """Make `output_dir` ready for a job (module docstring). Files of others are left alone."""
+class ForeignFilesError(ValueError):
+    """The output directory holds files this pipeline did not write."""
+
+
+def prepare_output_dir(output_dir: str, *, overwrite: bool, run_id: str | None = None) -> str:
+    """Make `output_dir` ready for a job (module docstring); returns where the job writes:
+    `output_dir` itself, or its staging directory when `run_id` is given."""
     fs, root = output_filesystem(output_dir)
-    manifest = f"{root}/{MANIFEST_FILE}"
-    if fs.exists(manifest):
-        if not overwrite:
-            raise FinishedOutputError(
-                f"{output_dir} already holds a finished output ({MANIFEST_FILE} exists); "
-                "pass --overwrite to replace it, or choose another --output_dir"
-            )
-        # Manifest first: if we crash while cleaning, the directory reads as unfinished.
-        fs.rm(manifest)
-    for name in (*OUTPUT_SUBDIRS, REPORT_FILE):
-        path = f"{root}/{name}"
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
-    fs.makedirs(root, exist_ok=True)
-
-
-_HASH_CHUNK = 1 << 20
-
-
-def _sha256_and_size(fs: fsspec.AbstractFileSystem, path: str) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with fs.open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+    files = list_output(fs, root)
+    foreign = sorted(r for r, kind in files.items() if kind == FOREIGN)
+    if foreign:
+        more = f" and {len(foreign) - _NAMED} more" if len(foreign) > _NAMED else ""
+        raise ForeignFilesError(
+            f"{output_dir} holds {len(foreign)} file(s) this pipeline did not write: "
+            f"{', '.join(foreign[:_NAMED])}{more}; nothing was deleted: move them away or "
+            "choose an empty or new --output_dir"
+        )
+    finished = MANIFEST in files.values()
+    if finished and not overwrite:
+        raise FinishedOutputError(
+            f"{output_dir} already holds a finished output ({MANIFEST_FILE} exists); "
+            "pass --overwrite to replace it, or choose another --output_dir"
+        )
+    # Leftovers of runs that did not finish; a finished output stays until the new one is published.
+    leftovers = {TEMPORARY, STAGED} if finished else {TEMPORARY, STAGED, PUBLISHED}
+    for relative in sorted(r for r, kind in files.items() if kind in leftovers):
+        fs.rm(f"{root}/{relative}")
+    remove_empty_dirs(fs, root, (TMP_DIR, STAGING_DIR, *OUTPUT_SUBDIRS))
+    with raise_if_no_space(output_dir):
+        fs.makedirs(root, exist_ok=True)
+        if run_id is None:
+            return output_dir
+        target = staging_dir(output_dir, run_id)
+        fs.makedirs(f"{root}/{STAGING_DIR}/{run_id}", exist_ok=True)
+    return target
 
 
 def finalize_shards(output_dir: str, entries: Iterable[ShardEntry], *, kind: str) -> list[dict[str, Any]]:
@@ -101,11 +122,12 @@ def finalize_shards(output_dir: str, entries: Iterable[ShardEntry], *, kind: str
         _, temp = fsspec.core.url_to_fs(entry.temp_path)
         final = path_under(root, *entry.path.split("/"))
         if fs.exists(temp):
-            fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
-            fs.mv(temp, final)
+            with raise_if_no_space(final):
+                fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+                fs.mv(temp, final)
         elif not fs.exists(final):
             raise FileNotFoundError(f"shard {entry.path} is neither at {temp} nor in place")
-        sha, size = _sha256_and_size(fs, final)
+        sha, size = sha256_and_size(fs, final)
         result.append(
             {
                 S_PATH: entry.path,

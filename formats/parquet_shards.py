@@ -11,6 +11,9 @@ rejects likewise under `rejects/`. Names pass through `formats.paths.safe_compon
   `decode_metadata` reads back.
 - `rejects_record_batch`: rejects as rows of `REJECTS_SCHEMA`, in the order given (the
   caller sorts a task's rejects by `reject_sort_key`: they arrive in no particular order).
+  Details pass through `stable_detail`, which drops memory addresses from Python reprs
+  (Pillow's "cannot identify image file <_io.BytesIO object at 0x7f...>"), so a rerun
+  writes the same bytes.
 - `ShardWriter`: the rows of one (kind, dataset, task, work item) into consecutive shards,
   closed at row-group boundaries once `rows_per_shard` rows or `max_shard_bytes` of Arrow
   data are reached (`WriteOptions`). Memory: one row group plus the Parquet writer's pages.
@@ -21,12 +24,16 @@ byte-identical files (the Write stage, `pipeline/write_shards.py`, gets one work
 rows in input order in one bundle). Atomicity: a shard is written under
 `_tmp/<kind>/<attempt>/...` and reported as a `ShardEntry` (final relative path,
 temporary path, rows, tokens); `formats.output_dir.finalize_shards` moves it into place.
+A full disk while writing a shard removes the partial file and raises
+`formats.files.NoSpaceLeftError` ("no space left on <path>").
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from formats.files import NoSpaceLeftError, is_no_space, no_space_error
 from formats.manifest import canonical_json, fields_metadata
 from formats.paths import path_under, relative_path, safe_component
 from schemas.fields import FieldSpec
@@ -159,8 +167,16 @@ def sequence_record_batch(key: EpisodeKey, batch: SequenceBatch, schema: pa.Sche
     return pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 
+_ADDRESS = re.compile(r" at 0x[0-9A-Fa-f]+")
+
+
+def stable_detail(detail: str) -> str:
+    """`detail` without the memory addresses of Python reprs (`<... object at 0x7f...>`)."""
+    return _ADDRESS.sub("", detail)
+
+
 def rejects_record_batch(rejects: Sequence[Reject]) -> pa.RecordBatch:
-    """Rejects as rows of `REJECTS_SCHEMA`, in the given order."""
+    """Rejects as rows of `REJECTS_SCHEMA`, in the given order (details: `stable_detail`)."""
     columns = {
         DATASET: [r.dataset for r in rejects],
         TASK: [r.task for r in rejects],
@@ -168,7 +184,7 @@ def rejects_record_batch(rejects: Sequence[Reject]) -> pa.RecordBatch:
         SOURCE_FILE: [r.source_file for r in rejects],
         REASON: [r.reason for r in rejects],
         FIELD: [r.field for r in rejects],
-        DETAIL: [r.detail for r in rejects],
+        DETAIL: [stable_detail(r.detail) for r in rejects],
     }
     return pa.RecordBatch.from_arrays(
         [pa.array(columns[f.name], f.type) for f in REJECTS_SCHEMA], schema=REJECTS_SCHEMA
@@ -234,18 +250,46 @@ class ShardWriter:
             self._pending.append(batch)
             self._pending_rows += batch.num_rows
         closed: list[ShardEntry] = []
-        while self._pending_rows >= self._next_group_rows():
-            closed += self._flush(self._next_group_rows())
+        with self._no_space_cleanup():
+            while self._pending_rows >= self._next_group_rows():
+                closed += self._flush(self._next_group_rows())
         return closed
 
     def close(self) -> list[ShardEntry]:
         """Write what is buffered and close the open shard."""
         closed: list[ShardEntry] = []
-        while self._pending_rows:
-            closed += self._flush(min(self._pending_rows, self._next_group_rows()))
-        if self._writer is not None:
-            closed.append(self._close_shard())
+        with self._no_space_cleanup():
+            while self._pending_rows:
+                closed += self._flush(min(self._pending_rows, self._next_group_rows()))
+            if self._writer is not None:
+                closed.append(self._close_shard())
         return closed
+
+    @contextlib.contextmanager
+    def _no_space_cleanup(self) -> Any:
+        """A full disk: remove the partial shard (best effort) and say so in one line."""
+        try:
+            yield
+        except OSError as e:
+            if not is_no_space(e):
+                raise
+            path = self._temp_path or self._options.output_dir
+            self._discard_partial()
+            if isinstance(e, NoSpaceLeftError):
+                raise
+            raise no_space_error(path) from e
+
+    def _discard_partial(self) -> None:
+        if self._writer is not None:
+            self._writer.is_open = False  # its footer cannot be written: never try again
+        with contextlib.suppress(OSError, ValueError):
+            if self._file is not None:
+                self._file.close()
+        self._writer = self._file = None
+        if self._temp_path:
+            fs, path = fsspec.core.url_to_fs(self._temp_path)
+            with contextlib.suppress(OSError):
+                fs.rm(path)
 
     def _next_group_rows(self) -> int:
         return min(self._options.row_group_rows, self._options.rows_per_shard - self._rows)
@@ -303,6 +347,7 @@ class ShardWriter:
         )
         self._shard += 1
         self._rows = self._tokens = self._bytes = 0
+        self._temp_path = ""  # closed and reported: never a partial file to discard
         return entry
 
 

@@ -39,7 +39,8 @@ from transforms.expert_filter import TaskThreshold
 
 def episodes_table(books: TaskBooks) -> pa.Table:
     """One row per episode read (`STATS_EPISODES_SCHEMA`): the episodes with a return in
-    collection order, then the rejects without one, by (source file, episode id, reason)."""
+    collection order, then the rejects without one, by (source file, episode id, reason,
+    detail: the copies of a duplicate id differ only there)."""
     dataset, task = books.task
     episode_ids: list[str | None] = []
     decision: list[str] = []
@@ -60,7 +61,7 @@ def episodes_table(books: TaskBooks) -> pa.Table:
     with_return = set(episode_ids)
     orphans = sorted(
         (row for row in books.reject_rows if row.episode_id is None or row.episode_id not in with_return),
-        key=lambda r: (r.source_file, "" if r.episode_id is None else r.episode_id, r.reason),
+        key=lambda r: (r.source_file, "" if r.episode_id is None else r.episode_id, r.reason, r.detail),
     )
     n, m = len(books.returns), len(orphans)
     columns = {

@@ -7,13 +7,19 @@ equals TensorFlow's `deserialize_example(...).numpy()` (a test checks every reco
 bundled samples): strings stay `bytes` in object arrays (never fixed-width `S`, which
 would drop trailing NUL bytes), scalars are numpy scalars of the feature's dtype. A
 record that is not an Example of the expected features raises `UndecodableRecord` (a
-ValueError naming the feature); its framing is intact, so a reader can go on.
+ValueError naming the feature, with a reason code and the episode-level fields that did
+decode, so a reject can name the episode); its framing is intact, so a reader can go on.
+As TensorFlow's parser, the decoder never casts across kinds: a feature declared int32
+whose record holds floats (or the reverse) is `dtype_mismatch`, values that do not fill
+the declared shape `shape_mismatch`.
 
 The decoder works on a *view* of a TFDS FeaturesDict with the same serialized layout:
 `raw_features` turns the `steps` Dataset into a Sequence (whole-episode arrays instead of
 a nested tf.data.Dataset) and each Image into its PNG bytes (one string per step, left
 undecoded); `light_features` keeps only the episode-level features and the named step
-fields, so the other keys of the Example are never converted. `check_decodable` names the
+fields, so the other keys of the Example are never converted; `ExampleDecoder(raw,
+step_fields=...)` does the same and also checks the skipped fields cheaply (presence,
+kind, value count, element sizes), so it refuses exactly the records the full decoder does. `check_decodable` names the
 first feature the decoder cannot handle, so planning fails at start-up, not on a worker.
 tensorflow_datasets is imported lazily, for its feature connectors only; TensorFlow never
 is (why: `formats/tfrecord.py`).
@@ -31,10 +37,44 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from schemas.fields import STEPS
+from transforms.rlds_rules import CORRUPT_RECORD, DTYPE_MISMATCH, SHAPE_MISMATCH
 
 
 class UndecodableRecord(ValueError):
-    """A framed record that is not a tf.train.Example of the expected features."""
+    """A framed record that is not a tf.train.Example of the expected features.
+
+    `reason`: `corrupt_record` (not an Example, a feature missing or not decompressing),
+    `dtype_mismatch` or `shape_mismatch`; `field`: the feature's path (inside `steps` for a
+    step field), None when no feature is to blame; `episode_fields`: the nested
+    episode-level features that did decode (so a reject can name the episode's id), None
+    when none were tried.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = CORRUPT_RECORD,
+        field: str | None = None,
+        episode_fields: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.field = field
+        self.episode_fields = episode_fields
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_undecodable, (str(self), self.reason, self.field, self.episode_fields))
+
+
+def _undecodable(message: str, reason: str, field: str | None, episode_fields: Any) -> UndecodableRecord:
+    return UndecodableRecord(message, reason=reason, field=field, episode_fields=episode_fields)
+
+
+def _field(key: str) -> str:
+    """A flat feature key as a field path: step fields without the `steps/` prefix."""
+    prefix = STEPS + "/"
+    return key[len(prefix):] if key.startswith(prefix) else key
 
 
 def raw_features(features: Any) -> Any:
@@ -140,16 +180,23 @@ class ExampleDecoder:
     """Serialized tf.train.Example -> nested dict of numpy arrays (module doc).
 
     `features`: a TFDS FeaturesDict (the reader's raw or light view); keys of the Example
-    that it does not name are never converted.
+    that it does not name are never converted. `step_fields`: decode only the episode-level
+    features and these top-level step fields; the other step fields are *checked*, not
+    converted (present, of the declared dtype, their value count fitting the declared
+    shape, encoded elements of the right size), so that a record this decoder accepts is
+    one the full decoder accepts too (pass 1 and pass 2 reach one verdict).
+
+    The episode-level features are decoded first: when a step field fails, the error
+    carries them (`UndecodableRecord.episode_fields`), so the reject can name the episode.
     """
 
-    def __init__(self, features: Any) -> None:
+    def __init__(self, features: Any, *, step_fields: Collection[str] | None = None) -> None:
         from tensorflow_datasets.core.features.tensor_feature import Encoding
         from tensorflow_datasets.proto import tf_example_pb2
 
-        self._leaves = []
+        leaves = []
         for key, leaf, info in _decodable_leaves(features):
-            self._leaves.append(
+            leaves.append(
                 _Leaf(
                     key=key,
                     serialized_dtype=_np_dtype(info.np_dtype),
@@ -160,6 +207,16 @@ class ExampleDecoder:
                     encoded=leaf._encoding != Encoding.NONE,  # noqa: SLF001
                 )
             )
+        prefix = STEPS + "/"
+        self._episode = [leaf for leaf in leaves if not leaf.key.startswith(prefix)]
+        steps = [leaf for leaf in leaves if leaf.key.startswith(prefix)]
+        wanted = (lambda leaf: True) if step_fields is None else (
+            lambda leaf: leaf.key[len(prefix):].split("/", 1)[0] in step_fields
+        )
+        self._steps = [leaf for leaf in steps if wanted(leaf)]
+        self._checked = [leaf for leaf in steps if not wanted(leaf)]
+        checked = {leaf.key for leaf in self._checked}
+        self._order = [leaf.key for leaf in leaves if leaf.key not in checked]  # the nesting order
         self._parse = tf_example_pb2.Example.FromString
 
     def __call__(self, record: bytes) -> dict[str, Any]:
@@ -169,49 +226,131 @@ class ExampleDecoder:
         except DecodeError as e:
             raise UndecodableRecord(f"not a tf.train.Example ({e})") from None
         feature_map = example.features.feature
-        nested: dict[str, Any] = {}
-        for leaf in self._leaves:
-            if leaf.key not in feature_map:
-                raise UndecodableRecord(f"feature {leaf.key!r} is missing")
-            value = _decode_leaf(leaf, _to_numpy(leaf, feature_map[leaf.key]))
-            *parents, name = leaf.key.split("/")
-            node = nested
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[name] = value
-        return nested
+        values: dict[str, Any] = {}
+        error: UndecodableRecord | None = None
+        for leaf in self._episode:
+            try:
+                values[leaf.key] = _decode_leaf(leaf, _to_numpy(leaf, _feature(leaf, feature_map)))
+            except UndecodableRecord as e:
+                error = error or e
+        try:
+            if error is not None:
+                raise error
+            for leaf in self._steps:
+                values[leaf.key] = _decode_leaf(leaf, _to_numpy(leaf, _feature(leaf, feature_map)))
+            for leaf in self._checked:
+                _check_leaf(leaf, _feature(leaf, feature_map))
+        except UndecodableRecord as e:
+            episode = _nest({leaf.key: values[leaf.key] for leaf in self._episode if leaf.key in values})
+            raise UndecodableRecord(str(e), reason=e.reason, field=e.field, episode_fields=episode) from None
+        return _nest({key: values[key] for key in self._order})
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """{"steps/observation": v} -> {"steps": {"observation": v}}, in the given order."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, name = key.split("/")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[name] = value
+    return nested
+
+
+def _feature(leaf: _Leaf, feature_map: Any) -> Any:
+    if leaf.key not in feature_map:
+        raise UndecodableRecord(f"feature {leaf.key!r} is missing", field=_field(leaf.key))
+    return feature_map[leaf.key]
 
 
 def _np_dtype(dtype: Any) -> np.dtype:
     return np.dtype(object) if dtype in (np.object_, np.bytes_, np.str_, object) else np.dtype(dtype)
 
 
+# What each kind of tf.train.Feature holds, as TensorFlow's parser names it.
+_FOUND = {"bytes_list": "bytes", "float_list": "float32", "int64_list": "int64"}
+
+
+def _check_kind(leaf: _Leaf, kind: str | None) -> None:
+    """The feature's list kind must be the one its serialized dtype is parsed from (as
+    TensorFlow's parser requires: it never casts floats to ints or back)."""
+    dtype = leaf.serialized_dtype
+    expected = "bytes_list" if dtype == object else "float_list" if dtype.kind == "f" else "int64_list"
+    if kind is None or kind == expected:
+        return
+    declared = f"{leaf.dtype} (stored as bytes)" if leaf.encoded else str(leaf.dtype)
+    raise UndecodableRecord(
+        f"feature {leaf.key!r} is declared {declared} but the record holds {_FOUND.get(kind, kind)} "
+        f"values ({kind})",
+        reason=DTYPE_MISMATCH,
+        field=_field(leaf.key),
+    )
+
+
+def _check_count(leaf: _Leaf, count: int) -> None:
+    """`count` values must fill the serialized shape (-1: any number of steps)."""
+    shape = leaf.serialized_shape
+    per = math.prod(d for d in shape if d != -1)
+    fits = (count % per == 0 if per else count == 0) if -1 in shape else count == per
+    if not fits:
+        raise UndecodableRecord(
+            f"feature {leaf.key!r}: {count} values do not fit shape {shape}",
+            reason=SHAPE_MISMATCH,
+            field=_field(leaf.key),
+        )
+
+
+def _check_leaf(leaf: _Leaf, feature: Any) -> None:
+    """What `_to_numpy` and `_decode_leaf` would refuse, without converting the values."""
+    kind = feature.WhichOneof("kind")
+    _check_kind(leaf, kind)
+    values: Any = () if kind is None else getattr(feature, kind).value
+    _check_count(leaf, len(values))
+    if leaf.encoded:
+        _element_bytes(leaf, list(values))
+
+
 def _to_numpy(leaf: _Leaf, feature: Any) -> np.ndarray:
     """The flat values of one feature, in its serialized dtype and shape."""
     kind = feature.WhichOneof("kind")
+    _check_kind(leaf, kind)
     values: Any = () if kind is None else getattr(feature, kind).value
+    _check_count(leaf, len(values))
     dtype = leaf.serialized_dtype
     if dtype == object:
-        if kind not in (None, "bytes_list"):
-            raise UndecodableRecord(f"feature {leaf.key!r}: expected bytes, found {kind}")
         array = np.empty(len(values), dtype=object)
         array[:] = list(values)  # whole bytes: a fixed-width S array would drop trailing NULs
-    elif kind == "float_list" or (kind is None and dtype.kind == "f"):
+    elif dtype.kind == "f":
         array = np.asarray(values, dtype=np.float32)
-    elif kind == "int64_list" or kind is None:
-        array = np.asarray(values, dtype=np.int64)
     else:
-        raise UndecodableRecord(f"feature {leaf.key!r}: expected numbers, found {kind}")
+        array = np.asarray(values, dtype=np.int64)
     if array.dtype != dtype:
-        # As TensorFlow's parser then cast: int64 -> bool/uint8/..., float32 -> float64;
+        # As TensorFlow's parser then casts: int64 -> bool/uint8/..., float32 -> float64;
         # uint64 is stored bit-cast to int64.
         array = array.view(np.uint64) if dtype == np.uint64 else array.astype(dtype)
-    try:
-        return array.reshape(leaf.serialized_shape)
-    except ValueError:
-        raise UndecodableRecord(
-            f"feature {leaf.key!r}: {array.size} values do not fit shape {leaf.serialized_shape}"
-        ) from None
+    return array.reshape(leaf.serialized_shape)
+
+
+def _element_bytes(leaf: _Leaf, blobs: Any) -> list[bytes]:
+    """The raw bytes of each encoded element (decompressed), each checked for its size."""
+    if leaf.zlib:
+        try:
+            blobs = [zlib.decompress(b) for b in blobs]
+        except zlib.error as e:
+            raise UndecodableRecord(
+                f"feature {leaf.key!r} does not decompress: {e}", field=_field(leaf.key)
+            ) from None
+    size = leaf.dtype.itemsize * math.prod(leaf.shape)
+    for step, blob in enumerate(blobs):
+        if len(blob) != size:
+            raise UndecodableRecord(
+                f"feature {leaf.key!r}, element {step}: {len(blob)} bytes, expected {size} "
+                f"({leaf.dtype} {leaf.shape})",
+                reason=SHAPE_MISMATCH,
+                field=_field(leaf.key),
+            )
+    return list(blobs)
 
 
 def _decode_leaf(leaf: _Leaf, array: np.ndarray) -> Any:
@@ -219,19 +358,7 @@ def _decode_leaf(leaf: _Leaf, array: np.ndarray) -> Any:
     TensorFlow's `.numpy()` gives."""
     if not leaf.encoded:
         return array[()] if array.ndim == 0 else array
-    blobs = array.reshape(-1)
-    if leaf.zlib:
-        try:
-            blobs = [zlib.decompress(b) for b in blobs]
-        except zlib.error as e:
-            raise UndecodableRecord(f"feature {leaf.key!r} does not decompress: {e}") from None
-    size = leaf.dtype.itemsize * math.prod(leaf.shape)
-    for step, blob in enumerate(blobs):
-        if len(blob) != size:
-            raise UndecodableRecord(
-                f"feature {leaf.key!r}, element {step}: {len(blob)} bytes, expected {size} "
-                f"({leaf.dtype} {leaf.shape})"
-            )
+    blobs = _element_bytes(leaf, array.reshape(-1))
     # One buffer for the whole episode: one array instead of one per step (writable, as
     # TensorFlow's arrays are).
     joined = np.frombuffer(bytearray().join(blobs), dtype=leaf.dtype).reshape(array.shape + leaf.shape)

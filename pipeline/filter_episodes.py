@@ -2,8 +2,11 @@
 
 `ExpertThresholds` combines per-episode (sort key, return) pairs, never whole episodes,
 into one `TaskThreshold` per task (`transforms.expert_filter` holds all the arithmetic:
-W, E, the threshold); `FilterEpisodes` takes them as an `AsDict` side input, keeps or
-drops every `RawEpisode` and reports a `FilterDecision` for each.
+W, E, the threshold); pass 1 joins it with its rejects into a `TaskVerdicts` per task
+(`pipeline/episode_verdicts.py`). `FilterEpisodes` takes those as an `AsDict` side input
+and gives every validated `RawEpisode` pass 1's verdict (`transforms/verdict.py`): a
+non-finite return or one of pass 1's rejects becomes a `Reject`, every other episode is
+kept or dropped with a `FilterDecision`.
 """
 
 from __future__ import annotations
@@ -14,15 +17,21 @@ from typing import Any
 import apache_beam as beam
 
 from pipeline.counters import TaskCounters
+from pipeline.rejects import REJECTS_TAG, reject_or_raise
 from transforms.episode import EpisodeReturn, RawEpisode, TaskKey
 from transforms.expert_filter import (
     DEFAULT_CAP,
     DEFAULT_FRACTION,
     TaskReturns,
-    TaskThreshold,
     decide,
     slack,
     window_size,
+)
+from transforms.verdict import (
+    NonFiniteReturn,
+    TaskVerdicts,
+    check_return,
+    verdict_reject,
 )
 
 DECISIONS_TAG = "decisions"  # tagged output of FilterEpisodes
@@ -80,20 +89,31 @@ class ExpertThresholds(beam.PTransform):
 
 
 class _FilterFn(beam.DoFn):
-    def __init__(self, return_fn: Callable[[RawEpisode], float], *, no_filter: bool) -> None:
+    def __init__(
+        self, return_fn: Callable[[RawEpisode], float], *, return_field: str | None, no_filter: bool, strict: bool
+    ) -> None:
         self._return_fn = return_fn
+        self._return_field = return_field
         self._no_filter = no_filter
+        self._strict = strict
 
     def setup(self) -> None:
         self._counters = TaskCounters(COUNTER_NAMESPACE)
 
-    def process(
-        self, episode: RawEpisode, thresholds: dict[TaskKey, TaskThreshold]
-    ) -> Iterable[Any]:
-        task = episode.key.task_key
-        decision = decide(
-            episode.key, float(self._return_fn(episode)), thresholds.get(task), no_filter=self._no_filter
-        )
+    def process(self, episode: RawEpisode, verdicts: dict[TaskKey, TaskVerdicts]) -> Iterable[Any]:
+        key = episode.key
+        task = key.task_key
+        found = verdicts.get(task)
+        try:
+            value = check_return(key, self._return_fn(episode), field=self._return_field)
+        except NonFiniteReturn as error:
+            yield reject_or_raise(verdict_reject(key, error), strict=self._strict, counters=self._counters, error=error)
+            return
+        reject = None if found is None else found.reject_of(key)
+        if reject is not None:  # pass 1's verdict: it does not tokenize, or its id is not unique
+            yield reject_or_raise(reject, strict=self._strict, counters=self._counters)
+            return
+        decision = decide(key, value, None if found is None else found.expert, no_filter=self._no_filter)
         self._counters.inc(task, "kept" if decision.kept else "dropped")
         yield beam.pvalue.TaggedOutput(DECISIONS_TAG, decision)
         if decision.kept:
@@ -101,28 +121,32 @@ class _FilterFn(beam.DoFn):
 
 
 class FilterEpisodes(beam.PTransform):
-    """Keeps the RawEpisodes whose return reaches their task's threshold.
+    """Gives every validated RawEpisode its verdict and keeps those whose return reaches
+    their task's threshold.
 
-    Main output: kept RawEpisodes. Tagged output `decisions`: a `FilterDecision` for
-    every episode. Counters `gato.filter:<dataset>/<task>/kept|dropped`.
-    With `no_filter` every episode is kept (reason `no_filter`); thresholds are then
-    optional. Apply as `episodes | FilterEpisodes(AsDict(thresholds), return_fn=...)`;
-    the result has `.kept` and `.decisions`.
+    Main output: kept RawEpisodes. Tagged outputs: `decisions`, a `FilterDecision` for every
+    episode kept or dropped; `rejects`, a `Reject` for every episode with a non-finite
+    return or rejected by pass 1 (`TaskVerdicts.rejects`), or with `strict` an error.
+    Counters `gato.filter:<dataset>/<task>/kept|dropped|rejected`.
+    With `no_filter` every usable episode is kept (reason `no_filter`). Apply as
+    `episodes | FilterEpisodes(AsDict(verdicts), return_fn=...)`; the result has `.kept`,
+    `.decisions` and `[REJECTS_TAG]`.
     """
 
     def __init__(
         self,
-        thresholds: Any,
+        verdicts: Any,
         *,
         return_fn: Callable[[RawEpisode], float],
+        return_field: str | None = None,
         no_filter: bool = False,
+        strict: bool = False,
     ) -> None:
         super().__init__()
-        self._thresholds = thresholds
-        self._return_fn = return_fn
-        self._no_filter = no_filter
+        self._verdicts = verdicts
+        self._fn = _FilterFn(return_fn, return_field=return_field, no_filter=no_filter, strict=strict)
 
     def expand(self, episodes: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return episodes | "KeepOrDrop" >> beam.ParDo(
-            _FilterFn(self._return_fn, no_filter=self._no_filter), self._thresholds
-        ).with_outputs(DECISIONS_TAG, main="kept")
+        return episodes | "KeepOrDrop" >> beam.ParDo(self._fn, self._verdicts).with_outputs(
+            DECISIONS_TAG, REJECTS_TAG, main="kept"
+        )

@@ -3,6 +3,13 @@
 `pipeline/passes.py` holds the composites (`Pass1`, `Pass2`, `Outputs`); this module
 adds them to a Beam pipeline, checks everything it can before any worker starts
 (planning, the text model, the output directory) and summarizes the counters per task.
+
+One writer per output directory: `run_job` claims it (`formats.claim.take_claim`; a
+second job is refused), prepares it (`formats.output_dir.prepare_output_dir`) and runs the
+pipeline on its staging directory `<output_dir>/_staging/<run id>`; the manifest step
+publishes the output into `<output_dir>` (`formats/publish.py`). When the job fails, its
+staging directory is removed and an older finished output stays as it was; the claim is
+released either way.
 """
 
 from __future__ import annotations
@@ -15,6 +22,9 @@ from typing import Any
 
 import apache_beam as beam
 
+from formats.claim import release_claim, take_claim
+from formats.files import output_filesystem
+from formats.layout import remove_empty_dirs, staging_dir
 from formats.output_dir import prepare_output_dir
 from pipeline.passes import (
     POOLS,
@@ -36,6 +46,7 @@ from planning.text_model import (
     text_model_digest,
 )
 from planning.work import Plan
+from schemas.output import STAGING_DIR
 from transforms.text import SentencePieceTokenizer
 
 log = logging.getLogger(__name__)
@@ -66,7 +77,8 @@ def run_job(options: JobOptions, *, beam_args: Sequence[str] = ("--runner=Direct
     """Plans (failing fast on bad names, paths or features), runs the job, and logs a summary.
 
     Returns the per-task counter summary. Raises ValueError for a finished output without
-    `overwrite`, and for every start-up check.
+    `overwrite`, an output directory another job claims or holding files not ours, and for
+    every start-up check; `formats.files.NoSpaceLeftError` (maybe wrapped by Beam) for a full disk.
     """
     plan = plan_work(
         options.dataset, data_dir=options.data_dir, tasks=options.tasks, rlds_spec=options.rlds_spec
@@ -84,15 +96,35 @@ def run_job(options: JobOptions, *, beam_args: Sequence[str] = ("--runner=Direct
         "dataset %s: %d tasks, %d input shards -> %s",
         plan.dataset.name, len(plan.tasks), len(plan.work_items), options.output_dir,
     )
-    prepare_output_dir(options.output_dir, overwrite=options.overwrite)
-    started = time.monotonic()
-    pipeline = make_pipeline(beam_args)
-    build_pipeline(pipeline, options, plan=plan, extra_config=extra_config)
-    result = pipeline.run()
-    result.wait_until_finish()
+    claim = take_claim(options.output_dir)
+    try:
+        target = prepare_output_dir(options.output_dir, overwrite=options.overwrite, run_id=claim.run_id)
+        started = time.monotonic()
+        pipeline = make_pipeline(beam_args)
+        staged = dataclasses.replace(options, output_dir=target)
+        build_pipeline(pipeline, staged, plan=plan, extra_config=extra_config)
+        result = pipeline.run()
+        result.wait_until_finish()
+    except BaseException:
+        discard_run(options.output_dir, claim.run_id)
+        raise
+    finally:
+        release_claim(options.output_dir, claim.run_id)
     summary = counter_summary(result)
     log.info("finished in %.1f s; per task:\n%s", time.monotonic() - started, format_summary(summary))
     return summary
+
+
+def discard_run(output_dir: str, run_id: str) -> None:
+    """Removes what run `run_id` staged (its own directory only); best effort, after a failure."""
+    fs, root = output_filesystem(output_dir)
+    _, stage = output_filesystem(staging_dir(output_dir, run_id))
+    try:
+        if fs.exists(stage):
+            fs.rm(stage, recursive=True)
+        remove_empty_dirs(fs, root, (STAGING_DIR,))
+    except OSError as e:  # the failure that brought us here matters more
+        log.warning("could not remove the staging directory %s: %s", stage, e)
 
 
 def counter_summary(result: beam.runners.runner.PipelineResult) -> dict[str, dict[str, int]]:

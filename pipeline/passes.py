@@ -2,9 +2,11 @@
 
 Two passes read the same TFDS shards; nothing ever groups whole episodes, so a worker
 holds one episode at a time.
-- `Pass1` (WorkItems -> returns, thresholds, prompt pools): a light read of flags,
-  rewards and episode fields gives every valid episode's return; they give one
-  threshold per task, and choose the few episodes whose windows fill the prompt pools.
+- `Pass1` (WorkItems -> returns, verdicts, prompt pools): every episode is read in full
+  and given the verdict pass 2 will reach (`transforms/verdict.py`: RLDS rules, a finite
+  return, tokenization, unique ids); only the usable episodes' returns give the task's
+  threshold (joined with pass 1's rejects into a `TaskVerdicts`) and choose the few
+  episodes whose windows fill the prompt pools.
 - `Pass2` (WorkItems + pass 1's side inputs -> shards, rejects, books): read, validate,
   filter, tokenize, sequence and write, fused into one chain per work item.
 - `Outputs`: the rejects shards, the statistics and report, then the manifest, written
@@ -25,10 +27,12 @@ import apache_beam as beam
 
 from formats.manifest import build_manifest, write_manifest
 from formats.parquet_shards import WriteOptions, sequence_schema
+from pipeline import episode_verdicts as verdicts_stage
 from pipeline import task_statistics as stats_stage
+from pipeline.episode_verdicts import EpisodeVerdicts, JoinVerdicts, UniqueEpisodeIds
 from pipeline.filter_episodes import ExpertThresholds, FilterEpisodes
 from pipeline.prompt_pools import BuildPromptPools
-from pipeline.read_episodes import ReadEpisodes, ReadReturns
+from pipeline.read_episodes import ReadEpisodes
 from pipeline.rejects import REJECTS_TAG
 from pipeline.sequence_episodes import COUNTS_TAG, SequenceEpisodes
 from pipeline.tokenize_episodes import TokenizeEpisodes
@@ -37,7 +41,9 @@ from pipeline.write_shards import FinalizeShards, WriteRejects, WriteShards
 from planning.options import JobOptions
 from planning.work import Plan, all_fields
 from schemas.datasets import DatasetSpec
+from schemas.fields import EPISODE_RETURN, REWARD
 from schemas.output import REJECTS_DIR, SEQUENCES_DIR
+from schemas.rlds_spec import RETURN_EPISODE_RETURN
 from schemas.vocab import get_layout
 from transforms.books import StatsOptions
 from transforms.episode import RawEpisode
@@ -47,8 +53,8 @@ from transforms.task_tokenizer import TokenizerConfig
 
 # Keys of the dicts the composites take and return.
 WORK = "work"  # WorkItem, one per input shard
-RETURNS = "returns"  # EpisodeReturn of every valid episode (pass 1)
-THRESHOLDS = "thresholds"  # (TaskKey, TaskThreshold)
+RETURNS = "returns"  # EpisodeReturn of every usable episode (pass 1's verdict)
+THRESHOLDS = "thresholds"  # (TaskKey, TaskVerdicts): the threshold and pass 1's rejects
 POOLS = "pools"  # (TaskKey, PromptPool)
 SHARDS = "shards"  # one element: the manifest entries of every sequences shard
 REJECTS = "rejects"  # Reject, from every stage of pass 2
@@ -79,6 +85,11 @@ class JobParts:
     @property
     def return_fn(self) -> Callable[[RawEpisode], float]:
         return functools.partial(episode_return, spec=self.spec)
+
+    @property
+    def return_field(self) -> str:
+        """The field an episode's return comes from, for reject messages."""
+        return EPISODE_RETURN if self.spec.return_source == RETURN_EPISODE_RETURN else REWARD
 
     @property
     def tokenizer(self) -> TokenizerConfig:
@@ -115,7 +126,10 @@ class Pass1(beam.PTransform):
     """WorkItems -> {RETURNS, THRESHOLDS, POOLS} (module doc).
 
     Since a pool keeps the top K by return, only the chosen episodes' records are decoded
-    in full for their windows. Pass 1 rejects nothing: pass 2 reports every reject.
+    again for their windows. Pass 1 reports no reject itself: pass 2 reports each where it
+    reads the episode (the RLDS and return checks it repeats, the others from
+    `TaskVerdicts.rejects`). Under `--strict` the first bad episode stops the job here,
+    before any shard is written.
     """
 
     def __init__(self, parts: JobParts) -> None:
@@ -124,14 +138,26 @@ class Pass1(beam.PTransform):
 
     def expand(self, work: beam.PCollection) -> dict[str, beam.PCollection]:
         parts, options = self._parts, self._parts.options
-        returns = work | "ReadReturns" >> ReadReturns(parts.spec, namespace=PASS1_NAMESPACE)
+        read = work | "Read" >> ReadEpisodes(parts.spec, strict=options.strict, namespace=PASS1_NAMESPACE)
+        checked = read.episodes | "Verdict" >> EpisodeVerdicts(
+            parts.tokenizer, return_fn=parts.return_fn, return_field=parts.return_field,
+            namespace=PASS1_NAMESPACE, strict=options.strict,
+        )
+        unique = checked[verdicts_stage.RETURNS] | "UniqueIds" >> UniqueEpisodeIds(
+            namespace=PASS1_NAMESPACE, strict=options.strict
+        )
+        returns = unique[verdicts_stage.RETURNS]
         thresholds = returns | "ExpertReturn" >> ExpertThresholds(
             fraction=options.filter_fraction, cap=options.window_cap
         )
+        rejects = (checked[REJECTS_TAG], unique[REJECTS_TAG]) | "Pass1Rejects" >> beam.Flatten()
+        verdicts = {
+            verdicts_stage.THRESHOLDS: thresholds, verdicts_stage.REJECTS: rejects
+        } | "TaskVerdicts" >> JoinVerdicts()
         pools = {"work": work, "returns": returns} | "PromptPools" >> BuildPromptPools(
             parts.spec, tokenizer=parts.tokenizer, sequencing=parts.sequencing, capacity=options.prompt_pool_size
         )
-        return {RETURNS: returns, THRESHOLDS: thresholds, POOLS: pools}
+        return {RETURNS: returns, THRESHOLDS: verdicts, POOLS: pools}
 
 
 class Pass2(beam.PTransform):
@@ -148,7 +174,8 @@ class Pass2(beam.PTransform):
         read = inputs[WORK] | "Read" >> ReadEpisodes(parts.spec, strict=options.strict)
         valid = read.episodes | "Validate" >> ValidateEpisodes(strict=options.strict)
         filtered = valid.valid | "Filter" >> FilterEpisodes(
-            thresholds, return_fn=parts.return_fn, no_filter=options.no_filter
+            thresholds, return_fn=parts.return_fn, return_field=parts.return_field,
+            no_filter=options.no_filter, strict=options.strict,
         )
         tokenized = filtered.kept | "Tokenize" >> TokenizeEpisodes(
             parts.tokenizer, return_fn=parts.return_fn, strict=options.strict
@@ -167,7 +194,7 @@ class Pass2(beam.PTransform):
             | "FinalizeShards" >> FinalizeShards(options.output_dir, kind=SEQUENCES_DIR)
         )
         rejects = (
-            read[REJECTS_TAG], valid[REJECTS_TAG], tokenized[REJECTS_TAG], sequenced[REJECTS_TAG]
+            read[REJECTS_TAG], valid[REJECTS_TAG], filtered[REJECTS_TAG], tokenized[REJECTS_TAG], sequenced[REJECTS_TAG]
         ) | "AllRejects" >> beam.Flatten()
         return {
             SHARDS: shards,
@@ -194,7 +221,7 @@ class Outputs(beam.PTransform):
             | "FinalizeRejects" >> FinalizeShards(options.output_dir, kind=REJECTS_DIR)
         )
         stats_paths = {
-            stats_stage.THRESHOLDS: inputs[THRESHOLDS],
+            stats_stage.THRESHOLDS: inputs[THRESHOLDS] | "ExpertThresholds" >> beam.FlatMapTuple(_expert),
             stats_stage.RETURNS: inputs[RETURNS],
             stats_stage.DECISIONS: inputs[DECISIONS],
             stats_stage.KEPT: inputs[KEPT],
@@ -215,6 +242,11 @@ class Outputs(beam.PTransform):
             )
         )
         return {MANIFEST: manifest}
+
+
+def _expert(task: Any, verdicts: Any) -> list[tuple[Any, Any]]:
+    """(task, TaskThreshold) of a task with usable episodes; nothing for the others."""
+    return [] if verdicts.expert is None else [(task, verdicts.expert)]
 
 
 def _write_manifest(

@@ -1,9 +1,10 @@
 """All of pass 1's prompt pools: per task, a bounded pool of prompt windows (spec section 5).
 
 The pool of a task is its top K candidates by (return descending, stable hash), each
-candidate a few tokenized windows of one valid episode. Since only returns decide it,
+candidate a few tokenized windows of one usable episode. Since only returns decide it,
 `BuildPromptPools` first picks each task's top K episode keys from pass 1's returns
-(`PromptCandidateKeys`), decodes and windows only those records (`PromptWindowsFn`),
+(`PromptCandidateKeys`; usable episodes only, by pass 1's verdict in
+`transforms/verdict.py`, so a reject never takes a place in a pool), decodes and windows only those records (`PromptWindowsFn`),
 and only for a task where a chosen episode gives no candidate (broken in full, or no
 window fits) also windows the rest of the task, so the pools equal those built from
 every episode (`PromptCandidatesFn` over all valid episodes, kept for that check).

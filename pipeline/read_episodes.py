@@ -6,10 +6,11 @@ Beam's FileSystems (`open_with_beam`), so a worker holds one episode at a time.
 `ReadEpisodes` decodes every field (images stay PNG bytes); `ReadReturns` only the
 episode-level fields and `RETURN_STEP_FIELDS` (flags and rewards), never images.
 
-Bad input: a record whose framing is broken ends its shard after a `Reject`
-(`corrupt_record`, naming file and record index); a framed record that does not parse is
-rejected the same way and reading goes on; `strict=True` raises instead. Pass 1 yields
-nothing for either: pass 2 reports every reject.
+Bad input (`formats.tfds_shards`): every record that cannot be read, decoded or found
+(`shardLengths`), or was not promised, is a `Reject` naming file and record index (and the
+episode id where it decoded), counted per reason (`REJECT_COUNTERS`); reading goes on
+wherever the framing allows; `strict=True` raises instead. Pass 1 yields nothing for any
+of them: pass 2 reports every reject.
 """
 
 from __future__ import annotations
@@ -30,10 +31,25 @@ from pipeline.counters import TaskCounters
 from pipeline.rejects import REJECTS_TAG, reject_or_raise
 from schemas.datasets import DatasetSpec
 from transforms.episode import EpisodeReturn, Reject, WorkItem
+from transforms.rlds_rules import (
+    CORRUPT_RECORD,
+    DTYPE_MISMATCH,
+    MISSING_RECORD,
+    SHAPE_MISMATCH,
+    UNEXPECTED_RECORD,
+)
 from transforms.steps import count_steps
 
 EPISODES = "episodes"  # main output tag of ReadEpisodes
 COUNTER_NAMESPACE = "gato.read"
+# The read's reject counter of each reason (`<namespace>:<dataset>/<task>/<counter>`).
+REJECT_COUNTERS = {
+    CORRUPT_RECORD: "corrupt_records",
+    DTYPE_MISMATCH: "dtype_mismatches",
+    SHAPE_MISMATCH: "shape_mismatches",
+    MISSING_RECORD: "missing_records",
+    UNEXPECTED_RECORD: "unexpected_records",
+}
 
 
 def open_with_beam(path: str) -> ContextManager[BinaryIO]:
@@ -58,7 +74,8 @@ class ReadEpisodesFn(beam.DoFn):
         task = (item.dataset, item.task)
         for out in read_shard(item, reader=reader, spec=self._spec):
             if isinstance(out, Reject):
-                yield reject_or_raise(out, strict=self._strict, counters=self._counters, counter="corrupt_records")
+                counter = REJECT_COUNTERS.get(out.reason, "rejected")
+                yield reject_or_raise(out, strict=self._strict, counters=self._counters, counter=counter)
             else:
                 self._counters.inc(task, "episodes")
                 self._counters.inc(task, "steps", count_steps(out.steps))
@@ -69,7 +86,8 @@ class ReadEpisodes(beam.PTransform):
     """PCollection[WorkItem] -> outputs `episodes` (RawEpisode) and `rejects` (Reject).
 
     Work items are reshuffled first so that shards spread over workers. Counters
-    `<namespace>:<dataset>/<task>/episodes|steps|corrupt_records`; the job's first pass
+    `<namespace>:<dataset>/<task>/episodes|steps` and the reject counters (`REJECT_COUNTERS`:
+    `corrupt_records`, `missing_records`, ...); the job's first pass
     reads under its own namespace so the summary does not count episodes twice.
     """
 

@@ -4,7 +4,9 @@ It wraps `transforms.task_tokenizer.TaskTokenizer` (the task's field specs, the
 vocabulary layout and the SentencePiece model, opened once per worker in `setup()`).
 An episode that does not tokenize, or has a timestep longer than the sequence, is a
 `Reject` here, before it counts as kept; every tokenized one is also reported as a
-`KeptEpisode` (tagged `kept`) for the statistics.
+`KeptEpisode` (tagged `kept`) for the statistics. In the job, pass 1 gave every episode
+the same check (`transforms.verdict.tokenize_checked`) and the Filter rejected those that
+fail, so the episodes that reach this stage tokenize.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from pipeline.counters import TaskCounters
 from pipeline.rejects import REJECTS_TAG, reject_or_raise
 from transforms.episode import EpisodeKey, KeptEpisode, RawEpisode, Reject
 from transforms.errors import TokenizationError
-from transforms.sequence import SequencingError, check_timesteps_fit
-from transforms.steps import emitted_steps
+from transforms.sequence import SequencingError
 from transforms.task_tokenizer import TaskTokenizer, TokenizerConfig
+from transforms.verdict import tokenize_checked
 
 KEPT_TAG = "kept"
 COUNTER_NAMESPACE = "gato.tokenize"
@@ -61,9 +63,8 @@ class TokenizeEpisodesFn(beam.DoFn):
     def process(self, raw: RawEpisode) -> Iterator[Any]:
         key = raw.key
         try:
-            episode = self._tokenizer(key, emitted_steps(raw))
-            if self._config.max_timestep_tokens is not None:
-                check_timesteps_fit(episode, self._config.max_timestep_tokens, key.episode_id)
+            # The same check as pass 1's verdict (transforms/verdict.py), so it passes here.
+            episode = tokenize_checked(raw, self._tokenizer, max_timestep_tokens=self._config.max_timestep_tokens)
         except (TokenizationError, SequencingError) as error:
             reject = tokenization_reject(key, error)
             yield reject_or_raise(reject, strict=self._strict, counters=self._counters, cause=error)

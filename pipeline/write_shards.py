@@ -9,7 +9,9 @@ bundle (the per-episode chain is fused, one work item is one element upstream), 
 shard and row-group boundaries depend only on row counts and Arrow sizes, so the same
 input gives byte-identical files whatever the runner. Files carry no timestamps or ids.
 
-Atomicity: `WriteShards` writes to `_tmp/<kind>/<attempt uuid>/...` and emits a
+Atomicity: paths are relative to `WriteOptions.output_dir`, which in a job is the run's
+staging directory `<output_dir>/_staging/<run id>` (`pipeline/job.py`), so a shard's path
+names the run that wrote it. `WriteShards` writes to `_tmp/<kind>/<attempt uuid>/...` and emits a
 `ShardEntry` per closed shard; `FinalizeShards` (after a barrier: only entries of
 committed bundles reach it) moves each into its final name, measures bytes and sha256,
 and deletes `_tmp/<kind>`, which removes the orphans of failed attempts.

@@ -7,6 +7,10 @@ The hash leaves out the fields that only say where or how to run (output and dat
 `overwrite`, `strict`) and the text model's path: the model enters by content (its
 sha256, added by `run_job`), so the same data written elsewhere hashes alike. Without
 `--data_dir` the job reads the bundled samples (`SAMPLES_DATA_DIR`).
+
+`run_job` hands the pipeline a copy whose `output_dir` is the run's staging directory
+(`<output_dir>/_staging/<run id>`, `formats/layout.py`); `to_config` records the directory
+the output is published to, so the manifest is the same bytes whatever the run id.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
+from formats.layout import published_dir
 from formats.manifest import config_hash
 from schemas.vocab import DEFAULT_SEQUENCE_LENGTH, LAYOUTS
 
@@ -91,8 +96,10 @@ class JobOptions:
         return max(1, self.sequence_length // 4)
 
     def to_config(self) -> dict[str, Any]:
-        """JSON-able configuration, as recorded in the manifest."""
+        """JSON-able configuration, as recorded in the manifest (`output_dir`: where the
+        output is published, never a staging directory)."""
         config = dataclasses.asdict(self)
+        config["output_dir"] = published_dir(self.output_dir)
         config["tasks"] = list(self.tasks)
         config["prompt_tokens"] = self.effective_prompt_tokens
         return config

@@ -30,6 +30,7 @@ from planning.tfds_dirs import (
     load_infos,
     pick_versions,
     select_builders,
+    train_shard_lengths,
     train_shards,
 )
 from planning.work import Plan, make_plan
@@ -73,6 +74,7 @@ def plan_work(
     task_fields: dict[str, dict[str, FieldSpec]] = {}
     shapes: dict[str, dict[str, tuple[int | None, ...]]] = {}
     shards: dict[str, tuple[str, list[str]]] = {}
+    records: dict[str, int] = {}
     problems: list[str] = []
     for builder, info in zip(selected, infos):
         task = task_name(builder.tfds_name, builder.config)
@@ -86,9 +88,10 @@ def plan_work(
         task_fields[task] = registry_fields(spec, features=features)
         shapes[task] = field_shapes(features)
         shards[task] = (str(builder.path), train_shards(info, builder.path))
+        records.update(train_shard_lengths(info))
     if problems:
         raise ValueError(
             f"dataset {dataset!r}: features on disk do not match the registry:\n  "
             + "\n  ".join(problems)
         )
-    return make_plan(spec, task_fields, shards, shapes)
+    return make_plan(spec, task_fields, shards, shapes, records=records)

@@ -31,6 +31,7 @@ from planning.tfds_dirs import (
     load_infos,
     pick_versions,
     select_builders,
+    train_shard_lengths,
     train_shards,
 )
 from planning.work import Plan, make_plan
@@ -90,13 +91,15 @@ def plan_rlds_dir(directory: str, *, tasks: Sequence[str], spec_path: str | None
     task_fields: dict[str, dict[str, FieldSpec]] = {}
     shapes: dict[str, dict[str, tuple[int | None, ...]]] = {}
     shards: dict[str, tuple[str, list[str]]] = {}
+    records: dict[str, int] = {}
     for builder, info, features in zip(selected, infos, all_features):
         task = overrides.task or task_name(builder.tfds_name, builder.config)
         _check_rlds_layout(features, task=task, where=str(builder.path))
         task_fields[task] = resolve_fields(features, overrides=overrides.field_overrides, source=source)
         shapes[task] = field_shapes(features)
         shards[task] = (str(builder.path), train_shards(info, builder.path))
-    return make_plan(spec, task_fields, shards, shapes)
+        records.update(train_shard_lengths(info))
+    return make_plan(spec, task_fields, shards, shapes, records=records)
 
 
 def _load_overrides(root: epath.Path, spec_path: str | None) -> RldsOverrides:

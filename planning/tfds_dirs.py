@@ -11,7 +11,8 @@ dataset_info.json, features.json and the `train` shards. Paths may be local or `
   must match; otherwise one ValueError lists the tasks on disk (at most
   `MAX_LISTED_NAMES`), other versions found, and the tasks the TFDS builder classes know.
 - `load_infos`: each dir's DatasetInfo, read concurrently (one GCS round trip each);
-  `train_shards`: the train split's files, all checked present with one listing per dir.
+  `train_shards`: the train split's files, all checked present with one listing per dir;
+  `train_shard_lengths`: the records each one holds by `shardLengths`.
 
 Every error is a ValueError naming the path it looked in.
 """
@@ -26,11 +27,11 @@ from typing import Any, Iterable, Sequence
 
 from etils import epath
 
+from formats.tfds_shards import DATASET_INFO_FILE
 from schemas.datasets import DatasetSpec, task_name
 from schemas.fields import PATH_SEPARATOR
 
 TRAIN_SPLIT = "train"
-DATASET_INFO_FILE = "dataset_info.json"
 MAX_LISTED_NAMES = 20
 _INCOMPLETE_PREFIX = "incomplete."
 _INFO_THREADS = 16  # dataset_info reads are I/O bound (GCS round trips)
@@ -200,3 +201,10 @@ def train_shards(info: Any, builder_dir: epath.Path) -> list[str]:
             f"{DATASET_INFO_FILE} are missing, e.g. {missing[0]}"
         )
     return paths
+
+
+def train_shard_lengths(info: Any) -> dict[str, int]:
+    """Records per train shard, by path: dataset_info.json's `shardLengths` (TFDS's
+    `splits[...].shard_lengths`, in shard order, as `filepaths` is)."""
+    split = info.splits[TRAIN_SPLIT]
+    return {str(path): int(n) for path, n in zip(split.filepaths, split.shard_lengths)}

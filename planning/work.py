@@ -4,7 +4,9 @@ A `Plan` is a resolved dataset: its spec, each task's field specs and per-timest
 shapes (what decoding a Parquet row back needs), and the work items, one per TFDS shard
 (`transforms.episode.WorkItem`). `make_plan` sorts the items by (task, shard path) and
 numbers them in that order (`work_items[i].index == i`), so item numbers, and the shard
-names derived from them, do not depend on how a directory listing was ordered. A task
+names derived from them, do not depend on how a directory listing was ordered. Each item
+carries the records its shard holds by `shardLengths` (`expected_records`), which the
+reader checks. A task
 with no train shards is planned with a warning (it has no episodes), not an error.
 
 `all_fields` gives one spec per field path across the tasks (the output metadata records
@@ -58,7 +60,12 @@ def make_plan(
     task_fields: dict[str, dict[str, FieldSpec]],
     shards: Mapping[str, tuple[str, list[str]]],
     shapes: Mapping[str, dict[str, tuple[int | None, ...]]],
+    *,
+    records: Mapping[str, int] | None = None,
 ) -> Plan:
+    """`shards`: task -> (builder dir, shard paths); `records`: shard path -> the records it
+    holds by `shardLengths` (each item's `expected_records`; None where unknown)."""
+    records = records or {}
     entries = sorted(
         (task, builder_dir, path)
         for task, (builder_dir, paths) in shards.items()
@@ -68,7 +75,10 @@ def make_plan(
     if empty:
         log.warning("tasks with no %s shards (no episodes): %s", TRAIN_SPLIT, empty)
     items = tuple(
-        WorkItem(dataset=spec.name, task=task, builder_dir=builder_dir, shard_path=path, index=i)
+        WorkItem(
+            dataset=spec.name, task=task, builder_dir=builder_dir, shard_path=path, index=i,
+            expected_records=records.get(path),
+        )
         for i, (task, builder_dir, path) in enumerate(entries)
     )
     return Plan(

@@ -4,6 +4,11 @@ An output is finished exactly when its `manifest.json` exists (the writer writes
 last), so a directory without one is refused, never read partially. Outputs mixed into
 one stream must share the vocabulary layout and the sequence length: ids of one layout
 mean something else in another, and batches are [B, L] arrays.
+
+An opened output is the one manifest it was opened with: `Output.manifest_sha256` is the
+sha256 of that manifest's bytes, and `check_unchanged` (called by the stream whenever it
+opens a shard) refuses to go on once the directory holds another manifest or none, e.g.
+after `--overwrite` rebuilt it, so a live reader never mixes rows of two builds.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 import fsspec
 
 from formats.manifest import manifest_location, read_manifest
+from reader.manifest_checks import check_shard_entries, manifest_digest
 from schemas import output as out
 from schemas.vocab import IMAGE_NORMALIZATION, VocabLayout, get_layout
 
@@ -32,6 +38,28 @@ class Output:
     root: str  # the output directory, as a path inside `fs`
     fs: fsspec.AbstractFileSystem
     manifest: Mapping[str, Any]
+    manifest_sha256: str = ""  # of the manifest's bytes when opened ("": not known, never checked)
+    manifest_path: str = ""  # the manifest, as a path inside `fs`
+
+    def check_unchanged(self) -> None:
+        """ValueError if the output's manifest is no longer the one this Output was opened with."""
+        if not self.manifest_sha256:
+            return
+        try:
+            now = manifest_digest(self.fs, self.manifest_path)
+        except FileNotFoundError:
+            raise ValueError(
+                f"{self.url}: {out.MANIFEST_FILE} is gone while this reader was streaming the output "
+                "(it is being rebuilt, e.g. by --overwrite, or was deleted); the reader stops rather than "
+                "mix two builds: open the finished output again with a new GatoReader"
+            ) from None
+        if now != self.manifest_sha256:
+            raise ValueError(
+                f"{self.url}: {out.MANIFEST_FILE} changed while this reader was streaming it (sha256 "
+                f"{self.manifest_sha256} when opened, {now} now): the output was rebuilt (e.g. --overwrite). "
+                "The reader stops rather than mix rows of two builds; open it again with a new GatoReader "
+                "(a state saved from this stream does not resume the new build)"
+            )
 
     @property
     def vocabulary(self) -> dict[str, Any]:
@@ -67,15 +95,31 @@ class Output:
         return posixpath.join(self.root, relative)
 
 
+def _digest_or_empty(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    try:
+        return manifest_digest(fs, path)
+    except FileNotFoundError:
+        return ""
+
+
 def open_output(url: str) -> Output:
     """Open the output at `url` (its directory or its manifest.json; local or any fsspec URL).
 
     Raises ValueError when the manifest is missing (unfinished output), unreadable, of
-    another format version, or lacks a required key.
+    another format version, lacks a required key, or lists a shard entry the reader cannot
+    trust (`reader.manifest_checks.check_shard_entries`).
     """
-    fs, root, _ = manifest_location(url)
-    manifest = read_manifest(url)
-    return Output(url=url, root=root, fs=fs, manifest=manifest)
+    fs, root, path = manifest_location(url)
+    # The digest before and after parsing: equal, they are the digest of the parsed manifest.
+    for _ in range(3):
+        before = _digest_or_empty(fs, path)
+        manifest = read_manifest(url)  # refuses a missing or corrupt manifest, with its own message
+        if before and before == _digest_or_empty(fs, path):
+            break
+    else:
+        raise ValueError(f"{url}: {out.MANIFEST_FILE} keeps changing while it is read (a job is writing it)")
+    check_shard_entries(url, manifest[out.M_SHARDS])
+    return Output(url=url, root=root, fs=fs, manifest=manifest, manifest_sha256=before, manifest_path=path)
 
 
 def check_compatible(

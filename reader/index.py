@@ -2,6 +2,9 @@
 
 Row groups are the unit of reading. The index is built once from the manifests and the
 Parquet footers (no row data is read), so the whole read order can be computed from it.
+Each footer is checked against its manifest entry: the columns, the row count, and the
+layout and sequence length in the schema metadata (`reader.manifest_checks`); a file
+listed by two outputs is refused (its rows would be read twice per epoch).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from reader.finished_output import Output
+from reader.manifest_checks import check_shard_metadata
 from schemas import output as out
 
 SourceKey = tuple[str, str]  # (dataset, task)
@@ -31,6 +35,7 @@ class ShardFile:
     path: str
     output_url: str
     sha256: str | None = None  # hex digest from the manifest (None if it lists none)
+    output: Output | None = None  # the output that lists it (its manifest is re-checked on every open)
 
     def open(self) -> pq.ParquetFile:
         # Local paths go to pyarrow's native reader (memory-mapped, no Python file layer).
@@ -79,7 +84,7 @@ def _shard_entries(outputs: Sequence[Output], keep: set[SourceKey] | None) -> li
 
 def _row_groups(o: Output, shard: Mapping[str, Any]) -> tuple[ShardFile, list[int]]:
     sha = shard.get(out.S_SHA256)
-    file = ShardFile(o.fs, o.shard_path(str(shard[out.S_PATH])), o.url, str(sha) if sha else None)
+    file = ShardFile(o.fs, o.shard_path(str(shard[out.S_PATH])), o.url, str(sha) if sha else None, o)
     try:
         meta = file.open().metadata
     except (OSError, ValueError) as e:
@@ -87,10 +92,11 @@ def _row_groups(o: Output, shard: Mapping[str, Any]) -> tuple[ShardFile, list[in
             f"{o.url}: shard {shard[out.S_PATH]!r} listed in the manifest cannot be opened as "
             f"Parquet ({e}); the output is incomplete or corrupt"
         ) from e
-    names = set(meta.schema.to_arrow_schema().names)
-    lacking = [c for c in out.SEQUENCE_SCHEMA.names if c not in names]
+    schema = meta.schema.to_arrow_schema()
+    lacking = [c for c in out.SEQUENCE_SCHEMA.names if c not in set(schema.names)]
     if lacking:
         raise ValueError(f"{o.url}: shard {shard[out.S_PATH]!r} lacks the columns {lacking}")
+    check_shard_metadata(o.url, str(shard[out.S_PATH]), schema.metadata, o.manifest)
     rows = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
     if sum(rows) != int(shard[out.S_ROWS]):
         raise ValueError(
@@ -115,8 +121,16 @@ def build_index(outputs: Sequence[Output], keep: set[SourceKey] | None = None) -
     unit_group: list[int] = []
     unit_rows: list[int] = []
     by_source: dict[SourceKey, list[int]] = {}
+    listed_by: dict[str, str] = {}
     for (_, shard), (file, rows) in zip(entries, opened):
         key = (str(shard[out.S_DATASET]), str(shard[out.S_TASK]))
+        url = file.fs.unstrip_protocol(file.path)
+        if url in listed_by:  # one output lists a file once (`check_shard_entries`): two outputs do
+            raise ValueError(
+                f"shard {url} is listed by two outputs ({listed_by[url]} and {file.output_url}); its rows "
+                "would be read twice per epoch: give each output once"
+            )
+        listed_by[url] = file.output_url
         file_id = len(files)
         files.append(file)
         for group, n in enumerate(rows):

@@ -28,6 +28,9 @@ from reader.index import SourceKey
 from reader.keyed_hash import key_of, keyed_uniform
 
 _BLOCK = 1 << 16  # draws computed per vectorized step
+# Most draws replayed to resume a REPEAT state that holds only its position (~20 minutes at
+# ~15M draws/s; 1.7e10 samples is far beyond any training run, so more means a corrupt state).
+MAX_REPLAY = 2**34
 
 
 class Exhausted(str, enum.Enum):
@@ -195,11 +198,31 @@ class MixtureState:
 
     @staticmethod
     def from_dict(data: Mapping[str, Any], num_sources: int) -> MixtureState:
-        counts = np.asarray(data["counts"], dtype=np.int64)
-        active = np.asarray(data["active"], dtype=bool)
-        if counts.shape != (num_sources,) or active.shape != (num_sources,):
-            raise ValueError(f"mixture state is for {counts.shape[0]} sources, the reader has {num_sources}")
-        return MixtureState(int(data["position"]), int(data["epoch"]), counts, active, bool(data["finished"]))
+        """Parse `to_dict`'s layout; a field missing or of the wrong type is a ValueError naming it."""
+        for name in ("position", "epoch", "counts", "active", "finished"):
+            if name not in data:
+                raise ValueError(f"reader state mixture.{name} is missing; the state is corrupt")
+        position, epoch = data["position"], data["epoch"]
+        for name, value in (("position", position), ("epoch", epoch)):
+            if not _is_count(value):
+                raise ValueError(f"reader state mixture.{name} {value!r} is not a non-negative integer")
+        counts, active, finished = data["counts"], data["active"], data["finished"]
+        if not isinstance(counts, list) or len(counts) != num_sources or not all(map(_is_count, counts)):
+            raise ValueError(
+                f"reader state mixture.counts {counts!r} is not a list of {num_sources} non-negative integers "
+                f"(one per source of this reader)"
+            )
+        if not isinstance(active, list) or len(active) != num_sources or not all(isinstance(a, bool) for a in active):
+            raise ValueError(f"reader state mixture.active {active!r} is not a list of {num_sources} booleans")
+        if not isinstance(finished, bool):
+            raise ValueError(f"reader state mixture.finished {finished!r} is not a boolean")
+        return MixtureState(
+            position, epoch, np.asarray(counts, dtype=np.int64), np.asarray(active, dtype=bool), finished
+        )
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
 @dataclasses.dataclass(frozen=True)
@@ -305,9 +328,65 @@ class Mixture:
         return parts
 
     def state_at(self, position: int, start: MixtureState | None = None) -> MixtureState:
-        """The state after `position` draws, simulated from `start` (or the beginning)."""
+        """The state after `position` draws, simulated from `start` (or the beginning).
+
+        DROP: every global epoch is exactly sum(rows) draws and ends in a known state, so
+        only the current epoch is replayed (and a position past the last epoch is an error).
+        REPEAT: every draw since `start` is replayed, at most `MAX_REPLAY` of them.
+        """
         state = (start or self.initial()).copy()
         if state.position > position:
             state = self.initial()
+        if self.exhausted is Exhausted.DROP:
+            total = int(self.rows.sum())
+            epoch = position // total
+            if self.num_epochs is not None and position > self.num_epochs * total:
+                raise ValueError(
+                    f"reader state position {position} is past the end of the stream ({self.num_epochs} "
+                    f"epoch(s) of {total} rows: {self.num_epochs * total}); the state is corrupt or of another stream"
+                )
+            if state.position < epoch * total:
+                n = len(self.rows)
+                finished = self.num_epochs is not None and epoch >= self.num_epochs
+                state = MixtureState(epoch * total, epoch, np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool), finished)
+        elif position - state.position > MAX_REPLAY:
+            raise ValueError(
+                f"reader state position {position} needs {position - state.position} draws replayed (more than "
+                f"{MAX_REPLAY}), as the state holds no mixture snapshot at that position; the position is "
+                "corrupt, or save the state with BatchStream.state(), which holds the snapshot"
+            )
         self.skip(state, position - state.position)
         return state
+
+    def restore(self, data: Mapping[str, Any]) -> MixtureState:
+        """The `MixtureState` of a saved `to_dict`, checked against this mixture; ValueError
+        naming the field that is of the wrong type or contradicts the mixture."""
+        state = MixtureState.from_dict(data, len(self.rows))
+        problem = self._contradiction(state)
+        if problem:
+            raise ValueError(f"reader state {problem}; the state is corrupt or of another stream")
+        return state
+
+    def _contradiction(self, state: MixtureState) -> str | None:
+        counts = [int(c) for c in state.counts]
+        if self.exhausted is Exhausted.REPEAT:
+            if state.epoch != 0:
+                return f"mixture.epoch is {state.epoch}, but under 'repeat' it is always 0"
+            if not state.active.all():
+                return f"mixture.active is {state.active.tolist()}, but under 'repeat' every source stays active"
+            if state.finished:
+                return "mixture.finished is True, but under 'repeat' the stream never ends"
+            drawn = state.position
+        else:
+            for s, (count, rows, active) in enumerate(zip(counts, self.rows.tolist(), state.active.tolist())):
+                if count > rows:
+                    return f"mixture.counts[{s}] is {count}, more than the {rows} rows of source {s}"
+                if active != (count < rows):
+                    return f"mixture.active[{s}] is {active}, but source {s} has {rows - count} of its {rows} rows left"
+            ended = self.num_epochs is not None and state.epoch >= self.num_epochs
+            if state.finished != ended or (self.num_epochs is not None and state.epoch > self.num_epochs):
+                return f"mixture.finished is {state.finished}, but epoch {state.epoch} of num_epochs {self.num_epochs}"
+            drawn = state.position - state.epoch * int(self.rows.sum())
+        if sum(counts) != drawn:
+            return f"mixture.counts sum to {sum(counts)}, but {drawn} draws were made (mixture.position {state.position})"
+        return None

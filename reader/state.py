@@ -17,6 +17,12 @@ from collections.abc import Mapping
 from typing import Any
 
 STATE_VERSION = 1
+# Largest position a state may hold: positions and draw counts are int64 in the reader.
+MAX_POSITION = 2**63 - 1
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def fingerprint(definition: Mapping[str, Any]) -> str:
@@ -41,19 +47,39 @@ class ReaderState:
 
     @staticmethod
     def from_dict(data: Mapping[str, Any], *, expected_fingerprint: str) -> ReaderState:
-        """Parse a saved state, refusing another version or another stream's state."""
-        if not isinstance(data, Mapping) or data.get("version") != STATE_VERSION:
+        """Parse a saved state, refusing another version or another stream's state.
+
+        Every field of the wrong type is a ValueError naming it (the mixture's own fields
+        are checked by `reader.mixture.Mixture.restore`).
+        """
+        version = data.get("version") if isinstance(data, Mapping) else None
+        if isinstance(version, bool) or version != STATE_VERSION:
             shown = dict(data) if isinstance(data, Mapping) else data
             raise ValueError(f"not a reader state of version {STATE_VERSION}: {shown!r}")
-        if data.get("fingerprint") != expected_fingerprint:
+        found = data.get("fingerprint")
+        if not isinstance(found, str):
+            raise ValueError(f"reader state fingerprint {found!r} is not a string; the state is corrupt")
+        if found != expected_fingerprint:
             raise ValueError(
                 "the saved reader state belongs to another stream (different outputs, weights, seed, "
                 "shuffle buffer or exhaustion policy); restore it with the settings it was saved with"
             )
         position = data.get("position")
-        if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+        if not _is_count(position):
             raise ValueError(f"reader state position {position!r} is not a non-negative integer")
+        if position > MAX_POSITION:
+            raise ValueError(
+                f"reader state position {position} is above 2**63 - 1, the largest the reader counts to; "
+                "the state is corrupt"
+            )
         mixture = data.get("mixture")
+        if mixture is not None and not isinstance(mixture, Mapping):
+            raise ValueError(f"reader state mixture {mixture!r} is not an object; the state is corrupt")
+        if mixture is not None and not _is_count(mixture.get("position")):
+            raise ValueError(
+                f"reader state mixture.position {mixture.get('position')!r} is not a non-negative integer; "
+                "the state is corrupt"
+            )
         if mixture is not None and mixture.get("position") != position:
             mixture = None  # a stale shortcut: recompute from the position instead
         return ReaderState(expected_fingerprint, position, mixture)

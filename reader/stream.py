@@ -52,8 +52,11 @@ class ReaderOptions:
     - `max_patches`: fixed patch axis length (static shapes); None pads per batch.
     - `prefetch`: batches read ahead in a background thread; 0 reads in the caller.
     - `verify_checksums`: hash each shard (sha256) the first time this process reads from
-      it and raise ValueError if it differs from the manifest's digest; False skips this
-      (e.g. for outputs whose manifest lists no digests, or to read a damaged output anyway).
+      it (and again if its file was replaced since) and raise ValueError if it differs from
+      the manifest's digest; False skips this (e.g. for outputs whose manifest lists no
+      digests, or to read a damaged output anyway). Whatever this option, every shard open
+      re-reads the output's manifest digest and stops the stream with a ValueError once the
+      output was rebuilt (`Output.check_unchanged`), rather than mix two builds.
     """
 
     seed: int = 0
@@ -146,7 +149,7 @@ class GatoReader:
             return self.mixture.initial()
         parsed = ReaderState.from_dict(state, expected_fingerprint=self.fingerprint)
         if parsed.mixture is not None:
-            return MixtureState.from_dict(parsed.mixture, len(self.sources))
+            return self.mixture.restore(parsed.mixture)
         return self.mixture.state_at(parsed.position)
 
     def check_state(self, state: Mapping[str, Any]) -> None:
@@ -279,9 +282,16 @@ class _BatchBuilder:
         if handle is None:
             # Every row-group read opens its file here: the one place shard bytes are checked.
             file = self._reader.index.files[file_id]
+            if file.output is not None:
+                file.output.check_unchanged()  # a rebuilt output is refused, not mixed in
+            handle = file.open()  # opened before it is verified: the handle holds the verified bytes
             if self._reader.options.verify_checksums:
-                verify_shard(file.fs, file.path, file.sha256, output_url=file.output_url)
-            handle = file.open()
+                try:
+                    verify_shard(file.fs, file.path, file.sha256, output_url=file.output_url)
+                except ValueError:
+                    if file.output is not None:
+                        file.output.check_unchanged()  # say "rebuilt" when that is why the bytes differ
+                    raise
             self._files[file_id] = handle
             if len(self._files) > _OPEN_FILES:
                 self._files.popitem(last=False)

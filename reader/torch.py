@@ -69,11 +69,13 @@ class GatoIterableDataset(IterableDataset):
     def state_dict(self, batches_consumed: int) -> dict[str, Any]:
         """The state after this rank (and, in lockstep, every rank) consumed that many batches
         since the last `load_state_dict` (or the start)."""
-        if batches_consumed < 0:
-            raise ValueError(f"batches_consumed must be >= 0, got {batches_consumed}")
+        if isinstance(batches_consumed, bool) or not isinstance(batches_consumed, int) or batches_consumed < 0:
+            raise ValueError(f"batches_consumed must be an integer >= 0, got {batches_consumed!r}")
         return self.reader.state_after(self._state, samples=batches_consumed * self.world_size * self.batch_size)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume from `state` at the next `iter()` (a DataLoader iter starts its workers)."""
-        self.reader.check_state(state)  # refuse another stream's state here, not in a worker
+        if not isinstance(state, Mapping):
+            raise ValueError(f"load_state_dict: state {state!r} is not a mapping (a state_dict() result)")
+        self.reader.check_state(state)  # refuse another stream's (or a corrupt) state here, not in a worker
         self._state = dict(state)

@@ -12,6 +12,10 @@ Output directory layout (all names relative to `--output_dir`):
     stats/stats.parquet, stats/stats.json
     report.html
 
+While a job runs it also holds `_claim.json` (the one writer's run id) and builds everything
+above in `_staging/<run id>/` (temporary shards in its `_tmp/`), then publishes it into place
+(`formats/publish.py`); neither is left in a finished output.
+
 `<dataset>` and `<task>` are path components made only by `formats.paths.safe_component`.
 """
 
@@ -229,3 +233,10 @@ TMP_DIR = "_tmp"  # per-attempt temporary shards; removed when shards are finali
 SHARD_NAME_FORMAT = "part-{work_item:05d}-{shard:03d}.parquet"
 # Sub-directories an unfinished output may hold (removed before a rerun reuses it).
 OUTPUT_SUBDIRS = (SEQUENCES_DIR, REJECTS_DIR, TMP_DIR, "stats")
+# One writer per output directory (formats/claim.py): created exclusively at start-up,
+# names the run id, removed when the job ends. Never part of a finished output's bytes.
+CLAIM_FILE = "_claim.json"
+# Where a job builds its output before publishing it (formats/layout.py, formats/publish.py):
+# `_staging/<run id>/` holds the same layout as the output directory.
+STAGING_DIR = "_staging"
+MANIFEST_TEMP_SUFFIX = ".tmp"  # `.manifest.json.<hex>.tmp`: the manifest before its rename

@@ -34,3 +34,37 @@ def test_rlds_dataset_gets_a_plain_default_output_dir() -> None:
 def test_bad_values_are_value_errors_naming_the_flag() -> None:
     with pytest.raises(ValueError, match="--prompt_fraction"):
         parse(["--dataset=atari", "--prompt_fraction=2"])
+
+
+def test_a_full_disk_deep_in_beam_is_found_and_named() -> None:
+    import errno
+
+    from beam_runner import no_space_message
+    from formats.files import no_space_error
+
+    assert no_space_message(no_space_error("/out/x.parquet")) == "no space left on /out/x.parquet"
+    wrapped = RuntimeError("formats.files.NoSpaceLeftError: no space left on /out/_tmp/a b.parquet "
+                           "[while running 'Pass2/Write']\nTraceback ...")
+    assert no_space_message(wrapped) == "no space left on /out/_tmp/a b.parquet"
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", "/out/s.json")
+        except OSError as e:
+            raise RuntimeError("stage failed") from e
+    except RuntimeError as e:
+        assert no_space_message(e) == "no space left on /out/s.json"
+    assert no_space_message(ValueError("bad value")) is None
+
+
+def test_main_prints_a_full_disk_as_one_line_and_exits_1(monkeypatch, capsys) -> None:
+    # Issue 13, defect 13: not a Beam traceback.
+    import beam_runner
+    from pipeline import job
+
+    def full(*args, **kwargs):
+        raise RuntimeError("NoSpaceLeftError: no space left on /out/_staging/x/stats/stats.json "
+                           "[while running 'Outputs/Stats/WriteStats']\nTraceback (most recent call last): ...")
+
+    monkeypatch.setattr(job, "run_job", full)
+    assert beam_runner.main(["--dataset=atari", "--output_dir=/out"]) == 1
+    assert capsys.readouterr().err == "error: no space left on /out/_staging/x/stats/stats.json\n"

@@ -8,6 +8,7 @@ bytes from one worker and from two.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -176,6 +177,34 @@ def test_strict_stops_naming_file_and_episode(corrupted: tuple[Path, Path], tmp_
     assert not (out / MANIFEST_FILE).exists()
 
 
+# --- Two jobs on one output directory: one writer, the other refused in one line. ---
+
+
+def test_two_concurrent_jobs_on_one_output_dir_never_mix(small_metaworld: Path, tmp_path: Path) -> None:
+    # Issue 13, defect 1: started together with different seeds.
+    out = tmp_path / "out"
+    jobs = [subprocess.Popen([sys.executable, str(REPO / "beam_runner.py"), "--dataset=metaworld",
+                              f"--data_dir={small_metaworld}", f"--output_dir={out}", f"--seed={seed}",
+                              "--sequence_length=256", "--log_level=WARNING"],
+                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for seed in (0, 1)]
+    results = [(job.wait(timeout=300), job.communicate()[1]) for job in jobs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 1], [err[-2000:] for _, err in results]
+    winner = [seed for seed, (code, _) in zip((0, 1), results) if code == 0][0]
+    (refusal,) = [err for code, err in results if code == 1]
+    lines = [line for line in refusal.splitlines() if line.startswith("error:")]
+    # Refused at its claim (or, had the winner finished first, at the finished output).
+    assert len(lines) == 1 and "Traceback" not in refusal
+    assert "is claimed by run" in lines[0] or "already holds a finished output" in lines[0]
+    assert manifest(out)["config"]["seed"] == winner
+    listed = {s[S_PATH]: s[S_SHA256] for s in manifest(out)["shards"]}
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*.parquet") if "stats" not in p.parts}
+    assert set(listed) == on_disk
+    assert all(hashlib.sha256((out / p).read_bytes()).hexdigest() == sha for p, sha in listed.items())
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST_FILE, "report.html", "sequences", "stats"]
+
+
 # --- A killed job leaves no manifest; the rerun completes without partial shards. ---
 
 
@@ -190,7 +219,7 @@ def test_killed_job_leaves_no_manifest_and_rerun_completes(
                            start_new_session=True)
     try:
         deadline = time.monotonic() + 240
-        while not (out / "_tmp").exists() and job.poll() is None and time.monotonic() < deadline:
+        while not any(out.glob("_staging/*/_tmp")) and job.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         assert job.poll() is None, "the job ended before it could be killed mid-write"
         os.killpg(job.pid, signal.SIGKILL)
@@ -203,7 +232,8 @@ def test_killed_job_leaves_no_manifest_and_rerun_completes(
     listed = {s[S_PATH] for s in manifest(out)["shards"]}
     on_disk = {p.relative_to(out).as_posix() for p in (out / "sequences").rglob("*.parquet")}
     assert listed == on_disk
-    assert not (out / "_tmp").exists()
+    assert not (out / "_tmp").exists() and not (out / "_staging").exists()
+    assert not (out / "_claim.json").exists()  # the killed job's stale claim was taken over, then released
     assert sum(s["rows"] for s in manifest(out)["shards"]) == sum(
         pq.ParquetFile(out / p).metadata.num_rows for p in listed
     )

@@ -7,7 +7,8 @@ features.json and `<name>-train.tfrecord-NNNNN-of-NNNNN` shards.
 
 Helpers build the feature layouts the project knows (`metaworld_features`,
 `babyai_features`, ...) and episodes for them, and damage shard files
-(`truncate_file`, `garble_file`) for bad-input tests.
+(`truncate_file`, `garble_file`, `rewrite_example`, `frame_with_length`) and metadata
+(`declare_dtype`) for bad-input tests.
 """
 
 from __future__ import annotations
@@ -111,6 +112,56 @@ def record_offsets(path: str | os.PathLike[str]) -> list[int]:
         length = int.from_bytes(data[pos : pos + 8], "little")
         pos += 8 + 4 + length + 4
     return offsets
+
+
+def rewrite_example(path: str | os.PathLike[str], record: int, edit: Any) -> None:
+    """Apply `edit(tf.train.Example)` to one record of a shard, re-framed with valid checksums
+    (a foreign writer's record: TFDS would refuse to write it)."""
+    from formats.tfrecord import frame_record, iter_records
+    from tensorflow_datasets.proto import tf_example_pb2
+
+    with open(path, "rb") as f:
+        records = list(iter_records(f))
+    example = tf_example_pb2.Example.FromString(records[record])
+    edit(example)
+    records[record] = example.SerializeToString()
+    Path(path).write_bytes(b"".join(frame_record(r) for r in records))
+
+
+def frame_with_length(path: str | os.PathLike[str], record: int, length: int) -> None:
+    """Give one record a crafted `length` with a valid length checksum (its bytes unchanged)."""
+    import struct
+
+    from formats.tfrecord import masked_crc32c
+
+    at = record_offsets(path)[record]
+    header = struct.pack("<Q", length)
+    with open(path, "r+b") as f:
+        f.seek(at)
+        f.write(header + struct.pack("<I", masked_crc32c(header)))
+
+
+def declare_dtype(builder_dir: str | os.PathLike[str], field: str, dtype: str) -> None:
+    """Edit features.json so that every tensor feature named `field` declares `dtype` (metadata
+    that lies about what the records hold)."""
+    import json
+
+    path = Path(builder_dir) / "features.json"
+
+    def edit(node: Any) -> None:
+        if isinstance(node, dict):
+            tensor = node.get(field, {}).get("tensor") if isinstance(node.get(field), dict) else None
+            if tensor is not None:
+                tensor["dtype"] = dtype
+            for value in node.values():
+                edit(value)
+        elif isinstance(node, list):
+            for value in node:
+                edit(value)
+
+    features = json.loads(path.read_text())
+    edit(features)
+    path.write_text(json.dumps(features))
 
 
 # --- Feature layouts and episodes of the project's datasets. ---

@@ -4,7 +4,8 @@
 filter decisions, kept and tokenized episodes, rejects, summed sequencing counts) into
 `TaskBooks`: read = kept + dropped + rejected; a kept episode is tokenized or rejected,
 never lost; a tokenized episode a later stage (sequencing) rejects counts as rejected;
-with sequencing counts, every kept episode was sequenced exactly once. `summarize_books`
+the copies of a duplicate id are counted one by one; with sequencing counts, every kept
+episode was sequenced exactly once. `summarize_books`
 turns the books into the stats record, `formats.stats_files.episodes_table` into the
 per-episode audit table. The row types are the compact per-episode tuples the Beam stage
 groups per task (plain tuples in the same field order work too).
@@ -29,6 +30,7 @@ from transforms.expert_filter import (
     window_sums,
 )
 from transforms.sequence import SequenceBatch
+from transforms.verdict import DUPLICATE_EPISODE_ID
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,15 +164,18 @@ def downsample_curve(curve: np.ndarray, max_points: int, must_include: int) -> n
 
 
 def _dedupe_rejects(rejects: Iterable[RejectRow]) -> list[RejectRow]:
-    """One row per rejected episode: the same episode rejected identically twice (both passes
-    validate) counts once; the same episode rejected for two different reasons is kept
-    once with its first reason in sorted order, so the count stays one per episode."""
-    by_episode: dict[tuple[str | None, str], RejectRow] = {}
+    """One row per rejected episode: the same episode rejected identically twice counts
+    once; the same episode rejected for two different reasons is kept once with its first
+    reason in sorted order, so the count stays one per episode. The copies of a duplicate
+    id are distinct episodes, even in one file: each counts (their details differ)."""
+    by_episode: dict[tuple[str | None, ...], RejectRow] = {}
     unnamed: list[RejectRow] = []
     rows = {RejectRow._make(row) for row in rejects}
     for row in sorted(rows, key=lambda r: tuple("" if x is None else str(x) for x in r)):
         if row.episode_id is None:
             unnamed.append(row)  # an unreadable record: no id to deduplicate on
+        elif row.reason == DUPLICATE_EPISODE_ID:
+            by_episode.setdefault((row.episode_id, row.source_file, row.detail), row)
         else:
             by_episode.setdefault((row.episode_id, row.source_file), row)
     return list(by_episode.values()) + unnamed

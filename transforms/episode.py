@@ -30,6 +30,9 @@ class WorkItem:
     builder_dir: str  # `<data_dir>/<tfds name>/<config>/<version>`
     shard_path: str
     index: int  # position in the plan's work item list
+    # Records the shard holds by dataset_info.json's `shardLengths` (None: unknown); the
+    # reader reports each one it cannot find, and each one past it, as a reject.
+    expected_records: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,15 +110,16 @@ class Reject:
         )
 
     @classmethod
-    def of_record(cls, item: WorkItem, *, reason: str, detail: str) -> Reject:
-        """The reject of a record that could not be read as an episode (no id to name)."""
+    def of_record(cls, item: WorkItem, *, reason: str, detail: str, field: str | None = None) -> Reject:
+        """The reject of a record that could not be read as an episode (no id to name):
+        `detail` names the file and the record index."""
         return cls(
             dataset=item.dataset,
             task=item.task,
             episode_id=None,
             source_file=item.shard_path,
             reason=reason,
-            field=None,
+            field=field,
             detail=detail,
         )
 

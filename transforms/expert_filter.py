@@ -13,7 +13,8 @@ Per task, with N episodes in collection order and returns R_1..R_N:
 - `TaskReturns`: one task's (sort key, return) pairs as compact columns, about 100 bytes
   per episode: all the filter ever holds per task. Its collection order refuses a
   repeated sort key (an episode read twice) and order keys that do not compare.
-- `decide`: one episode's `FilterDecision`.
+- `decide`: one episode's `FilterDecision`. Non-finite returns never get here: they are
+  rejects (`transforms/verdict.py`, `non_finite_return`), in both passes.
 
 Bad input is a ValueError naming the task (and the episode and file where there is one).
 The Beam stages are in `pipeline/filter_episodes.py` (`ExpertThresholds`, `FilterEpisodes`).
@@ -36,6 +37,7 @@ from schemas.output import (
     FILTER_NO_FILTER,
 )
 from transforms.episode import EpisodeKey, FilterDecision, TaskKey
+from transforms.verdict import check_return
 
 DEFAULT_FRACTION = 0.8
 DEFAULT_CAP = 1000
@@ -280,7 +282,8 @@ def thresholds_from_pairs(
 def decide(
     key: EpisodeKey, value: float, threshold: TaskThreshold | None, *, no_filter: bool
 ) -> FilterDecision:
-    """The filter's verdict on one episode (pure; the DoFn below only adds counters)."""
+    """The filter's verdict on one episode (pure; the DoFn only adds counters). A non-finite
+    return raises `transforms.verdict.NonFiniteReturn`, which the Filter stage checks first."""
     if no_filter:
         return FilterDecision(key=key, value=float(value), kept=True, reason=FILTER_NO_FILTER)
     if threshold is None:
@@ -288,11 +291,7 @@ def decide(
             f"no expert-return threshold for task {key.task_key} (episode {key.episode_id!r}, "
             f"file {key.source_file!r}): pass 1 saw no valid episode of this task"
         )
-    if not math.isfinite(value):
-        raise ValueError(
-            f"episode {key.episode_id!r} of task {key.task_key} (file {key.source_file!r}) "
-            f"has return {value!r}; a non-finite return should have been rejected"
-        )
+    value = check_return(key, value)  # a NonFiniteReturn (reason code), never a bare crash
     kept = threshold.keeps(value)
     return FilterDecision(
         key=key,

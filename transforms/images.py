@@ -10,6 +10,7 @@ block in HWC order. Pixels stay raw uint8; the model-side normalization is
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from transforms.errors import (
 )
 
 _WORD = np.dtype(np.uint64).itemsize
+_MEMORY_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # in the reprs Pillow puts in messages
 # Pillow modes that numpy turns into uint8 HxW(xC) arrays as they are.
 _UINT8_MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "CMYK": 4, "YCbCr": 3}
 
@@ -47,9 +49,12 @@ def _decode_png(data: bytes, index: int) -> np.ndarray:
     except TokenizationError:
         raise
     except Exception as exc:  # Pillow raises many types for corrupt data
+        # Pillow's message may name the stream object (`<_io.BytesIO object at 0x...>`):
+        # drop the address, so a reject's text is the same on every run.
+        reason = _MEMORY_ADDRESS.sub("", str(exc))
         raise TokenizationError(
             CORRUPT_IMAGE,
-            f"image at index {index} cannot be decoded: {type(exc).__name__}: {exc}",
+            f"image at index {index} cannot be decoded: {type(exc).__name__}: {reason}",
             timestep=index,
         ) from None
     return frame if frame.ndim == 3 else frame[:, :, None]

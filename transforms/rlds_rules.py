@@ -10,7 +10,8 @@ Rules (`check_rlds`, checked in this order; the first broken one is the reject r
 A broken rule raises `RldsViolation`: a ValueError with the `reason` code, the `field`,
 and a message naming file, record, task and episode; it pickles with all three, and
 `to_reject` makes its `Reject`. `REASONS` are the codes of the read and validate stages
-(`corrupt_record` included); tokenization's are in `transforms/errors.py`.
+(`corrupt_record`, `dtype_mismatch`, `shape_mismatch`, `missing_record`, `unexpected_record`
+included); tokenization's are in `transforms/errors.py`.
 
 `episode_return` (spec section 4): the episode's `episode_return` field or, as the
 dataset spec says, the reward sum over all RLDS steps in float64 (the final step's
@@ -33,11 +34,18 @@ from transforms.steps import step_leaves
 
 # --- Reason codes of the read and validate stages (the rejects table's `reason`). ---
 CORRUPT_RECORD = "corrupt_record"  # a TFRecord that cannot be read or parsed
+DTYPE_MISMATCH = "dtype_mismatch"  # a feature's values are not of the dtype features.json declares
+SHAPE_MISMATCH = "shape_mismatch"  # a feature's values do not fit the shape features.json declares
+MISSING_RECORD = "missing_record"  # a record dataset_info.json's shardLengths promises, not in the shard
+UNEXPECTED_RECORD = "unexpected_record"  # a record past the count shardLengths gives for its shard
 RLDS_IS_FIRST = "rlds_is_first"
 RLDS_IS_LAST = "rlds_is_last"
 RLDS_STEP_LENGTHS = "rlds_step_lengths"
 RLDS_NO_TIMESTEPS = "rlds_no_timesteps"
-REASONS = frozenset({CORRUPT_RECORD, RLDS_IS_FIRST, RLDS_IS_LAST, RLDS_STEP_LENGTHS, RLDS_NO_TIMESTEPS})
+REASONS = frozenset({
+    CORRUPT_RECORD, DTYPE_MISMATCH, SHAPE_MISMATCH, MISSING_RECORD, UNEXPECTED_RECORD,
+    RLDS_IS_FIRST, RLDS_IS_LAST, RLDS_STEP_LENGTHS, RLDS_NO_TIMESTEPS,
+})
 
 
 class RldsViolation(ValueError):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import pathlib
 import re
 import subprocess
 import sys
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from audit.cli import COMPARED_FIELDS, compare_records, format_table, main
@@ -19,6 +23,7 @@ from transforms.books import SequenceCounts
 from formats.stats_files import write_statistics
 from formats.stats_files import task_statistics
 from schemas import output as out
+from schemas.vocab import GATO
 
 GOLDEN = pathlib.Path(__file__).resolve().parent / "golden" / "audit_table.txt"
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -43,18 +48,41 @@ def _write_output(root: pathlib.Path, *, fraction: float = 0.8, finished: bool =
     if extra_task:
         tasks.append((("dmc", "cheetah_run"), [1.0, 2.0]))
     results = []
+    kept_by_task: dict[tuple[str, str], list[bool]] = {}
     for task, values in tasks:
         threshold = expert_return(values, fraction=fraction)
         returns = [(((i,), "s", i), f"e{i}", v, "s") for i, v in enumerate(values)]
         decisions = [(f"e{i}", threshold.keeps(v), "r") for i, v in enumerate(values)]
         kept = [(f"e{i}", v, 4, 40) for i, v in enumerate(values) if threshold.keeps(v)]
+        kept_by_task[task] = [True] * len(kept)
         rejects = [(None, "s9", "corrupt_record", None, "CRC")] if task[0] == "atari" else []
         results.append(task_statistics(task, threshold=threshold, returns=returns, decisions=decisions,
                                        kept=kept, rejects=rejects, sequences=_sequence_counts(len(kept))))
     write_statistics(str(root), results)
+    shards = [_write_shard(root, task, _sequence_counts(sum(threshold_kept)).sequences)
+              for task, threshold_kept in kept_by_task.items()]
     if finished:
-        (root / out.MANIFEST_FILE).write_text("{}")
+        manifest = {
+            out.M_FORMAT_VERSION: out.MANIFEST_FORMAT_VERSION,
+            out.M_VOCABULARY: GATO.to_metadata(),
+            out.M_SEQUENCE_LENGTH: 1024,
+            out.M_SHARDS: shards,
+            out.M_REJECTS: [],
+            out.M_STATS: {out.M_STATS_JSON: out.STATS_JSON_FILE},
+        }
+        (root / out.MANIFEST_FILE).write_text(json.dumps(manifest))
     return str(root)
+
+
+def _write_shard(root: pathlib.Path, task: tuple[str, str], rows: int) -> dict:
+    """A stand-in sequences shard of `rows` rows, and its manifest entry."""
+    relative = f"{out.SEQUENCES_DIR}/{task[0]}/{task[1].replace('/', '_')}/part-00000-000.parquet"
+    path = root.joinpath(*relative.split("/"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({out.SEQUENCE_INDEX: list(range(rows))}), path)
+    data = path.read_bytes()
+    return {out.S_PATH: relative, out.S_DATASET: task[0], out.S_TASK: task[1], out.S_ROWS: rows,
+            out.S_TOKENS: 0, out.S_BYTES: len(data), out.S_SHA256: hashlib.sha256(data).hexdigest()}
 
 
 def _run(argv: list[str]) -> tuple[int, str, str]:
@@ -184,3 +212,85 @@ def test_the_command_does_not_import_beam_or_tensorflow() -> None:
     code = "import sys, audit.cli; print(sorted(m for m in ('apache_beam', 'tensorflow') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]"
+
+
+PONG_SHARD = "sequences/atari/rlu_atari_Pong_run_1/part-00000-000.parquet"
+
+
+def _edit_manifest(output: str, edit) -> None:  # noqa: ANN001
+    path = pathlib.Path(output, out.MANIFEST_FILE)
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def test_a_broken_shard_fails_the_audit_and_is_named(tmp_path: pathlib.Path) -> None:
+    output = _write_output(tmp_path)
+    shard = tmp_path.joinpath(*PONG_SHARD.split("/"))
+    listed = hashlib.sha256(shard.read_bytes()).hexdigest()
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    found = hashlib.sha256(bytes(data)).hexdigest()
+    status, printed, errors = _run([output])
+    assert status == 3
+    assert printed == GOLDEN.read_text()  # the table is still printed, on stdout
+    assert errors.splitlines()[0] == f"gato-audit: {output} failed verification ({len(errors.splitlines()) - 1} problem(s)):"
+    assert f"  shards shard {PONG_SHARD}: sha256 {found}, the manifest lists {listed}" in errors.splitlines()
+    status, printed, errors = _run([output, "--no-verify"])
+    assert (status, printed, errors) == (0, GOLDEN.read_text(), "")
+
+
+def test_rows_bytes_missing_and_unlisted_shards_are_reported(tmp_path: pathlib.Path) -> None:
+    output = _write_output(tmp_path)
+    _edit_manifest(output, lambda m: m[out.M_SHARDS][0].update({out.S_ROWS: 10, out.S_BYTES: 1}))
+    stray = tmp_path / "sequences" / "atari" / "rlu_atari_Pong_run_1" / "part-00007-000.parquet"
+    stray.write_bytes(tmp_path.joinpath(*PONG_SHARD.split("/")).read_bytes())
+    tmp_path.joinpath("sequences", "dmc", "walker_walk", "part-00000-000.parquet").unlink()
+    status, _, errors = _run([output])
+    size = tmp_path.joinpath(*PONG_SHARD.split("/")).stat().st_size
+    assert status == 3
+    assert errors.splitlines()[1:] == [
+        f"  shards shard {PONG_SHARD}: {size} bytes, the manifest lists 1",
+        f"  shards shard {PONG_SHARD}: 9 rows, the manifest lists 10",
+        "  shards shard sequences/dmc/walker_walk/part-00000-000.parquet: listed in the manifest but missing",
+        "  sequences/atari/rlu_atari_Pong_run_1/part-00007-000.parquet: on disk but not listed in the manifest "
+        "(another run's shard?)",
+        "  atari / rlu_atari/Pong_run_1: the stats count 9 sequences, the manifest lists 10 rows",
+    ]
+
+
+def test_unbalanced_books_and_a_corrupt_manifest_fail_the_audit(tmp_path: pathlib.Path) -> None:
+    output = _write_output(tmp_path)
+    stats = tmp_path.joinpath(*out.STATS_JSON_FILE.split("/"))
+    document = json.loads(stats.read_text())
+    document[out.SJ_TASKS][0][out.ST_EPISODES_READ] = 14
+    stats.write_text(json.dumps(document))
+    status, _, errors = _run([output])
+    assert status == 3
+    assert errors.splitlines()[1:] == [
+        "  atari / rlu_atari/Pong_run_1: 14 episodes read but kept 3 + dropped 9 + rejected 1 = 13: "
+        "episodes lost or counted twice"
+    ]
+    (tmp_path / out.MANIFEST_FILE).write_text("{}")
+    status, _, errors = _run([output, "--no-verify"])
+    assert status == 0
+    status, _, errors = _run([output])
+    assert status == 3 and "  manifest: " in errors and "lacks the keys" in errors
+
+
+def test_compare_verifies_both_outputs(tmp_path: pathlib.Path) -> None:
+    first = _write_output(tmp_path / "a")
+    second = _write_output(tmp_path / "b")
+    (tmp_path / "b").joinpath(*PONG_SHARD.split("/")).unlink()
+    status, printed, errors = _run([first, "--compare", second])
+    assert status == 3 and "agree on all 3 task(s)" in printed
+    assert f"gato-audit: {second} failed verification" in errors and str(first) + " failed" not in errors
+
+
+def test_help_documents_no_verify(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--no-verify skip verification: by default every shard's sha256, bytes and row count" in text
+    assert "any problem exits with status 3" in text

@@ -25,3 +25,28 @@ def make_manifest(**overrides: Any) -> dict:
                 stats={"json": "stats/stats.json"})
     args.update(overrides)
     return build_manifest(**args)
+
+
+def write_shard_files(out: Any, shards: list[dict] = SHARDS) -> list[dict]:
+    """Writes a small file at each shard path under `out`; returns the entries with their
+    real bytes and sha256 (what `write_manifest` checks)."""
+    import hashlib
+    from pathlib import Path
+
+    entries = []
+    for shard in shards:
+        payload = f"shard {shard['path']}".encode()
+        path = Path(out) / shard["path"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(payload)
+        entries.append({**shard, "bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()})
+    return entries
+
+
+def make_finished_output(out: Any, **overrides: Any) -> dict:
+    """A finished output at `out`: the shard files and their manifest; returns the manifest."""
+    from formats.manifest import write_manifest
+
+    manifest = make_manifest(shards=write_shard_files(out), **overrides)
+    write_manifest(str(out), manifest)
+    return manifest

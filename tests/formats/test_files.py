@@ -39,3 +39,30 @@ def test_write_bytes_refuses_paths_that_leave_the_output_dir(tmp_path: Path, rel
     with pytest.raises(ValueError, match="unsafe path component"):
         write_bytes(str(tmp_path / "out"), relative, b"x")
     assert not (tmp_path / "out").exists() and not (tmp_path / "escape.txt").exists()
+
+
+def test_a_full_disk_is_one_clear_error_naming_the_path(tmp_path: Path) -> None:
+    # Issue 13, defect 13: ENOSPC (here /dev/full) becomes "no space left on <path>".
+    import errno
+
+    from formats.files import NoSpaceLeftError, raise_if_no_space
+
+    with pytest.raises(NoSpaceLeftError, match="^no space left on /out/stats.json$") as full:
+        with raise_if_no_space("/out/stats.json"), open("/dev/full", "wb", buffering=0) as f:
+            f.write(b"x")
+    assert isinstance(full.value.__cause__, OSError) and full.value.__cause__.errno == errno.ENOSPC
+    with pytest.raises(PermissionError):  # other errors pass through unchanged
+        with raise_if_no_space("/out/x"):
+            raise PermissionError(errno.EACCES, "denied")
+
+
+def test_sha256_and_size(tmp_path: Path) -> None:
+    import hashlib
+
+    import fsspec
+
+    from formats.files import sha256_and_size
+
+    (tmp_path / "f").write_bytes(b"abc" * 1000)
+    assert sha256_and_size(fsspec.filesystem("file"), str(tmp_path / "f")) == (
+        hashlib.sha256(b"abc" * 1000).hexdigest(), 3000)

@@ -17,8 +17,10 @@ from formats.manifest import (
     config_hash,
     read_manifest,
     suggested_sampling_weights,
+    manifest_text,
     write_manifest,
 )
+from formats.publish import ManifestMismatchError
 from formats.output_dir import prepare_output_dir
 from schemas.output import (
     M_CONFIG,
@@ -33,7 +35,8 @@ from schemas.output import (
     TMP_DIR,
 )
 from schemas.vocab import DISJOINT, IMAGE_NORMALIZATION
-from tests.formats.manifest_fixtures import SHARDS, make_manifest as _manifest
+from tests.formats.manifest_fixtures import SHARDS, make_finished_output, write_shard_files
+from tests.formats.manifest_fixtures import make_manifest as _manifest
 
 
 def test_manifest_content() -> None:
@@ -77,15 +80,16 @@ def test_write_and_read_round_trip_atomically(tmp_path: Path) -> None:
     out = str(tmp_path / "out")
     prepare_output_dir(out, overwrite=False)
     (tmp_path / "out" / TMP_DIR / "sequences").mkdir(parents=True)
-    path = write_manifest(out, _manifest())
+    manifest = _manifest(shards=write_shard_files(out))
+    path = write_manifest(out, manifest)
     assert path.endswith(MANIFEST_FILE)
-    assert read_manifest(out) == json.loads(json.dumps(_manifest()))
-    # Only the manifest is left: no temporary manifest, no temporary shards.
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [MANIFEST_FILE]
+    assert read_manifest(out) == json.loads(json.dumps(manifest))
+    # Only the manifest and the shards are left: no temporary manifest, no temporary shards.
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [MANIFEST_FILE, "sequences"]
 
 
 def test_read_refuses_another_format_version(tmp_path: Path) -> None:
-    manifest = _manifest()
+    manifest = _manifest(shards=write_shard_files(tmp_path))
     manifest["format_version"] = 99
     write_manifest(str(tmp_path), manifest)
     with pytest.raises(ValueError, match="format_version is 99"):
@@ -100,8 +104,7 @@ def test_manifest_matches_the_golden_file(tmp_path: Path) -> None:
 
     Regenerate with `GATO_UPDATE_GOLDEN=1 python -m pytest tests/formats/test_manifest.py`.
     """
-    write_manifest(str(tmp_path), _manifest())
-    text = (tmp_path / MANIFEST_FILE).read_text()
+    text = manifest_text(_manifest())
     if os.environ.get("GATO_UPDATE_GOLDEN"):
         GOLDEN.write_text(text)
     assert text == GOLDEN.read_text()
@@ -181,3 +184,33 @@ def test_a_manifest_that_cannot_be_read_is_an_error_naming_it(tmp_path: Path, te
         read_manifest(str(tmp_path))
     assert str(e.value).startswith(str(tmp_path))
     assert not isinstance(e.value, UnfinishedOutputError)
+
+
+def test_write_manifest_refuses_shards_missing_or_rewritten_by_another_run(tmp_path: Path) -> None:
+    # Issue 13, defect 1: the manifest must match the files it lists.
+    out = tmp_path / "out"
+    entries = write_shard_files(out)
+    (out / entries[0]["path"]).write_bytes(b"a shard of another run")
+    (out / entries[1]["path"]).unlink()
+    with pytest.raises(ManifestMismatchError, match=(
+        r"the manifest does not match the files \(sequences/a/t1/part-00001-000.parquet is missing; "
+        r"sequences/b/t2/part-00000-000.parquet has sha256 [0-9a-f]{12}\.\.\. and 22 bytes")):
+        write_manifest(str(out), _manifest(shards=entries))
+    assert not (out / MANIFEST_FILE).exists()
+
+
+def test_write_manifest_refuses_a_directory_another_job_claims(tmp_path: Path) -> None:
+    from formats.claim import ClaimedOutputError, take_claim
+
+    out = tmp_path / "out"
+    entries = write_shard_files(out)
+    claim = take_claim(str(out))
+    with pytest.raises(ClaimedOutputError, match=f"claimed by run {claim.run_id}"):
+        write_manifest(str(out), _manifest(shards=entries))
+    assert not (out / MANIFEST_FILE).exists()
+
+
+def test_make_finished_output_writes_what_the_manifest_lists(tmp_path: Path) -> None:
+    manifest = make_finished_output(tmp_path)
+    assert read_manifest(str(tmp_path)) == json.loads(json.dumps(manifest))
+    assert [s["path"] for s in manifest[M_SHARDS]] == sorted(s["path"] for s in SHARDS)

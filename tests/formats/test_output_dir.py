@@ -3,51 +3,88 @@ and the atomic, idempotent finalization of shards (spec section 6)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+import fsspec
 import pytest
 
 from formats.manifest import UnfinishedOutputError, read_manifest, write_manifest
-from formats.output_dir import FinishedOutputError, finalize_shards, prepare_output_dir
+from formats.output_dir import FinishedOutputError, ForeignFilesError, finalize_shards, prepare_output_dir
 from formats.parquet_shards import WriteOptions
 from schemas.output import M_SHARDS, MANIFEST_FILE, REJECTS_DIR, SEQUENCES_DIR, TMP_DIR
-from tests.formats.manifest_fixtures import make_manifest as _manifest
+from tests.formats.manifest_fixtures import make_finished_output, make_manifest
 from tests.formats.shard_fixtures import write_stream
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+KILLED_JOB = ("sequences/a/t/part-00000-000.parquet", "_tmp/sequences/x/y.parquet",
+              "rejects/a/t/part-00000-000.parquet", "stats/stats.json", "report.html",
+              ".manifest.json.0123abcd.tmp", f"_staging/{'e' * 32}/sequences/a/t/part-00000-000.parquet",
+              f"_staging/{'e' * 32}/_tmp/sequences/f/x.parquet.tmp")
+
+
+def _write(root: Path, names: tuple[str, ...]) -> None:
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"partial")
 
 
 def test_unfinished_output_is_refused_by_readers_and_cleaned_for_a_rerun(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with pytest.raises(UnfinishedOutputError, match="not a finished output"):
         read_manifest(str(out))
-    # A killed job: partial shards and temporaries, no manifest.
-    for name in ("sequences/a/t/part-00000-000.parquet", "_tmp/sequences/x/y.parquet",
-                 "rejects/a/t/part-00000-000.parquet", "stats/stats.json", "report.html"):
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        (out / name).write_bytes(b"partial")
-    (out / "notes.txt").write_text("the user's own file")
+    # A killed job: partial shards, temporaries, a staging directory, no manifest.
+    _write(out, KILLED_JOB)
     with pytest.raises(UnfinishedOutputError):
         read_manifest(str(out))
-    prepare_output_dir(str(out), overwrite=False)
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert prepare_output_dir(str(out), overwrite=False) == str(out)
+    assert list(out.iterdir()) == []  # our files and their empty directories are gone
 
 
-def test_finished_output_refuses_a_rerun_unless_overwrite(tmp_path: Path) -> None:
+def test_files_this_pipeline_did_not_write_are_never_deleted(tmp_path: Path) -> None:
+    # Issue 13, defect 7: a user's files inside our sub-directories, or beside them.
+    out = tmp_path / "out"
+    _write(out, KILLED_JOB)
+    (out / "stats" / "mine.txt").write_text("the user's own file")
+    (out / "sequences" / "notes.md").write_text("also the user's")
+    (out / "notes.txt").write_text("and this")
+    before = _files(out)
+    with pytest.raises(ForeignFilesError) as refused:
+        prepare_output_dir(str(out), overwrite=True)
+    assert str(refused.value) == (
+        f"{out} holds 3 file(s) this pipeline did not write: notes.txt, sequences/notes.md, "
+        "stats/mine.txt; nothing was deleted: move them away or choose an empty or new --output_dir"
+    )
+    assert _files(out) == before
+
+
+def test_finished_output_refuses_a_rerun_unless_overwrite_and_then_stays_until_replaced(tmp_path: Path) -> None:
     out = tmp_path / "out"
     prepare_output_dir(str(out), overwrite=False)
-    (out / "sequences").mkdir()
-    (out / "sequences" / "old.parquet").write_bytes(b"old")
-    write_manifest(str(out), _manifest())
+    make_finished_output(out)
+    finished = _files(out)
     with pytest.raises(FinishedOutputError, match="--overwrite"):
         prepare_output_dir(str(out), overwrite=False)
-    assert (out / "sequences" / "old.parquet").exists()
-    prepare_output_dir(str(out), overwrite=True)
-    assert not (out / MANIFEST_FILE).exists() and not (out / "sequences").exists()
+    _write(out, ("_tmp/sequences/x/y.parquet", f"_staging/{'e' * 32}/report.html"))
+    # Issue 13, defect 9: --overwrite keeps the old output readable; only leftovers go.
+    target = prepare_output_dir(str(out), overwrite=True, run_id="f" * 32)
+    assert target == f"{out}/_staging/{'f' * 32}" and Path(target).is_dir()
+    assert _files(out) == finished
+    assert read_manifest(str(out))[M_SHARDS][0]["dataset"] == "a"
 
 
 def test_fsspec_memory_filesystem(tmp_path: Path) -> None:
     out = "memory://gato-test/out"
     prepare_output_dir(out, overwrite=True)
-    write_manifest(out, _manifest())
+    with fsspec.open(f"{out}/sequences/a/t0/part-00000-000.parquet", "wb") as f:
+        f.write(b"x")
+    shard = {"path": "sequences/a/t0/part-00000-000.parquet", "dataset": "a", "task": "t0", "rows": 1,
+             "tokens": 1, "bytes": 1, "sha256": hashlib.sha256(b"x").hexdigest()}
+    write_manifest(out, make_manifest(shards=[shard]))
     assert read_manifest(out)[M_SHARDS][0]["dataset"] == "a"
     with pytest.raises(FinishedOutputError):
         prepare_output_dir(out, overwrite=False)
@@ -68,8 +105,6 @@ def test_finalize_removes_orphans_refuses_duplicates_and_is_idempotent(tmp_path:
 
 
 def test_finalize_moves_shards_into_place_with_their_size_and_digest(tmp_path: Path) -> None:
-    import hashlib
-
     from formats.parquet_shards import ShardEntry
 
     temp = tmp_path / TMP_DIR / SEQUENCES_DIR / "a1" / "x.parquet"
@@ -89,12 +124,10 @@ def test_finalize_moves_shards_into_place_with_their_size_and_digest(tmp_path: P
         finalize_shards(str(tmp_path), [missing], kind=SEQUENCES_DIR)
 
 
-def test_prepare_creates_a_missing_directory_and_leaves_others_files(tmp_path: Path) -> None:
+def test_prepare_creates_a_missing_directory(tmp_path: Path) -> None:
     out = tmp_path / "new" / "out"
     prepare_output_dir(str(out), overwrite=False)
     assert out.is_dir() and list(out.iterdir()) == []
-    (out / "stats").mkdir()
-    (out / "stats" / "mine.txt").write_text("ours: removed")
-    (out / "statistics").mkdir()  # not one of our sub-directories
+    (out / "statistics").mkdir()  # an empty directory holds no file to refuse
     prepare_output_dir(str(out), overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["statistics"]

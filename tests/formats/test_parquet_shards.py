@@ -172,3 +172,44 @@ def test_real_tokenizer_rows_decode_back_from_the_shard(tmp_path: Path) -> None:
         f_err = np.abs(mu_law_encode(decoded.fields["observation/state"]) - mu_law_encode(original["observation"]["state"][ts]))
         assert f_err.max() <= 1 / 1024 + 1e-9
     assert seen == list(range(30))  # every timestep exactly once, in order
+
+
+def test_reject_details_carry_no_memory_address_so_reruns_write_the_same_bytes(tmp_path: Path) -> None:
+    # Issue 13, defect 12: Pillow's message for undecodable bytes holds a repr with an address
+    # ("cannot identify image file <_io.BytesIO object at 0x7f...>"), which changes every run.
+    from formats.parquet_shards import rejects_record_batch, stable_detail
+    from transforms.episode import Reject
+
+    def rejects(holder: object) -> bytes:
+        detail = f"episode '3', field 'observation/image': image at index 0 cannot be decoded: {holder!r}"
+        reject = Reject("d", "t", "3", "/data/t.tfrecord", "corrupt_image", "observation/image", detail)
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_batches([rejects_record_batch([reject])]), sink)
+        return sink.getvalue().to_pybytes()
+
+    one, two = object(), object()  # both alive: different addresses
+    assert repr(one) != repr(two)
+    assert rejects(one) == rejects(two)
+    assert stable_detail("cannot identify image file <_io.BytesIO object at 0x7f3a2c1d9e40>") == (
+        "cannot identify image file <_io.BytesIO object>"
+    )
+    assert stable_detail("value 0x1f at index 2") == "value 0x1f at index 2"
+
+
+def test_a_full_disk_removes_the_partial_shard_and_says_so_in_one_line(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from formats import parquet_shards
+    from formats.files import NoSpaceLeftError
+
+    class FullDisk(pq.ParquetWriter):
+        def write_table(self, *args, **kwargs) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(parquet_shards.pq, "ParquetWriter", FullDisk)
+    options = WriteOptions(str(tmp_path), rows_per_shard=100)
+    with pytest.raises(NoSpaceLeftError) as full:
+        write_stream(options, "toy/a", 0, 2)
+    assert str(full.value).startswith(f"no space left on {tmp_path}/{TMP_DIR}/{SEQUENCES_DIR}/")
+    assert str(full.value).endswith("/part-00000-000.parquet")
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

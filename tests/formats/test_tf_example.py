@@ -6,6 +6,7 @@ bundled sample dataset must decode identically.
 
 from __future__ import annotations
 
+import pickle
 import zlib
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from planning.options import SAMPLES_DIR
 from formats.tfds_shards import RETURN_STEP_FIELDS
 from formats.tf_example import light_features, raw_features
 from formats.tf_example import ExampleDecoder, UndecodableRecord, check_decodable
+from transforms.rlds_rules import CORRUPT_RECORD, DTYPE_MISMATCH, SHAPE_MISMATCH
 from tests.tfds_fixtures import write_rlds_dataset
 
 SAMPLE_BUILDERS = sorted(str(p.parent) for p in Path(SAMPLES_DIR, "data").glob("*/*/*/dataset_info.json"))
@@ -120,7 +122,7 @@ def test_bad_records_name_the_feature() -> None:
         decode(_example(id=ints(4)))
     with pytest.raises(UndecodableRecord, match=r"feature 'steps/obs': 3 values do not fit shape \(-1, 2\)"):
         decode(_example(id=ints(4), **{"steps/obs": floats(1, 2, 3)}))
-    with pytest.raises(UndecodableRecord, match="feature 'id': expected numbers, found bytes_list"):
+    with pytest.raises(UndecodableRecord, match=r"feature 'id' is declared int64 but the record holds bytes values \(bytes_list\)"):
         decode(_example(id=tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"])),
                         **{"steps/obs": floats(1, 2)}))
     with pytest.raises(UndecodableRecord, match=r"feature 'id': 2 values do not fit shape \(\)"):
@@ -151,3 +153,83 @@ def test_unsupported_features_are_refused_by_name() -> None:
     image = tfds.features.FeaturesDict({"frame": tfds.features.Image(shape=(4, 4, 1))})
     with pytest.raises(ValueError, match="feature 'frame' is a Image"):
         check_decodable(image)
+
+
+ints = lambda *v: tf.train.Feature(int64_list=tf.train.Int64List(value=v))  # noqa: E731
+floats = lambda *v: tf.train.Feature(float_list=tf.train.FloatList(value=v))  # noqa: E731
+
+
+def _lying() -> tfds.features.FeaturesDict:
+    """features.json says the action is int32 and the joints float32."""
+    return tfds.features.FeaturesDict({
+        "episode_id": np.int64,
+        "steps": tfds.features.Dataset({
+            "action": tfds.features.Tensor(shape=(2,), dtype=np.int32),
+            "joints": tfds.features.Tensor(shape=(3,), dtype=np.float32),
+            "reward": np.float32,
+        }),
+    })
+
+
+def test_a_dtype_the_records_do_not_hold_is_refused_as_tensorflow_refuses_it() -> None:
+    record = _example(episode_id=ints(7), **{"steps/action": floats(0.5, 1.5), "steps/joints": floats(1, 2, 3),
+                                             "steps/reward": floats(1)})
+    with pytest.raises(tf.errors.InvalidArgumentError, match="action"):  # TensorFlow's parser
+        tf_decode(_lying(), record)
+    with pytest.raises(UndecodableRecord) as caught:
+        ExampleDecoder(_lying())(record)
+    error = caught.value
+    assert str(error) == "feature 'steps/action' is declared int32 but the record holds float32 values (float_list)"
+    assert (error.reason, error.field, error.episode_fields) == (DTYPE_MISMATCH, "action", {"episode_id": 7})
+    floats_as_ints = _example(episode_id=ints(7), **{"steps/action": ints(1, 2), "steps/joints": ints(1, 2, 3),
+                                                     "steps/reward": floats(1)})
+    with pytest.raises(UndecodableRecord, match="'steps/joints' is declared float32 but the record holds int64"):
+        ExampleDecoder(_lying())(floats_as_ints)
+    restored = pickle.loads(pickle.dumps(error))
+    assert (str(restored), restored.reason, restored.field, restored.episode_fields) == (
+        str(error), DTYPE_MISMATCH, "action", {"episode_id": 7})
+
+
+@pytest.mark.parametrize("joints, reason, message", [
+    (floats(1, 2, 3, 4), SHAPE_MISMATCH, r"feature 'steps/joints': 4 values do not fit shape \(-1, 3\)"),
+    (ints(1, 2, 3), DTYPE_MISMATCH, "feature 'steps/joints' is declared float32 but the record holds int64"),
+    (None, CORRUPT_RECORD, "feature 'steps/joints' is missing"),
+])
+def test_a_light_decoder_checks_the_step_fields_it_does_not_convert(joints: Any, reason: str, message: str) -> None:
+    """Pass 1 decodes only flags and rewards; a record the full decoder refuses it refuses too."""
+    features = {"episode_id": ints(7), "steps/action": ints(1, 2), "steps/reward": floats(1)}
+    if joints is not None:
+        features["steps/joints"] = joints
+    record = _example(**features)
+    light = ExampleDecoder(raw_features(_lying()), step_fields=["reward"])
+    for decode in (ExampleDecoder(raw_features(_lying())), light):
+        with pytest.raises(UndecodableRecord, match=message) as caught:
+            decode(record)
+        assert (caught.value.reason, caught.value.field, caught.value.episode_fields) == (reason, "joints", {"episode_id": 7})
+    good = _example(**{**features, "steps/joints": floats(1, 2, 3)})
+    assert light(good) == {"episode_id": 7, "steps": {"reward": np.array([1], np.float32)}}
+
+
+def test_a_light_decoder_checks_the_size_of_encoded_elements_it_skips() -> None:
+    features = tfds.features.FeaturesDict({"steps": tfds.features.Dataset({
+        "pos": tfds.features.Tensor(shape=(2,), dtype=np.float32, encoding="bytes"),
+        "reward": np.float32})})
+    blobs = lambda *b: tf.train.Feature(bytes_list=tf.train.BytesList(value=list(b)))  # noqa: E731
+    good, short = np.array([1.5, 2.5], np.float32).tobytes(), np.array([1.5], np.float32).tobytes()
+    light = ExampleDecoder(features, step_fields=["reward"])
+    assert light(_example(**{"steps/pos": blobs(good, good), "steps/reward": floats(0, 1)}))["steps"].keys() == {"reward"}
+    with pytest.raises(UndecodableRecord, match=r"feature 'steps/pos', element 1: 4 bytes, expected 8") as caught:
+        light(_example(**{"steps/pos": blobs(good, short), "steps/reward": floats(0, 1)}))
+    assert (caught.value.reason, caught.value.episode_fields) == (SHAPE_MISMATCH, {})
+
+
+def test_a_bad_episode_level_feature_leaves_the_others_in_the_error() -> None:
+    decode = ExampleDecoder(tfds.features.FeaturesDict({
+        "episode_id": np.int64, "episode_return": np.float32,
+        "steps": tfds.features.Dataset({"reward": np.float32})}))
+    with pytest.raises(UndecodableRecord) as caught:
+        decode(_example(episode_id=ints(3), episode_return=floats(1, 2), **{"steps/reward": floats(1)}))
+    assert (caught.value.field, caught.value.episode_fields) == ("episode_return", {"episode_id": 3})
+    with pytest.raises(UndecodableRecord) as caught:
+        decode(b"\xff\xff garbage")
+    assert (caught.value.reason, caught.value.field, caught.value.episode_fields) == (CORRUPT_RECORD, None, None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,14 @@ from schemas.fields import IS_FIRST, IS_LAST, IS_TERMINAL, REWARD, STEPS
 from tests import tfds_fixtures as fx
 from tests.episode_fixtures import NUM_EPISODES, damaged_item, novel, plan, read_all  # noqa: F401 - fixtures
 from transforms.episode import EpisodeKey, EpisodeReturn, RawEpisode, Reject, WorkItem
-from transforms.rlds_rules import CORRUPT_RECORD, episode_return
+from transforms.rlds_rules import (
+    CORRUPT_RECORD,
+    DTYPE_MISMATCH,
+    MISSING_RECORD,
+    SHAPE_MISMATCH,
+    UNEXPECTED_RECORD,
+    episode_return,
+)
 from transforms.steps import num_emitted_steps
 
 NUM = 4
@@ -235,8 +243,12 @@ def test_corrupt_record_rejected_after_earlier_episodes(
 ) -> None:
     item, before = damaged_item(plan, tmp_path, damage)
     out = read_all(plan, [item])
-    assert [type(o) for o in out] == [RawEpisode] * before + [Reject]
-    reject = out[-1]
+    after = item.expected_records - before - 1
+    # A truncation loses the framing: the records after it are missing; a flipped data
+    # byte loses only its record.
+    rest = [Reject] * after if damage == "truncate" else [RawEpisode] * after
+    assert [type(o) for o in out] == [RawEpisode] * before + [Reject] + rest
+    reject = out[before]
     assert reject.reason == CORRUPT_RECORD and reject.episode_id is None
     assert reject.source_file == item.shard_path and reject.task == "my_robot/stacking"
     assert reject.detail.startswith(f"{item.shard_path}: record {before} cannot be read: ")
@@ -254,7 +266,7 @@ def test_unparsable_record_is_rejected_and_reading_goes_on(plan: Plan, tmp_path:
         writer.write(records[0])
         writer.write(b"\xff not an example \x00")
         writer.write(records[1])
-    out = read_all(plan, [dataclasses.replace(item, shard_path=str(path))])
+    out = read_all(plan, [dataclasses.replace(item, shard_path=str(path), expected_records=3)])
     assert [type(o) for o in out] == [RawEpisode, Reject, RawEpisode]
     assert out[1].reason == CORRUPT_RECORD
     assert out[1].detail.startswith(f"{path}: record 1 cannot be read: ")
@@ -362,3 +374,117 @@ def test_only_decodes_the_asked_records(lengths_plan: Plan) -> None:
     assert [i for i, _ in picked] == [1]
     assert picked[0][1]["episode_id"] == everything[1][1]["episode_id"]
     assert list(reader.episodes(item.shard_path, only=[])) == []
+
+
+# --- Every record counted: faults inside a shard, and shards short of (or past) shardLengths.
+
+
+def _copy(item: WorkItem, tmp_path: Path, *, expected: int | None = NUM) -> tuple[WorkItem, Path]:
+    copy = tmp_path / Path(item.shard_path).name
+    copy.write_bytes(Path(item.shard_path).read_bytes())
+    return dataclasses.replace(item, shard_path=str(copy), expected_records=expected), copy
+
+
+def _missing(item: WorkItem, index: int, found: str) -> Reject:
+    return Reject("metaworld", item.task, None, item.shard_path, MISSING_RECORD, None,
+                  f"{item.shard_path}: record {index} cannot be read: not in the file: dataset_info.json "
+                  f"promises {NUM} records in this shard, {found}")
+
+
+def _read(item: WorkItem, **kwargs: Any) -> list[Any]:
+    return list(read_shard(item, reader=ShardReader(item.builder_dir), spec=METAWORLD, **kwargs))
+
+
+def _light_ids(item: WorkItem, spec: Any = METAWORLD) -> list[str]:
+    light = ShardReader(item.builder_dir, step_fields=RETURN_STEP_FIELDS)
+    return [r.key.episode_id for r in read_returns(item, reader=light, spec=spec)]
+
+
+def test_a_data_checksum_mismatch_rejects_its_record_and_reading_goes_on(shard, tmp_path: Path) -> None:
+    item, copy = _copy(shard[0], tmp_path)
+    offset = fx.record_offsets(copy)[1]
+    fx.garble_file(copy, offset + 12 + 40, 4)
+    out = _read(item)
+    assert [o.key.episode_id if isinstance(o, RawEpisode) else o.reason for o in out] == [
+        "10", CORRUPT_RECORD, "12", "13"]
+    assert out[1] == Reject("metaworld", item.task, None, str(copy), CORRUPT_RECORD, None,
+                            f"{copy}: record 1 cannot be read: corrupted record at {offset} (data checksum mismatch)")
+    assert _light_ids(item) == ["10", "13"]  # 12 has no is_last
+
+
+def test_a_shard_cut_at_a_record_boundary_is_short_of_its_shard_lengths(shard, tmp_path: Path) -> None:
+    item, copy = _copy(shard[0], tmp_path)
+    fx.truncate_file(copy, fx.record_offsets(copy)[2])  # a failed copy: whole records only
+    out = _read(item)
+    assert [type(o) for o in out] == [RawEpisode, RawEpisode, Reject, Reject]
+    assert out[2:] == [_missing(item, 2, "it holds 2 records"), _missing(item, 3, "it holds 2 records")]
+    with pytest.raises(ValueError, match="record 2 cannot be read: not in the file"):
+        _read(item, strict=True)
+    unknown = dataclasses.replace(item, expected_records=None)  # no shardLengths: nothing to compare
+    assert [type(o) for o in _read(unknown)] == [RawEpisode, RawEpisode]
+
+
+def test_after_lost_framing_the_promised_records_are_missing(shard, tmp_path: Path) -> None:
+    item, copy = _copy(shard[0], tmp_path)
+    offset = fx.record_offsets(copy)[1]
+    fx.garble_file(copy, offset + 9, 1)  # the length's checksum
+    out = _read(item)
+    assert [o.reason for o in out[1:]] == [CORRUPT_RECORD, MISSING_RECORD, MISSING_RECORD]
+    assert out[1].detail == f"{copy}: record 1 cannot be read: corrupted record at {offset} (length checksum mismatch)"
+    assert out[2:] == [_missing(item, i, "its framing was lost at record 1") for i in (2, 3)]
+    assert _light_ids(item) == ["10"]
+
+
+def test_a_crafted_huge_length_is_a_reject_naming_file_and_offset(shard, tmp_path: Path) -> None:
+    item, copy = _copy(shard[0], tmp_path)
+    offset = fx.record_offsets(copy)[2]
+    fx.frame_with_length(copy, 2, 1 << 40)
+    out = _read(item)
+    assert [type(o) for o in out] == [RawEpisode, RawEpisode, Reject, Reject]
+    left = copy.stat().st_size - offset - 16
+    assert out[2].detail == (f"{copy}: record 2 cannot be read: truncated record at {offset} (its length "
+                             f"1099511627776 is more than the {left} bytes left in the file)")
+    assert out[3] == _missing(item, 3, "its framing was lost at record 2")
+
+
+def test_records_past_the_shard_lengths_are_rejected_by_episode(shard, tmp_path: Path) -> None:
+    item, copy = _copy(shard[0], tmp_path, expected=NUM - 1)
+    out = _read(item)
+    assert [type(o) for o in out] == [RawEpisode] * (NUM - 1) + [Reject]
+    assert out[-1] == Reject("metaworld", item.task, "13", str(copy), UNEXPECTED_RECORD, None,
+                             f"{copy}: record 3 (episode '13') is past the 3 records dataset_info.json "
+                             "promises in this shard")
+    assert _light_ids(item) == ["10", "11"]
+
+
+def test_a_lying_dtype_is_a_reject_naming_episode_field_and_both_dtypes(shard, tmp_path: Path) -> None:
+    item = shard[0]
+    builder = tmp_path / "builder"
+    shutil.copytree(item.builder_dir, builder)
+    fx.declare_dtype(builder, "action", "int32")  # the records hold float32
+    lying = dataclasses.replace(item, builder_dir=str(builder), shard_path=str(builder / Path(item.shard_path).name))
+    out = _read(lying)
+    assert [(o.episode_id, o.reason, o.field) for o in out] == [(str(10 + i), DTYPE_MISMATCH, "action") for i in range(NUM)]
+    assert out[0].detail == (f"{lying.shard_path}: record 0 (episode '10') cannot be read: feature 'steps/action' "
+                             "is declared int32 but the record holds float32 values (float_list)")
+    assert _light_ids(lying) == []  # pass 1 never converts actions, yet gives no return either
+
+
+def test_a_step_field_changing_shape_is_rejected_by_episode_in_both_passes(plan: Plan, tmp_path: Path) -> None:
+    item = plan.work_items[0]
+    copy = tmp_path / Path(item.shard_path).name
+    shutil.copy(item.shard_path, copy)
+
+    def cut_one_value(example: Any) -> None:
+        values = example.features.feature["steps/observation/joints"].float_list.value
+        del values[len(values) - 1 :]  # not T x 5 any more
+
+    fx.rewrite_example(copy, 1, cut_one_value)
+    item = dataclasses.replace(item, shard_path=str(copy))
+    out = read_all(plan, [item])
+    reject = out[1]
+    assert isinstance(reject, Reject) and (reject.episode_id, reject.reason, reject.field) == (
+        "1", SHAPE_MISMATCH, "observation/joints")
+    assert reject.detail.startswith(f"{copy}: record 1 (episode '1') cannot be read: feature 'steps/observation/joints': ")
+    full_ids = [o.key.episode_id for o in out if isinstance(o, RawEpisode)]
+    assert "1" not in full_ids and _light_ids(item, plan.dataset) == full_ids

@@ -10,7 +10,10 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from formats.tfrecord import CorruptRecord, frame_record, iter_records, masked_crc32c
+import pickle
+import struct
+
+from formats.tfrecord import CorruptRecord, frame_record, iter_framed, iter_records, masked_crc32c
 
 
 def tf_records(path: str) -> list[bytes]:
@@ -51,7 +54,7 @@ def test_every_truncation_point_is_reported_after_the_whole_records() -> None:
     for cut in range(len(first) + 1, len(data)):
         stream = iter_records(io.BytesIO(data[:cut]))
         assert next(stream) == b"first record"
-        with pytest.raises(CorruptRecord, match=f"^truncated record at {len(first)}$"):
+        with pytest.raises(CorruptRecord, match=f"^truncated record at {len(first)}( \\(.*\\))?$"):
             next(stream)
 
 
@@ -61,3 +64,56 @@ def test_a_flipped_byte_is_a_checksum_mismatch(where: int, what: str) -> None:
     data[where] ^= 0x40
     with pytest.raises(CorruptRecord, match=f"^corrupted record at 0 \\({what} checksum mismatch\\)$"):
         list(iter_records(io.BytesIO(bytes(data))))
+
+
+def test_a_data_checksum_mismatch_loses_only_its_record() -> None:
+    bad = bytearray(frame_record(b"second record"))
+    bad[14] ^= 0x01  # inside the data: its length and the length's checksum are intact
+    data = frame_record(b"first") + bytes(bad) + frame_record(b"third")
+    out = list(iter_framed(io.BytesIO(data)))
+    assert out[0] == b"first" and out[2] == b"third" and len(out) == 3
+    assert isinstance(out[1], CorruptRecord) and not out[1].framing_lost and out[1].offset == 21
+    assert str(out[1]) == "corrupted record at 21 (data checksum mismatch)"
+    with pytest.raises(CorruptRecord, match="data checksum mismatch"):
+        list(iter_records(io.BytesIO(data)))
+
+
+def test_lost_framing_ends_the_stream_after_one_fault() -> None:
+    bad = bytearray(frame_record(b"second record"))
+    bad[9] ^= 0x01  # the length's checksum: where the next record starts is unknown
+    out = list(iter_framed(io.BytesIO(frame_record(b"first") + bytes(bad) + frame_record(b"third"))))
+    assert out[0] == b"first" and len(out) == 2
+    assert out[1].framing_lost and str(out[1]) == "corrupted record at 21 (length checksum mismatch)"
+    restored = pickle.loads(pickle.dumps(out[1]))
+    assert (str(restored), restored.offset, restored.framing_lost) == (str(out[1]), 21, True)
+
+
+def test_a_crafted_huge_length_is_a_truncated_record_not_a_memory_error() -> None:
+    length = struct.pack("<Q", 1 << 40)  # with a valid checksum: only the file's size can refute it
+    crafted = length + struct.pack("<I", masked_crc32c(length)) + b"tiny" + b"\0" * 4
+    data = frame_record(b"first") + crafted
+    out = list(iter_framed(io.BytesIO(data)))
+    assert out[0] == b"first" and len(out) == 2 and out[1].framing_lost and out[1].offset == 21
+    assert str(out[1]) == (
+        "truncated record at 21 (its length 1099511627776 is more than the 4 bytes left in the file)"
+    )
+
+
+class _Unseekable(io.RawIOBase):
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        chunk = self._data.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def test_a_huge_length_in_an_unseekable_stream_reads_only_what_exists() -> None:
+    length = struct.pack("<Q", 1 << 40)
+    crafted = length + struct.pack("<I", masked_crc32c(length)) + b"tiny"
+    with pytest.raises(CorruptRecord, match="^truncated record at 0$"):
+        list(iter_records(_Unseekable(crafted)))

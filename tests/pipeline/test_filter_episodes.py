@@ -21,9 +21,11 @@ from pipeline.filter_episodes import (
     ExpertThresholds,
     FilterEpisodes,
 )
+from pipeline.rejects import REJECTS_TAG
 from tests.episode_fixtures import brute_force
-from transforms.episode import EpisodeKey, EpisodeReturn, RawEpisode
-from transforms.expert_filter import thresholds_from_pairs
+from transforms.episode import EpisodeKey, EpisodeReturn, RawEpisode, Reject
+from transforms.expert_filter import expert_return, thresholds_from_pairs
+from transforms.verdict import NON_FINITE_RETURN, TaskVerdicts
 
 
 def _key(task: str, episode: str, order: tuple, source: str = "f0", index: int = 0) -> EpisodeKey:
@@ -97,7 +99,8 @@ def test_beam_filter_keeps_exactly_the_brute_force_set(no_filter: bool) -> None:
     raw = pipeline | "Episodes" >> beam.Create(episodes)
     returns = raw | "Returns" >> beam.Map(lambda e: EpisodeReturn(e.key, _return(e), 3))
     thresholds = returns | ExpertThresholds()
-    result = raw | FilterEpisodes(beam.pvalue.AsDict(thresholds), return_fn=_return, no_filter=no_filter)
+    verdicts = thresholds | "Verdicts" >> beam.MapTuple(lambda task, t: (task, TaskVerdicts(expert=t)))
+    result = raw | FilterEpisodes(beam.pvalue.AsDict(verdicts), return_fn=_return, no_filter=no_filter)
     assert_that(
         result.kept | "KeptIds" >> beam.Map(lambda e: e.key.episode_id),
         equal_to(sorted(expected_kept)),
@@ -122,3 +125,38 @@ def test_beam_filter_keeps_exactly_the_brute_force_set(no_filter: bool) -> None:
     pong_kept = sum(1 for e in episodes if e.key.task == "pong" and e.key.episode_id in expected_kept)
     assert counters[counter_name(("atari", "pong"), "kept")] == pong_kept
     assert counters.get(counter_name(("atari", "pong"), "dropped"), 0) == 37 - pong_kept
+
+
+def test_a_non_finite_return_and_pass_1_rejects_become_rejects_not_decisions() -> None:
+    keys = [_key("t", f"e{i}", (i,), "f0", i) for i in range(4)]
+    episodes = [RawEpisode(k, {"reward": np.zeros(3)}, {"episode_return": v}) for k, v in zip(keys, (1.0, np.inf, 2.0, np.nan))]
+    from_pass_1 = Reject.of_episode(keys[2], reason="bad_shape", field="observation", detail="pass 1 says so")
+    verdicts = {("atari", "t"): TaskVerdicts(expert=expert_return([1.0]), rejects={("f0", 2): from_pass_1})}
+    pipeline = TestPipeline(runner="DirectRunner")
+    raw = pipeline | "Episodes" >> beam.Create(episodes)
+    side = pipeline | "Verdicts" >> beam.Create(list(verdicts.items()))
+    result = raw | FilterEpisodes(beam.pvalue.AsDict(side), return_fn=_return, return_field="episode_return")
+    assert_that(
+        result[DECISIONS_TAG] | "Decided" >> beam.Map(lambda d: (d.key.episode_id, d.kept)), equal_to([("e0", True)]),
+        label="decisions",
+    )
+    assert_that(
+        result[REJECTS_TAG] | "Rejected" >> beam.Map(lambda r: (r.episode_id, r.reason, r.field, r.detail[:40])),
+        equal_to([
+            ("e1", NON_FINITE_RETURN, "episode_return", "file 'f0' (record 1), task 't', episode "),
+            ("e2", "bad_shape", "observation", "pass 1 says so"),
+            ("e3", NON_FINITE_RETURN, "episode_return", "file 'f0' (record 3), task 't', episode "),
+        ]),
+        label="rejects",
+    )
+    pipeline.run().wait_until_finish()
+
+
+def test_strict_raises_on_a_non_finite_return() -> None:
+    key = _key("t", "e0", (0,), "f0", 0)
+    pipeline = TestPipeline(runner="DirectRunner")
+    raw = pipeline | "Episodes" >> beam.Create([RawEpisode(key, {"reward": np.zeros(3)}, {"episode_return": np.inf})])
+    side = pipeline | "Verdicts" >> beam.Create([(("atari", "t"), TaskVerdicts(expert=None))])
+    _ = raw | FilterEpisodes(beam.pvalue.AsDict(side), return_fn=_return, return_field="episode_return", strict=True)
+    with pytest.raises(Exception, match=r"file 'f0' \(record 0\), task 't', episode 'e0': the return \(from 'episode_return'\) is inf"):
+        pipeline.run().wait_until_finish()

@@ -72,7 +72,7 @@ def _drop_last_joint_row(shard: Path, record: int) -> None:
             writer.write(r)
 
 
-def test_episode_broken_only_in_unread_fields_has_a_return_and_counts_as_rejected(tmp_path: Path) -> None:
+def test_episode_broken_only_in_fields_pass_1_reads_light_gets_no_return_and_counts_as_rejected(tmp_path: Path) -> None:
     root = tmp_path / "data"
     episodes = [fx.novel_episode(i, n) for i, n in enumerate((3, 4, 5))]
     builder = fx.write_rlds_dataset(root, "my_robot", "stacking", fx.novel_features(), episodes)
@@ -91,7 +91,9 @@ def test_episode_broken_only_in_unread_fields_has_a_return_and_counts_as_rejecte
     (stats,) = json.loads((output / "stats" / "stats.json").read_text())["tasks"]
     assert (stats[out.ST_EPISODES_READ], stats[out.ST_KEPT], stats[out.ST_REJECTED]) == (3, 2, 1)
     assert stats[out.ST_REJECTED_BY_REASON] == {RLDS_STEP_LENGTHS: 1}
-    assert stats[out.ST_EPISODES_WITH_RETURN] == 3  # its flags and rewards are fine
+    # Its flags and rewards are fine, so a light read would give it a return; pass 1 reaches
+    # pass 2's verdict instead (transforms/verdict.py), so only the two usable ones have one.
+    assert stats[out.ST_EPISODES_WITH_RETURN] == 2
     [(task, counts)] = summary.items()
     assert task == f"{item.dataset}/my_robot/stacking"
     assert (counts["read.episodes"], counts["validate.rejected"], counts["filter.kept"]) == (3, 1, 2)
@@ -149,3 +151,54 @@ def test_format_summary() -> None:
     assert format_summary({}) == "  (no counters)"
     summary = {"b/t": {"read.episodes": 2, "filter.kept": 1}, "a/t": {"read.episodes": 3}}
     assert format_summary(summary) == "  a/t: read.episodes=3\n  b/t: filter.kept=1, read.episodes=2"
+
+
+# --- One writer per output directory; --overwrite replaces an output only when the new one is whole. ---
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_finished_job_leaves_no_claim_and_no_staging_directory(reach) -> None:
+    output, _ = reach
+    assert not (output / out.CLAIM_FILE).exists() and not (output / out.STAGING_DIR).exists()
+    assert sorted(p.name for p in output.iterdir()) == [out.MANIFEST_FILE, "report.html", "sequences", "stats"]
+    assert json.loads((output / out.MANIFEST_FILE).read_text())["config"]["output_dir"] == str(output)
+
+
+def test_a_second_job_on_a_claimed_output_dir_is_refused_before_writing(tmp_path: Path) -> None:
+    # Issue 13, defect 1: another job (alive: this process) holds the directory.
+    from formats.claim import ClaimedOutputError, take_claim
+
+    output = tmp_path / "out"
+    claim = take_claim(str(output))
+    with pytest.raises(ClaimedOutputError, match=f"is claimed by run {claim.run_id}"):
+        run_job(JobOptions(dataset="metaworld", output_dir=str(output), tasks=("reach*",), seed=1))
+    assert [p.name for p in output.iterdir()] == [out.CLAIM_FILE]
+
+
+def test_a_failed_overwrite_keeps_the_old_output_and_a_rerun_gives_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 13, defect 9: the old output stays valid until the new one is published.
+    from formats import publish
+
+    output = tmp_path / "out"
+    options = JobOptions(dataset="metaworld", output_dir=str(output), tasks=("reach*",), overwrite=True)
+    run_job(options)
+    before = _hashes(output)
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise ValueError("injected failure before publishing")
+
+    monkeypatch.setattr(publish, "verify_shards", fail)
+    with pytest.raises(Exception, match="injected failure before publishing"):
+        run_job(options)
+    assert _hashes(output) == before  # no claim, no staging directory, the old files intact
+    monkeypatch.undo()
+    run_job(options)
+    assert _hashes(output) == before

@@ -4,6 +4,7 @@ gives on to validation and tokenization, for a novel layout and every bundled da
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from formats.tfds_shards import (
     read_returns,
 )
 from pipeline.counters import counter_name
-from pipeline.read_episodes import COUNTER_NAMESPACE, ReadEpisodes, ReadReturns
+from pipeline.read_episodes import COUNTER_NAMESPACE, REJECT_COUNTERS, ReadEpisodes, ReadReturns
 from pipeline.rejects import REJECTS_TAG as REJECTS
 from pipeline.validate_episodes import ValidateEpisodes
 from planning.plan import plan_work
@@ -33,6 +34,8 @@ from tests.transforms.text_fixtures import train_tiny_model
 from transforms.episode import RawEpisode, Reject
 from transforms.rlds_rules import (
     CORRUPT_RECORD,
+    MISSING_RECORD,
+    REASONS,
     RLDS_IS_LAST,
     check_rlds,
     episode_return,
@@ -66,6 +69,31 @@ def test_read_episodes_in_beam_with_rejects_and_counters(plan: Plan, tmp_path: P
     assert counters[f"{damaged.dataset}/my_robot/stacking/episodes"] == episodes_read
     assert counters[f"{damaged.dataset}/my_robot/stacking/corrupt_records"] == 1
     assert counters[f"{damaged.dataset}/my_robot/stacking/steps"] > 3 * episodes_read
+
+
+def test_a_shard_short_of_its_shard_lengths_gives_a_counted_reject_per_missing_record(
+    plan: Plan, tmp_path: Path
+) -> None:
+    item = plan.work_items[1]
+    copy = tmp_path / Path(item.shard_path).name
+    copy.write_bytes(Path(item.shard_path).read_bytes())
+    fx.truncate_file(copy, fx.record_offsets(copy)[1])  # cut at a record boundary: 1 record left
+    short = dataclasses.replace(item, shard_path=str(copy))
+    missing = short.expected_records - 1
+    assert missing > 0
+    p = TestPipeline(runner=RUNNER)
+    out = p | beam.Create([short]) | ReadEpisodes(plan.dataset)
+    assert_that(out.episodes | "Ids" >> beam.Map(lambda e: e.key.index_in_file), equal_to([0]), label="Episodes")
+    assert_that(
+        out[REJECTS] | "Reasons" >> beam.Map(lambda r: (r.reason, r.detail.split(" cannot be read")[0])),
+        equal_to([(MISSING_RECORD, f"{copy}: record {i}") for i in range(1, short.expected_records)]),
+        label="Rejects",
+    )
+    result = p.run()
+    result.wait_until_finish()
+    counters = committed_counters(result, COUNTER_NAMESPACE)
+    assert counters[f"{short.dataset}/my_robot/stacking/missing_records"] == missing
+    assert set(REJECT_COUNTERS) <= REASONS
 
 
 def test_episode_without_is_last_is_read_then_rejected(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ from transforms.expert_filter import decide, expert_return
 from transforms.prompt_choice import prompt_candidate_for
 from transforms.prompts import slice_timesteps
 from transforms.sequence import TIMESTEP_TOO_LONG, SequenceConfig
+from transforms.verdict import TaskVerdicts
 
 
 def _synthetic_job_inputs() -> tuple[list, list, list, list, set[str]]:
@@ -138,7 +139,8 @@ def test_filter_and_statistics_compose_as_in_the_job(tmp_path: pathlib.Path) -> 
         raw = pipeline | beam.Create(episodes)
         returns = raw | "Returns" >> beam.Map(lambda e: EpisodeReturn(e.key, episode_return(e), 4))
         thresholds = returns | ExpertThresholds()
-        filtered = raw | FilterEpisodes(beam.pvalue.AsDict(thresholds), return_fn=episode_return)
+        verdicts = thresholds | "Verdicts" >> beam.MapTuple(lambda task, t: (task, TaskVerdicts(expert=t)))
+        filtered = raw | FilterEpisodes(beam.pvalue.AsDict(verdicts), return_fn=episode_return)
         tokenized = filtered.kept | "Tokenize" >> beam.Map(tokenize)
         inputs = {
             THRESHOLDS: thresholds,

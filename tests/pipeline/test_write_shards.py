@@ -23,9 +23,10 @@ from tests.formats.shard_fixtures import FIELDS, L, SCHEMA, toy_episodes
 from transforms.episode import Reject
 
 
-def _job(out: str, runner: str, options: PipelineOptions | None = None, *, task: str = "toy/a") -> dict:
+def _job(out: str, runner: str, options: PipelineOptions | None = None, *, task: str = "toy/a",
+         rejects: list[Reject] | None = None) -> dict:
     write_options = WriteOptions(out, rows_per_shard=6, row_group_rows=4)
-    rejects = [
+    rejects = rejects or [
         Reject("toy", task, "3-1", "file-3", "non_finite", "observation/x", "NaN at t=2"),
         Reject("toy", task, None, "file-9", "corrupt_record", None, "truncated"),
         Reject("toy", task, "1-0", "file-1", "discrete_out_of_range", "action", "5000"),
@@ -149,3 +150,24 @@ def test_a_rerun_after_a_crash_lists_no_partial_shard(tmp_path: Path) -> None:
     assert not partial.exists() and not (out / TMP_DIR).exists()
     on_disk = sorted(str(p.relative_to(out)) for p in out.rglob("*.parquet"))
     assert on_disk == sorted(s["path"] for s in again[M_SHARDS] + again[M_REJECTS])
+
+
+def test_two_runs_write_identical_rejects_shards_whatever_the_reprs_in_details(tmp_path: Path) -> None:
+    # Issue 13, defect 12: a detail built from an exception can hold a repr with a memory
+    # address (Pillow: "cannot identify image file <_io.BytesIO object at 0x7f...>").
+    def rejects(holder: object) -> list[Reject]:
+        return [Reject("toy", "toy/a", "2-0", "file-2", "corrupt_image", "observation/image",
+                       f"image at index 0 cannot be decoded: UnidentifiedImageError: cannot identify "
+                       f"image file {holder!r}"),
+                Reject("toy", "toy/a", None, "file-9", "corrupt_record", None, "truncated")]
+
+    holders = object(), object()  # alive at once: their reprs differ
+    keep = rejects(holders[0]), rejects(holders[1])
+    assert keep[0][0].detail != keep[1][0].detail
+    one = _job(str(tmp_path / "one"), "BundleBasedDirectRunner", rejects=keep[0])
+    two = _job(str(tmp_path / "two"), "BundleBasedDirectRunner", rejects=keep[1])
+    assert one[M_REJECTS] == two[M_REJECTS] and one[M_REJECTS]
+    for shard in one[M_REJECTS]:
+        assert (tmp_path / "one" / shard["path"]).read_bytes() == (tmp_path / "two" / shard["path"]).read_bytes()
+    details = pq.read_table(tmp_path / "one" / one[M_REJECTS][0]["path"]).column("detail").to_pylist()
+    assert "cannot identify image file <object object>" in details[0]

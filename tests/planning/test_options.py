@@ -54,3 +54,10 @@ def test_text_model_enters_the_hash_by_content_not_path() -> None:
     assert base.config_hash({"sentencepiece_model_sha256": "00"}) != base.config_hash(
         {"sentencepiece_model_sha256": "01"}
     )
+
+
+def test_the_recorded_output_dir_is_where_the_output_is_published() -> None:
+    # run_job hands the pipeline its staging directory; the manifest must not name it.
+    staged = make(output_dir=f"gs://b/out/_staging/{'a' * 32}")
+    assert staged.to_config()["output_dir"] == "gs://b/out"
+    assert staged.to_config() == make(output_dir="gs://b/out").to_config()

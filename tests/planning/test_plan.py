@@ -17,6 +17,9 @@ from schemas.rlds_spec import RETURN_EPISODE_RETURN, RETURN_SUM_REWARDS
 from tests import tfds_fixtures as fx
 
 
+PUSH_RECORDS, REACH_RECORDS = 1, (1, 1, 1)  # records per shard, as dataset_info.json's shardLengths say
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """metaworld (two tasks, one with 3 shards), babyai (one task)."""
@@ -35,10 +38,11 @@ def test_metaworld_plan_has_one_item_per_shard_in_order(data_dir: Path) -> None:
     push = data_dir / "gato_metaworld" / "push-v3" / "1.0.0"
     assert plan.work_items == (
         WorkItem("metaworld", "gato_metaworld/push-v3", str(push),
-                 str(push / "gato_metaworld-train.tfrecord-00000-of-00001"), 0),
+                 str(push / "gato_metaworld-train.tfrecord-00000-of-00001"), 0, expected_records=PUSH_RECORDS),
         *(
             WorkItem("metaworld", "gato_metaworld/reach-v3", str(builder),
-                     str(builder / f"gato_metaworld-train.tfrecord-0000{i}-of-00003"), i + 1)
+                     str(builder / f"gato_metaworld-train.tfrecord-0000{i}-of-00003"), i + 1,
+                     expected_records=REACH_RECORDS[i])
             for i in range(3)
         ),
     )

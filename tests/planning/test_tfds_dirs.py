@@ -19,6 +19,7 @@ from planning.tfds_dirs import (
     load_infos,
     pick_versions,
     select_builders,
+    train_shard_lengths,
     train_shards,
 )
 from tests import tfds_fixtures as fx
@@ -119,6 +120,7 @@ def test_train_shards_are_the_listed_files_and_must_all_exist(tmp_path: Path) ->
     [info] = load_infos([builder_dir_from_info(epath.Path(builder))])
     shards = train_shards(info, epath.Path(builder))
     assert [Path(s).name for s in shards] == ["ds-train.tfrecord-00000-of-00002", "ds-train.tfrecord-00001-of-00002"]
+    assert train_shard_lengths(info) == {shards[0]: 1, shards[1]: 1}
     Path(shards[1]).unlink()
     with pytest.raises(ValueError, match=r"1 of 2 train shards listed in dataset_info.json are missing, e.g. .*00001-of-00002"):
         train_shards(info, epath.Path(builder))

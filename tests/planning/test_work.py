@@ -60,3 +60,11 @@ def test_all_fields_merges_tasks_and_refuses_two_tokenizations_of_one_path() -> 
     differ = Plan(CONTROL_SUITE, {"a": {"action": continuous("linear")}, "b": {"action": continuous("mu_law")}}, ())
     with pytest.raises(ValueError, match="field 'action' is tokenized differently across tasks .* in 'b'"):
         all_fields(differ)
+
+
+def test_each_work_item_carries_the_records_its_shard_promises() -> None:
+    shards = {"t": ("/d/t", ["/d/t/s-1", "/d/t/s-0"])}
+    plan = make_plan(CONTROL_SUITE, {"t": {}}, shards, {"t": {}}, records={"/d/t/s-0": 4, "/d/t/s-1": 0})
+    assert [(w.shard_path, w.expected_records) for w in plan.work_items] == [("/d/t/s-0", 4), ("/d/t/s-1", 0)]
+    unknown = make_plan(CONTROL_SUITE, {"t": {}}, shards, {"t": {}})
+    assert [w.expected_records for w in unknown.work_items] == [None, None]

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from formats.parquet_shards import sequence_schema
 from schemas import output as out
 from schemas.vocab import GATO, IMAGE_NORMALIZATION, PATCH_SIZE, Modality, VocabLayout
 
@@ -93,8 +94,10 @@ def write_output(
     """Write a finished output with `sources[(dataset, task)]` rows each; returns its directory.
 
     `weights` is the manifest's sampling_weights (default: every dataset weight 1.0, no task weights).
+    Every shard carries the schema metadata the writer gives it (layout, fields, sequence length).
     """
     root = os.fspath(root)
+    metadata = sequence_schema(layout=layout, fields={}, sequence_length=length).metadata
     shards = []
     for (dataset, task), n in sources.items():
         for part, start in enumerate(range(0, max(n, 1), rows_per_shard)):  # n = 0: one empty shard
@@ -102,11 +105,14 @@ def write_output(
             c = channels if isinstance(channels, int) else channels[(dataset, task)]
             table = sequences_table(
                 dataset, task, indices, length=length, layout=layout, channels=c, patch_count=patch_count
-            )
+            ).replace_schema_metadata(metadata)
             relative = f"sequences/{dataset}/{task}/part-{part:05d}.parquet"
             path = os.path.join(root, *relative.split("/"))
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            pq.write_table(table, path, row_group_size=row_group_size)
+            # Written beside, then renamed into place, as the writer does (a rebuilt output
+            # replaces files: a reader's open handles keep the bytes they opened).
+            pq.write_table(table, path + ".tmp", row_group_size=row_group_size)
+            os.replace(path + ".tmp", path)
             with open(path, "rb") as f:
                 data = f.read()
             shards.append(

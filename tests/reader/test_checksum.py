@@ -46,7 +46,8 @@ def _change_one_token(shard: Path, row: int, column: int) -> None:
     field = table.schema.get_field_index(out.TOKENS)
     column = pa.array(list(tokens), type=out.SEQUENCE_SCHEMA.field(out.TOKENS).type)
     table = table.set_column(field, table.schema.field(field), column)
-    pq.write_table(table, shard, row_group_size=8)
+    pq.write_table(table, f"{shard}.tmp", row_group_size=8)
+    Path(f"{shard}.tmp").replace(shard)  # renamed into place, as the writer does
 
 
 def _manifest_sha(root: str, relative: str) -> str:
@@ -170,3 +171,59 @@ def test_a_mismatch_is_not_cached(tmp_path: Path) -> None:
     for _ in range(2):
         with pytest.raises(ValueError, match="but the manifest lists"):
             next(reader.batches(4))
+
+
+def _stream_two_sources(root: str, monkeypatch: pytest.MonkeyPatch, **options: object):  # noqa: ANN202
+    """A stream of two 16-row sources that has read every row group once, with one file open at
+    a time, so that every later row-group read reopens its shard."""
+    monkeypatch.setattr(stream_module, "_OPEN_FILES", 1)
+    reader = GatoReader(root, ReaderOptions(shuffle_buffer=4, **options))
+    stream = reader.batches(4)
+    for _ in range(8):
+        next(stream)
+    return stream
+
+
+TWO_SOURCES = {("d", "t"): 16, ("e", "u"): 16}
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_a_shard_replaced_after_it_was_verified_is_refused_when_reopened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefetch: int
+) -> None:
+    root = write_output(tmp_path, TWO_SOURCES, length=LENGTH, rows_per_shard=16)
+    stream = _stream_two_sources(root, monkeypatch, prefetch=prefetch)
+    _change_one_token(Path(root, *SHARD.split("/")), row=3, column=LENGTH // 2)  # same rows and row groups
+    with pytest.raises(ValueError, match=rf"shard '.*{SHARD}' has sha256 [0-9a-f]{{64}}, but the manifest lists"):
+        for _ in range(40):
+            batch = next(stream)
+            assert not (batch[out.TOKENS] == MARK).any()  # never a changed row before the error
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_a_reader_stops_when_the_output_is_rebuilt_under_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, verify: bool
+) -> None:
+    root = write_output(tmp_path, TWO_SOURCES, length=LENGTH, rows_per_shard=16)
+    stream = _stream_two_sources(root, monkeypatch, prefetch=0, verify_checksums=verify)
+    # --overwrite with other options: the same paths, rows and row groups, other bytes and manifest.
+    write_output(tmp_path, TWO_SOURCES, length=LENGTH, rows_per_shard=16, patch_count=lambda i: (i + 1) % 3)
+    with pytest.raises(ValueError, match=rf"{root}: manifest.json changed while this reader was streaming it"):
+        for _ in range(40):
+            next(stream)
+
+
+def test_a_reader_stops_when_the_manifest_is_removed_under_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write_output(tmp_path, TWO_SOURCES, length=LENGTH, rows_per_shard=16)
+    stream = _stream_two_sources(root, monkeypatch, prefetch=0)
+    Path(root, out.MANIFEST_FILE).unlink()  # an --overwrite run that has started
+    with pytest.raises(ValueError, match=rf"{root}: manifest.json is gone"):
+        for _ in range(40):
+            next(stream)
+
+
+def test_an_identical_rebuild_streams_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write_output(tmp_path, TWO_SOURCES, length=LENGTH, rows_per_shard=16)
+    stream = _stream_two_sources(root, monkeypatch, prefetch=0)
+    write_output(tmp_path, TWO_SOURCES, length=LENGTH, rows_per_shard=16)  # the same job again: the same bytes
+    assert len([next(stream) for _ in range(40)]) == 40

@@ -133,3 +133,55 @@ def test_reads_a_manifest_built_by_the_pipeline_writer(tmp_path: Path) -> None:
     share_pong = tokens["pong"] / (tokens["pong"] + tokens["breakout"])
     assert weights[("atari", "pong")] == pytest.approx(atari * share_pong)
     assert weights[("dmlab", "x")] == pytest.approx(1 - atari)
+
+
+def test_a_manifest_listing_one_shard_twice_is_refused(tmp_path: Path) -> None:
+    root = write_output(tmp_path, SOURCES)
+    _edit_manifest(root, lambda m: m[out.M_SHARDS].append(dict(m[out.M_SHARDS][0])))
+    with pytest.raises(ValueError, match=r"manifest field 'shards' lists 'sequences/ds/task/part-00000.parquet' "
+                                         r"twice \(entries 0 and 1\)"):
+        open_output(root)
+    # Spelled differently, the same file is still listed twice.
+    _edit_manifest(root, lambda m: m[out.M_SHARDS][1].update({out.S_PATH: "sequences/ds/./task/part-00000.parquet"}))
+    with pytest.raises(ValueError, match=r"'shards' lists 'sequences/ds/task/part-00000.parquet' twice"):
+        GatoReader(root)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (out.S_ROWS, "12", r"shards\[0\]\.rows is '12', not a non-negative integer"),
+        (out.S_ROWS, -1, r"shards\[0\]\.rows is -1, not a non-negative integer"),
+        (out.S_ROWS, True, r"shards\[0\]\.rows is True, not a non-negative integer"),
+        (out.S_PATH, 7, r"shards\[0\]\.path is 7, not a non-empty string"),
+        (out.S_DATASET, None, r"shards\[0\]\.dataset is None, not a non-empty string"),
+        (out.S_SHA256, "abc", r"shards\[0\]\.sha256 is 'abc', not a hex sha256"),
+    ],
+)
+def test_a_shard_entry_of_the_wrong_type_is_refused_naming_the_field(
+    tmp_path: Path, key: str, value: object, message: str
+) -> None:
+    root = write_output(tmp_path, SOURCES)
+    _edit_manifest(root, lambda m: m[out.M_SHARDS][0].update({key: value}))
+    with pytest.raises(ValueError, match=message):
+        open_output(root)
+
+
+def test_the_same_shard_given_through_two_outputs_is_refused(tmp_path: Path) -> None:
+    root = write_output(tmp_path, SOURCES)
+    with pytest.raises(ValueError, match=r"part-00000.parquet is listed by two outputs"):
+        GatoReader([root, os.path.join(root, out.MANIFEST_FILE)])
+
+
+def test_an_unchanged_manifest_passes_and_a_rewritten_or_removed_one_is_named(tmp_path: Path) -> None:
+    root = write_output(tmp_path, SOURCES)
+    opened = open_output(root)
+    assert len(opened.manifest_sha256) == 64
+    opened.check_unchanged()
+    write_output(tmp_path, {("ds", "task"): 11})  # the output rebuilt in place (e.g. --overwrite)
+    with pytest.raises(ValueError, match=r"manifest.json changed while this reader was streaming it .*sha256 "
+                                         rf"{opened.manifest_sha256} when opened, [0-9a-f]{{64}} now"):
+        opened.check_unchanged()
+    os.remove(os.path.join(root, out.MANIFEST_FILE))
+    with pytest.raises(ValueError, match="manifest.json is gone"):
+        opened.check_unchanged()

@@ -13,7 +13,10 @@ import pytest
 from reader.finished_output import open_output
 from reader.index import build_index, listed_sources
 from schemas import output as out
+from schemas.vocab import GATO
 from tests.reader.reader_fixtures import write_output
+
+GATO_METADATA = GATO.to_metadata()
 
 # rows_per_shard 20, row groups of 8: 45 rows -> shards of 20, 20, 5 -> groups 8,8,4 | 8,8,4 | 5.
 SOURCES = {("b", "x"): 45, ("a", "y"): 10}
@@ -94,4 +97,35 @@ def test_a_shard_that_is_not_parquet_or_lacks_columns_is_refused(tmp_path: Path)
         build_index([open_output(root)])
     shard.write_bytes(b"not parquet")
     with pytest.raises(ValueError, match="cannot be opened as Parquet .*the output is incomplete or corrupt"):
+        build_index([open_output(root)])
+
+
+def test_a_manifest_vocabulary_that_differs_from_the_shards_is_refused(tmp_path: Path) -> None:
+    from schemas.vocab import DISJOINT
+
+    root = write_output(tmp_path, {("a", "y"): 10}, length=8)
+    path = Path(root, out.MANIFEST_FILE)
+    manifest = json.loads(path.read_text())
+    manifest[out.M_VOCABULARY] = DISJOINT.to_metadata()
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"shard 'sequences/a/y/part-00000.parquet' was written with vocabulary "
+                                         r'.*"name": "gato".* but the manifest field \'vocabulary\' says .*"name": "disjoint"'):
+        build_index([open_output(root)])
+    manifest[out.M_VOCABULARY] = GATO_METADATA
+    manifest[out.M_SEQUENCE_LENGTH] = 16
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"written with sequence_length 8 but the manifest field 'sequence_length' says 16"):
+        build_index([open_output(root)])
+
+
+def test_a_shard_without_the_writers_metadata_is_refused(tmp_path: Path) -> None:
+    root = write_output(tmp_path, {("a", "y"): 10}, length=8)
+    shard = Path(root, "sequences", "a", "y", "part-00000.parquet")
+    table = pq.read_table(shard)
+    pq.write_table(table.replace_schema_metadata({}), shard)
+    path = Path(root, out.MANIFEST_FILE)
+    manifest = json.loads(path.read_text())
+    manifest[out.M_SHARDS][0].pop(out.S_SHA256)
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"part-00000.parquet' lacks the schema metadata 'gato.vocabulary'"):
         build_index([open_output(root)])

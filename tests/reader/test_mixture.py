@@ -123,3 +123,78 @@ def test_invalid_mixture_settings() -> None:
         Mixture(np.array([1.0, 0.0]), rows=np.array([3, 3]), seed=0, exhausted="drop", num_epochs=None)
     with pytest.raises(ValueError, match="'sometimes' is not a valid Exhausted"):
         Mixture(np.array([1.0]), rows=np.array([3]), seed=0, exhausted="sometimes", num_epochs=None)
+
+
+def _drop_mixture(num_epochs: int | None = None) -> Mixture:
+    return Mixture(np.array([0.2, 0.3, 0.5]), rows=np.array([17, 3, 60]), seed=9, exhausted="drop", num_epochs=num_epochs)
+
+
+def _repeat_mixture() -> Mixture:
+    return Mixture(np.array([0.2, 0.3, 0.5]), rows=np.array([17, 3, 60]), seed=9, exhausted="repeat", num_epochs=None)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.pop("counts"), r"mixture\.counts is missing"),
+        (lambda d: d.update(counts="abc"), r"mixture\.counts 'abc' is not a list of 3 non-negative integers"),
+        (lambda d: d.update(counts=[1, 2]), r"mixture\.counts \[1, 2\] is not a list of 3 non-negative integers"),
+        (lambda d: d.update(counts=[1.5, 0, 0]), r"mixture\.counts \[1\.5, 0, 0\] is not a list of 3"),
+        (lambda d: d.update(counts=[-1, 0, 0]), r"mixture\.counts \[-1, 0, 0\] is not a list of 3"),
+        (lambda d: d.update(active=[1, 0, 1]), r"mixture\.active \[1, 0, 1\] is not a list of 3 booleans"),
+        (lambda d: d.update(active=None), r"mixture\.active None is not a list of 3 booleans"),
+        (lambda d: d.update(epoch="0"), r"mixture\.epoch '0' is not a non-negative integer"),
+        (lambda d: d.pop("position"), r"mixture\.position is missing"),
+        (lambda d: d.update(finished=0), r"mixture\.finished 0 is not a boolean"),
+    ],
+)
+def test_a_mixture_state_of_the_wrong_shape_is_refused_naming_the_field(edit, message: str) -> None:  # noqa: ANN001
+    mixture = _repeat_mixture()
+    state = mixture.initial()
+    mixture.skip(state, 50)
+    data = state.to_dict()
+    edit(data)
+    with pytest.raises(ValueError, match=message):
+        mixture.restore(data)
+
+
+@pytest.mark.parametrize(
+    ("policy", "edit", "message"),
+    [
+        ("repeat", lambda d: d.update(counts=[0, 0, 0]), r"mixture\.counts sum to 0, but 50 draws were made"),
+        ("repeat", lambda d: d.update(epoch=1), r"mixture\.epoch is 1, but under 'repeat' it is always 0"),
+        ("repeat", lambda d: d.update(active=[True, False, True]), r"mixture\.active .* under 'repeat'"),
+        ("repeat", lambda d: d.update(finished=True), r"mixture\.finished .* under 'repeat'"),
+        ("drop", lambda d: d.update(counts=[18, 0, 32]), r"mixture\.counts\[0\] is 18, more than the 17 rows"),
+        ("drop", lambda d: d.update(active=[False, True, True]), r"mixture\.active\[0\] is False, but source 0 has"),
+        ("drop", lambda d: d.update(finished=True), r"mixture\.finished is True, but epoch 0 of num_epochs 2"),
+    ],
+)
+def test_an_inconsistent_mixture_state_is_refused(policy: str, edit, message: str) -> None:  # noqa: ANN001
+    mixture = _repeat_mixture() if policy == "repeat" else _drop_mixture(num_epochs=2)
+    state = mixture.initial()
+    mixture.skip(state, 50)
+    data = state.to_dict()
+    edit(data)
+    with pytest.raises(ValueError, match=message):
+        mixture.restore(data)
+    assert mixture.restore(state.to_dict()).to_dict() == state.to_dict()
+
+
+def test_state_at_under_drop_starts_from_the_last_epoch_boundary() -> None:
+    simulated = _drop_mixture().initial()
+    mixture = _drop_mixture()
+    for position in range(0, 4 * 80 + 1, 7):
+        mixture.skip(simulated, position - simulated.position)
+        assert mixture.state_at(position).to_dict() == simulated.to_dict()
+    far = mixture.state_at(10**15 + 5)  # instant: whole epochs are not replayed
+    assert (far.position, far.epoch, int(far.counts.sum())) == (10**15 + 5, 10**15 // 80, 5)
+
+
+def test_a_position_past_the_end_or_too_far_to_replay_is_refused() -> None:
+    ended = _drop_mixture(num_epochs=2)
+    assert ended.state_at(160).finished
+    with pytest.raises(ValueError, match=r"position 161 is past the end of the stream \(2 epoch\(s\) of 80 rows: 160\)"):
+        ended.state_at(161)
+    with pytest.raises(ValueError, match=r"position 4611686018427387904 needs 4611686018427387904 draws replayed"):
+        _repeat_mixture().state_at(2**62)

@@ -65,3 +65,22 @@ def test_a_position_that_is_not_a_non_negative_int_is_refused(position: object) 
     saved = {"version": 1, "fingerprint": "f", "position": position}
     with pytest.raises(ValueError, match="is not a non-negative integer"):
         ReaderState.from_dict(saved, expected_fingerprint="f")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"version": True, "fingerprint": "f", "position": 0}, "not a reader state of version 1"),
+        ({"version": 1, "fingerprint": 5, "position": 0}, "reader state fingerprint 5 is not a string"),
+        ({"version": 1, "fingerprint": "f", "position": 0, "mixture": "x"}, "reader state mixture 'x' is not an object"),
+        ({"version": 1, "fingerprint": "f", "position": 0, "mixture": [0]}, r"reader state mixture \[0\] is not an object"),
+        (
+            {"version": 1, "fingerprint": "f", "position": 3, "mixture": {"position": "3"}},
+            "reader state mixture.position '3' is not a non-negative integer",
+        ),
+        ({"version": 1, "fingerprint": "f", "position": 2**63}, r"reader state position 9223372036854775808 is above 2\*\*63 - 1"),
+    ],
+)
+def test_a_state_with_a_field_of_the_wrong_type_is_refused_naming_it(data: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ReaderState.from_dict(data, expected_fingerprint="f")

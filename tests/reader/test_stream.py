@@ -285,3 +285,25 @@ def test_weighted_source_without_rows_is_left_out_with_a_warning(tmp_path: Path)
         reader = GatoReader(root)
     assert [s.key for s in reader.sources] == [("a", "x")] and reader.weights.tolist() == [1.0]
     assert reader.empty_sources == (("b", "empty"),)
+
+
+def test_a_saved_state_with_a_bad_field_is_a_value_error_naming_it(output_dir: str) -> None:
+    reader = GatoReader(output_dir, ReaderOptions(prefetch=0))
+    stream = reader.batches(4)
+    next(stream)
+    saved = stream.state()
+    cases = [
+        ({**saved, "mixture": {k: v for k, v in saved["mixture"].items() if k != "counts"}}, r"mixture\.counts is missing"),
+        ({**saved, "mixture": {**saved["mixture"], "active": "yes"}}, r"mixture\.active 'yes' is not a list"),
+        ({**saved, "mixture": 7}, "reader state mixture 7 is not an object"),
+        ({**saved, "mixture": {**saved["mixture"], "counts": [0, 0, 0]}}, r"mixture\.counts sum to 0, but 4 draws"),
+        ({"version": 1, "fingerprint": saved["fingerprint"], "position": 2**64}, r"position 18446744073709551616 is above"),
+        ({"version": 1, "fingerprint": saved["fingerprint"], "position": 2**62}, r"position 4611686018427387904 needs"),
+        ({"version": 1, "fingerprint": saved["fingerprint"], "position": 2**40}, r"position 1099511627776 needs"),
+    ]
+    for state, message in cases:
+        with pytest.raises(ValueError, match=message):
+            reader.check_state(state)
+        with pytest.raises(ValueError, match=message):
+            reader.batches(4, state=state)
+    reader.check_state(saved)

@@ -91,3 +91,15 @@ def test_batches_train_a_tiny_model_as_they_come(output_dir: str) -> None:
             break
     assert len(losses) == 10 and np.isfinite(losses).all()
     assert losses[-1] < losses[0]
+
+
+def test_state_dict_arguments_of_the_wrong_type_are_value_errors(output_dir: str) -> None:
+    dataset = GatoIterableDataset(GatoReader(output_dir, ReaderOptions(seed=7)), 4)
+    for consumed in ("3", 1.5, True, -1):
+        with pytest.raises(ValueError, match="batches_consumed must be an integer >= 0"):
+            dataset.state_dict(batches_consumed=consumed)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="load_state_dict: state 'x' is not a mapping"):
+        dataset.load_state_dict("x")  # type: ignore[arg-type]
+    state = dataset.state_dict(batches_consumed=2)
+    with pytest.raises(ValueError, match=r"reader state mixture \[\] is not an object"):
+        dataset.load_state_dict({**state, "mixture": []})

@@ -41,3 +41,9 @@ def test_layout_names() -> None:
     assert out.STATS_JSON_FILE.startswith("stats/") and out.STATS_PARQUET_FILE.startswith("stats/")
     assert all(re.fullmatch(rb"gato\.[a-z_]+", k) for k in (
         out.META_LAYOUT, out.META_FIELDS, out.META_IMAGE_NORMALIZATION, out.META_SEQUENCE_LENGTH))
+
+
+def test_claim_and_staging_names_are_private_to_the_pipeline() -> None:
+    # Underscored, like _tmp: never a dataset, task or published file name.
+    assert (out.CLAIM_FILE, out.STAGING_DIR, out.MANIFEST_TEMP_SUFFIX) == ("_claim.json", "_staging", ".tmp")
+    assert out.STAGING_DIR not in out.OUTPUT_SUBDIRS

@@ -26,6 +26,7 @@ from transforms.books import (
 )
 from transforms.expert_filter import TaskThreshold, expert_return
 from transforms.sequence import TIMESTEP_TOO_LONG
+from transforms.verdict import DUPLICATE_EPISODE_ID
 
 TASK = ("atari", "rlu_atari/Pong_run_1")
 SEQUENCING_COLUMNS = (
@@ -93,6 +94,22 @@ def test_the_same_reject_from_both_passes_counts_once() -> None:
     reject = ("e1", "s", "bad_shape", "observation/image", "3 vs 4")
     record, _ = task_statistics(TASK, threshold=None, returns=[], decisions=[], kept=[], rejects=[reject, reject])
     assert record[out.ST_REJECTED] == 1
+
+
+def test_every_copy_of_a_duplicate_id_counts_even_in_one_file() -> None:
+    # Issue 13, defect 6: three copies of id e1, two of them in one file; their details differ.
+    copies = [("e1", file, DUPLICATE_EPISODE_ID, "episode_id", f"{file} record {record}: also elsewhere")
+              for file, record in (("a", 0), ("a", 4), ("b", 2))]
+    values = [1.0, 3.0]
+    threshold, decisions, kept, _ = book_rows(values)
+    returns = [(((0,), "a", 1), "e0", 1.0, "a"), (((2,), "b", 0), "e2", 3.0, "b")]
+    decisions = [("e0", False, "r"), ("e2", True, "r")]
+    kept = [("e2", 3.0, 3, 30)]
+    record, episodes = task_statistics(TASK, threshold=threshold, returns=returns, decisions=decisions, kept=kept,
+                                       rejects=copies + copies[:1])  # an identical row still counts once
+    assert (record[out.ST_EPISODES_READ], record[out.ST_KEPT], record[out.ST_DROPPED], record[out.ST_REJECTED]) == (5, 1, 1, 3)
+    assert record[out.ST_REJECTED_BY_REASON] == {DUPLICATE_EPISODE_ID: 3}
+    assert episodes.column(out.SOURCE_FILE).to_pylist() == ["a", "b", "a", "a", "b"]
 
 
 def test_no_filter_keeps_everything_and_still_reports_the_threshold() -> None:

@@ -43,6 +43,13 @@ def test_rejects_of_an_episode_and_of_a_record() -> None:
     reject = Reject.of_record(item, reason="corrupt_record", detail="truncated")
     assert reject == Reject("atari", "rlu_atari/Pong_run_1", None, "/d/shard-00001", "corrupt_record", None, "truncated")
     assert reject.task_key == ("atari", "rlu_atari/Pong_run_1")
+    named = Reject.of_record(item, reason="dtype_mismatch", detail="record 3", field="action")
+    assert (named.episode_id, named.field) == (None, "action")
+
+
+def test_a_work_item_carries_the_records_its_shard_promises() -> None:
+    assert WorkItem("d", "t", "/b", "/b/s", 0).expected_records is None
+    assert WorkItem("d", "t", "/b", "/b/s", 0, expected_records=5).expected_records == 5
 
 
 def test_keys_are_frozen_and_hashable() -> None:
@@ -54,6 +61,7 @@ def test_keys_are_frozen_and_hashable() -> None:
 def test_every_element_pickles_to_an_equal_one() -> None:
     elements = [
         WorkItem("d", "t", "/b", "/b/s", 0),
+        WorkItem("d", "t", "/b", "/b/s", 0, 7),
         KEY,
         EpisodeReturn(KEY, -2.5, 10),
         Reject.of_episode(KEY, reason="r", field=None, detail="x"),

@@ -28,6 +28,7 @@ from transforms.expert_filter import (
     window_size,
     window_sums,
 )
+from transforms.verdict import NON_FINITE_RETURN, NonFiniteReturn
 
 
 def assert_matches_brute_force(returns: list[float], **kwargs) -> TaskThreshold:
@@ -229,5 +230,6 @@ def test_decide_codes() -> None:
     assert (passed.kept, passed.reason) == (True, FILTER_NO_FILTER)
     with pytest.raises(ValueError, match="no expert-return threshold"):
         decide(key, 1.0, None, no_filter=False)
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(NonFiniteReturn, match=r"file 'f0' \(record 0\), task 't', episode 'a': the return .* is nan") as error:
         decide(key, float("nan"), threshold, no_filter=False)
+    assert error.value.reason == NON_FINITE_RETURN

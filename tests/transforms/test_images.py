@@ -148,3 +148,15 @@ def test_resize_when_declared() -> None:
     assert (rows, cols) == (4, 3)
     with pytest.raises(ValueError, match="multiples of 16"):
         resize_frames(frames, size=(60, 48))
+
+
+def test_a_corrupt_image_message_holds_no_memory_address() -> None:
+    """Pillow names its stream (`<_io.BytesIO object at 0x...>`); a reject's text must be
+    the same on every run, so the address is dropped."""
+    from transforms.errors import TokenizationError
+    from transforms.images import decode_pngs
+
+    with pytest.raises(TokenizationError) as first:
+        decode_pngs(np.array([b"\x89PNG\r\n\x1a\nnot an image"], dtype=object))
+    assert " at 0x" not in str(first.value)
+    assert "cannot be decoded" in str(first.value)

@@ -108,3 +108,12 @@ def test_episode_return_sources() -> None:
     raw.episode_metadata = {}
     with pytest.raises(ValueError, match="takes returns from 'episode_return'"):
         episode_return(raw, METAWORLD)
+
+
+def test_the_read_stage_reason_codes_are_stable_strings() -> None:
+    from transforms import rlds_rules
+
+    read = {rlds_rules.CORRUPT_RECORD, rlds_rules.DTYPE_MISMATCH, rlds_rules.SHAPE_MISMATCH,
+            rlds_rules.MISSING_RECORD, rlds_rules.UNEXPECTED_RECORD}
+    assert read == {"corrupt_record", "dtype_mismatch", "shape_mismatch", "missing_record", "unexpected_record"}
+    assert read <= rlds_rules.REASONS
