@@ -14,7 +14,6 @@ Each shard is read once, streamed; nothing is written.
 
 from __future__ import annotations
 
-import hashlib
 import posixpath
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,10 +21,9 @@ from typing import Any
 import fsspec
 import pyarrow.parquet as pq
 
+from formats.files import sha256_and_size
 from formats.manifest import manifest_location, read_manifest
 from schemas import output as out
-
-_CHUNK_BYTES = 4 << 20
 
 
 def book_problems(records: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -44,14 +42,6 @@ def book_problems(records: Sequence[Mapping[str, Any]]) -> list[str]:
     return problems
 
 
-def _digest(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    digest = hashlib.sha256()
-    with fs.open(path, "rb") as f:
-        while chunk := f.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _shard_problems(fs: fsspec.AbstractFileSystem, root: str, key: str, shard: Mapping[str, Any]) -> list[str]:
     relative = str(shard[out.S_PATH])
     where = f"{key} shard {relative}"
@@ -65,7 +55,7 @@ def _shard_problems(fs: fsspec.AbstractFileSystem, root: str, key: str, shard: M
     if out.S_BYTES in shard and size != shard[out.S_BYTES]:
         problems.append(f"{where}: {size} bytes, the manifest lists {shard[out.S_BYTES]}")
     listed = shard.get(out.S_SHA256)
-    found = _digest(fs, path)
+    found, _ = sha256_and_size(fs, path)
     if not listed:
         problems.append(f"{where}: the manifest lists no sha256")
     elif found != str(listed).lower():
