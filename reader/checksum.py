@@ -14,12 +14,11 @@ when it is next opened, never read on the strength of the old file's digest.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 
 import fsspec
 
-_CHUNK_BYTES = 4 << 20  # hashlib releases the GIL on large updates, so the training loop keeps running
+from formats.files import sha256_and_size
 
 # (shard URL, expected digest, file version) of every shard this process has verified.
 _verified: set[tuple[str, str, str]] = set()
@@ -30,12 +29,8 @@ _guard = threading.Lock()
 
 
 def sha256_of(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    """Hex sha256 of the file's bytes, streamed in chunks."""
-    digest = hashlib.sha256()
-    with fs.open(path, "rb") as f:
-        while chunk := f.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Hex sha256 of the file's bytes, streamed in chunks (the writer's own hash)."""
+    return sha256_and_size(fs, path)[0]
 
 
 def verify_shard(fs: fsspec.AbstractFileSystem, path: str, expected: str | None, *, output_url: str) -> None:
