@@ -1,4 +1,10 @@
-"""Whole-file access under an output directory, through fsspec (local paths and URLs alike).
+"""Whole-file access through fsspec, the one storage layer of the job and the reader.
+
+Every path the job touches (the data dir and its TFDS metadata, the shards it reads, the
+output, the text model) is a local path or an fsspec URL (`gs://`, `s3://`, `memory://`,
+...) and goes through fsspec, so object stores and local disks behave alike. URLs keep
+the form the user gave (a relative local path stays relative): `join_url` appends
+components, `glob_relative` and `list_names` answer relative to the URL they were given.
 
 `output_filesystem`: the filesystem and root (no trailing slash) of an output directory,
 for code that checks, moves or removes files under it (`formats/manifest.py`,
@@ -19,6 +25,7 @@ import hashlib
 from collections.abc import Iterator
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 from formats.paths import path_under
 
@@ -57,6 +64,58 @@ def output_filesystem(output_dir: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """(filesystem, root path without a trailing slash) of `output_dir`, a path or URL."""
     fs, root = fsspec.core.url_to_fs(output_dir)
     return fs, root.rstrip("/") or "/"
+
+
+def join_url(url: str, *parts: str) -> str:
+    """`url` with `parts` appended, one `/` between each; the URL's own form is kept."""
+    return "/".join([url.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def url_exists(url: str) -> bool:
+    fs, path = output_filesystem(url)
+    return fs.exists(path)
+
+
+def url_is_dir(url: str) -> bool:
+    """True for a directory (on an object store: a prefix holding objects)."""
+    fs, path = output_filesystem(url)
+    return fs.isdir(path)
+
+
+def read_bytes(url: str) -> bytes:
+    """The whole file at `url` (small files: metadata, spec files)."""
+    fs, path = output_filesystem(url)
+    with fs.open(path, "rb") as handle:
+        return handle.read()
+
+
+def glob_relative(url: str, pattern: str) -> list[str]:
+    """The paths under `url` matching `pattern` (fsspec glob), relative to `url`, sorted."""
+    fs, root = output_filesystem(url)
+    prefix = root.rstrip("/") + "/"
+    return sorted(p[len(prefix):] for p in fs.glob(prefix + pattern) if p.startswith(prefix))
+
+
+def list_names(url: str) -> set[str]:
+    """The names of the entries directly under the directory `url` (one listing)."""
+    fs, root = output_filesystem(url)
+    return {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)}
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def move_file(fs: fsspec.AbstractFileSystem, source: str, target: str) -> None:
+    """Moves one file: a rename on a local disk; on an object store a server-side copy,
+    then the source removed. Object stores have no rename (gcsfs's `mv` first tries GCS's
+    `moveTo`, which only some buckets and no emulator offer, retrying it for ~30 s before
+    it falls back to this same copy and delete)."""
+    if is_local(fs):
+        fs.mv(source, target)
+    else:
+        fs.copy(source, target)
+        fs.rm(source)
 
 
 def write_bytes(output_dir: str, relative: str, payload: bytes) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import fsspec
 
-from formats.files import output_filesystem, raise_if_no_space, sha256_and_size
+from formats.files import move_file, output_filesystem, raise_if_no_space, sha256_and_size
 from formats.layout import (
     FOREIGN,
     MANIFEST,
@@ -124,7 +124,7 @@ def finalize_shards(output_dir: str, entries: Iterable[ShardEntry], *, kind: str
         if fs.exists(temp):
             with raise_if_no_space(final):
                 fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
-                fs.mv(temp, final)
+                move_file(fs, temp, final)
         elif not fs.exists(final):
             raise FileNotFoundError(f"shard {entry.path} is neither at {temp} nor in place")
         sha, size = sha256_and_size(fs, final)

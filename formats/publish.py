@@ -31,7 +31,7 @@ from typing import Any
 import fsspec
 
 from formats.claim import check_claim, refuse_if_claimed
-from formats.files import output_filesystem, raise_if_no_space, sha256_and_size
+from formats.files import move_file, output_filesystem, raise_if_no_space, sha256_and_size
 from formats.layout import PUBLISHED, list_output, manifest_temp_name, remove_empty_dirs, split_staging
 from schemas.output import MANIFEST_FILE, OUTPUT_SUBDIRS, S_BYTES, S_PATH, S_SHA256, STAGING_DIR, TMP_DIR
 
@@ -74,7 +74,7 @@ def _write_atomically(fs: fsspec.AbstractFileSystem, root: str, payload: bytes) 
     with raise_if_no_space(final):
         with fs.open(temp, "wb") as f:
             f.write(payload)
-        fs.mv(temp, final)
+        move_file(fs, temp, final)
     return final
 
 
@@ -88,12 +88,13 @@ def _switch(fs: fsspec.AbstractFileSystem, root: str, stage: str, payload: bytes
         target = f"{root}/{relative}"
         with raise_if_no_space(target):
             fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-            fs.mv(f"{stage}/{relative}", target)
+            move_file(fs, f"{stage}/{relative}", target)
     for relative in sorted(old - set(new)):
         fs.rm(f"{root}/{relative}")
     remove_empty_dirs(fs, root, OUTPUT_SUBDIRS)
     final = _write_atomically(fs, root, payload)
-    fs.rm(stage, recursive=True)
+    if fs.exists(stage):  # an object store has no empty directories: nothing may be left of it
+        fs.rm(stage, recursive=True)
     remove_empty_dirs(fs, root, (STAGING_DIR,))
     return final
 

@@ -4,8 +4,9 @@ Each TFRecord is one episode. `ShardReader` frames the records of a shard
 (`formats/tfrecord.py`) and decodes them (`formats/tf_example.py`) with the raw view of
 its builder dir's features: whole-episode numpy arrays for `steps`, images left as PNG
 bytes. So a worker holds one episode at a time. Files are opened by an injected `Opener`
-(path -> binary stream): fsspec by default; the job passes Beam's FileSystems
-(`pipeline.read_episodes.open_with_beam`), which is why this module needs no Beam.
+(path -> binary stream): fsspec, the job's one storage layer (`formats/files.py`), unless
+a test injects another. Features come from the builder dir's features.json
+(`formats/tfds_info.py`), also through fsspec.
 `ShardReaders` keeps one reader per builder dir, each parsing its features once.
 
 - `read_shard`: a work item's `RawEpisode`s in record order, keyed by `make_key` (the id
@@ -43,6 +44,7 @@ import fsspec
 import numpy as np
 
 from formats.tf_example import ExampleDecoder, UndecodableRecord, raw_features
+from formats.tfds_info import DATASET_INFO_FILE, read_features
 from formats.tfrecord import CorruptRecord, iter_framed
 from schemas.datasets import DatasetSpec
 from schemas.fields import REWARD, STEP_FLAGS, STEPS
@@ -57,15 +59,13 @@ from transforms.rlds_rules import (
 )
 from transforms.steps import num_emitted_steps
 
-DATASET_INFO_FILE = "dataset_info.json"  # where TFDS keeps `shardLengths`
 
 # The step fields pass 1's light read decodes: the flags `check_rlds` looks at and the
 # reward a return may sum (those a dataset lacks are simply not read).
 RETURN_STEP_FIELDS = (*STEP_FLAGS, REWARD)
 
 # How a shard file is opened for reading: a path -> a binary stream (a context manager).
-# The job passes Beam's FileSystems (`pipeline.read_episodes.open_with_beam`); the default
-# is fsspec, for code that runs outside Beam.
+# fsspec in the job; tests inject failing openers.
 Opener = Callable[[str], ContextManager[BinaryIO]]
 
 
@@ -97,9 +97,7 @@ class ShardReader:
         """`step_fields`: decode only these top-level step fields (and the episode-level
         features), checking the others without converting them; None decodes everything."""
         self._open = open_file
-        import tensorflow_datasets as tfds
-
-        features = tfds.builder_from_directory(builder_dir).info.features
+        features = read_features(builder_dir)
         self._decode = ExampleDecoder(raw_features(features), step_fields=step_fields)
 
     def episodes(
@@ -176,7 +174,7 @@ def make_key(
         task=item.task,
         episode_id=episode_id,
         order_key=tuple(_scalar(metadata[f]) for f in spec.order_key),
-        source_file=item.shard_path,
+        source_file=item.source_file,
         index_in_file=index,
         work_item=item.index,
     )
@@ -198,9 +196,9 @@ def corrupt_reject(
         except KeyError:  # an id field did not decode: the record is all that names it
             key = None
     if key is None:
-        detail = f"{item.shard_path}: record {index} cannot be read: {error}"
+        detail = f"{item.source_file}: record {index} cannot be read: {error}"
         return Reject.of_record(item, reason=reason, detail=detail, field=field)
-    detail = f"{item.shard_path}: record {index} (episode {key.episode_id!r}) cannot be read: {error}"
+    detail = f"{item.source_file}: record {index} (episode {key.episode_id!r}) cannot be read: {error}"
     return Reject.of_episode(key, reason=reason, field=field, detail=detail)
 
 
@@ -209,7 +207,7 @@ def _unexpected_reject(item: WorkItem, key: EpisodeKey) -> Reject:
         key,
         reason=UNEXPECTED_RECORD,
         field=None,
-        detail=f"{item.shard_path}: record {key.index_in_file} (episode {key.episode_id!r}) is "
+        detail=f"{item.source_file}: record {key.index_in_file} (episode {key.episode_id!r}) is "
         f"past the {item.expected_records} records {DATASET_INFO_FILE} promises in this shard",
     )
 

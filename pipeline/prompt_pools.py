@@ -25,7 +25,6 @@ import apache_beam as beam
 
 from formats.tfds_shards import ShardReaders, read_shard
 from pipeline.counters import TaskCounters
-from pipeline.read_episodes import open_with_beam
 from schemas.datasets import DatasetSpec
 from transforms.episode import (
     EpisodeKey,
@@ -119,7 +118,7 @@ class PromptWindowsFn(PromptCandidatesFn):
 
     def setup(self) -> None:
         super().setup()
-        self._readers = ShardReaders(open_file=open_with_beam)
+        self._readers = ShardReaders()
 
     def process(  # type: ignore[override]
         self, item: WorkItem, selections: Mapping[TaskKey, CandidateSelection]

@@ -2,7 +2,7 @@
 item (one shard file) at a time.
 
 Records are decoded by `formats.tfds_shards` (no TensorFlow) from files opened through
-Beam's FileSystems (`open_with_beam`), so a worker holds one episode at a time.
+fsspec (local, gs://, s3://, ... alike), so a worker holds one episode at a time.
 `ReadEpisodes` decodes every field (images stay PNG bytes); `ReadReturns` only the
 episode-level fields and `RETURN_STEP_FIELDS` (flags and rewards), never images.
 
@@ -15,11 +15,9 @@ of them: pass 2 reports every reject.
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO, ContextManager, Iterator
+from typing import Any, Iterator
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
 from formats.tfds_shards import (
     RETURN_STEP_FIELDS,
@@ -52,11 +50,6 @@ REJECT_COUNTERS = {
 }
 
 
-def open_with_beam(path: str) -> ContextManager[BinaryIO]:
-    """A shard opened through Beam's FileSystems (local, gs://, ... as the runner's workers see them)."""
-    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-
-
 class ReadEpisodesFn(beam.DoFn):
     """WorkItem -> RawEpisode (main) and Reject (`rejects`); counters per task."""
 
@@ -66,7 +59,7 @@ class ReadEpisodesFn(beam.DoFn):
         self._namespace = namespace
 
     def setup(self) -> None:
-        self._readers = ShardReaders(open_file=open_with_beam)
+        self._readers = ShardReaders()
         self._counters = TaskCounters(self._namespace)
 
     def process(self, item: WorkItem) -> Iterator[Any]:
@@ -122,7 +115,7 @@ class ReadReturnsFn(beam.DoFn):
         self._namespace = namespace
 
     def setup(self) -> None:
-        self._readers = ShardReaders(step_fields=RETURN_STEP_FIELDS, open_file=open_with_beam)
+        self._readers = ShardReaders(step_fields=RETURN_STEP_FIELDS)
         self._counters = TaskCounters(self._namespace)
 
     def process(self, item: WorkItem) -> Iterator[EpisodeReturn]:

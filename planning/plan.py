@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from formats.files import join_url
 from planning.features import (
     describe_features,
     feature_mismatches,
@@ -59,13 +60,13 @@ def plan_work(
     root = existing_dir(data_dir, what=f"data dir of dataset {dataset!r}")
     found: list[BuilderDir] = []
     for tfds_name in spec.tfds_names:
-        found.extend(find_builder_dirs(root / tfds_name, tfds_name))
+        found.extend(find_builder_dirs(join_url(root, tfds_name), tfds_name))
     on_disk = pick_versions(found, spec.version)
     selected = select_builders(
         on_disk,
         tasks,
         dataset=dataset,
-        where=str(root),
+        where=root,
         known=known_tasks(spec),
         other_versions=sorted({task_name(b.tfds_name, b.config) + f" ({b.version})" for b in found}),
         version=spec.version,
@@ -87,11 +88,11 @@ def plan_work(
             continue
         task_fields[task] = registry_fields(spec, features=features)
         shapes[task] = field_shapes(features)
-        shards[task] = (str(builder.path), train_shards(info, builder.path))
+        shards[task] = (builder.path, train_shards(info, builder.path))
         records.update(train_shard_lengths(info))
     if problems:
         raise ValueError(
             f"dataset {dataset!r}: features on disk do not match the registry:\n  "
             + "\n  ".join(problems)
         )
-    return make_plan(spec, task_fields, shards, shapes, records=records)
+    return make_plan(spec, task_fields, shards, shapes, records=records, data_root=root)

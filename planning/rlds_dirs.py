@@ -19,8 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from etils import epath
-
+from formats.files import join_url, read_bytes, url_exists
 from planning.features import describe_features, field_shapes
 from planning.tfds_dirs import (
     DATASET_INFO_FILE,
@@ -63,7 +62,7 @@ from schemas.rlds_spec import (
 
 def plan_rlds_dir(directory: str, *, tasks: Sequence[str], spec_path: str | None) -> Plan:
     root = existing_dir(directory, what=f"{RLDS_PREFIX} directory")
-    if (root / DATASET_INFO_FILE).exists():
+    if url_exists(join_url(root, DATASET_INFO_FILE)):
         found = [builder_dir_from_info(root)]
     else:
         found = find_builder_dirs(root, None)
@@ -74,7 +73,7 @@ def plan_rlds_dir(directory: str, *, tasks: Sequence[str], spec_path: str | None
         )
     overrides = _load_overrides(root, spec_path)
     on_disk = pick_versions(found, None)
-    selected = select_builders(on_disk, tasks, dataset=f"{RLDS_PREFIX}{directory}", where=str(root),
+    selected = select_builders(on_disk, tasks, dataset=f"{RLDS_PREFIX}{directory}", where=root,
                        known=[], other_versions=[], version=None)
     if overrides.task is not None and len(selected) > 1:
         raise ValueError(
@@ -83,10 +82,10 @@ def plan_rlds_dir(directory: str, *, tasks: Sequence[str], spec_path: str | None
             "select one with the task globs or drop `task`"
         )
     names = sorted({b.tfds_name for b in selected})
-    name = names[0] if len(names) == 1 else root.name
+    name = names[0] if len(names) == 1 else root.rsplit("/", 1)[-1]
     infos = load_infos(selected)
     all_features = [describe_features(info.features) for info in infos]
-    source = spec_path or str(root / SPEC_FILE_NAME)
+    source = spec_path or join_url(root, SPEC_FILE_NAME)
     spec = _rlds_dataset_spec(name, all_features, overrides, source=source)
     task_fields: dict[str, dict[str, FieldSpec]] = {}
     shapes: dict[str, dict[str, tuple[int | None, ...]]] = {}
@@ -97,18 +96,18 @@ def plan_rlds_dir(directory: str, *, tasks: Sequence[str], spec_path: str | None
         _check_rlds_layout(features, task=task, where=str(builder.path))
         task_fields[task] = resolve_fields(features, overrides=overrides.field_overrides, source=source)
         shapes[task] = field_shapes(features)
-        shards[task] = (str(builder.path), train_shards(info, builder.path))
+        shards[task] = (builder.path, train_shards(info, builder.path))
         records.update(train_shard_lengths(info))
-    return make_plan(spec, task_fields, shards, shapes, records=records)
+    return make_plan(spec, task_fields, shards, shapes, records=records, data_root=root)
 
 
-def _load_overrides(root: epath.Path, spec_path: str | None) -> RldsOverrides:
-    path = epath.Path(spec_path) if spec_path else root / SPEC_FILE_NAME
-    if not path.exists():
+def _load_overrides(root: str, spec_path: str | None) -> RldsOverrides:
+    path = spec_path or join_url(root, SPEC_FILE_NAME)
+    if not url_exists(path):
         if spec_path:
             raise ValueError(f"spec file {spec_path} does not exist")
         return RldsOverrides()
-    return parse_spec(path.read_text(), source=str(path))
+    return parse_spec(read_bytes(path).decode("utf-8"), source=path)
 
 
 def _rlds_dataset_spec(

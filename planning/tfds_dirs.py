@@ -1,8 +1,8 @@
 """TFDS builder dirs on disk (start-up, no Beam): what exists, which version, which tasks match.
 
 On-disk layout (TFDS): `<data_dir>/<tfds name>/<config>/<version>/` holding
-dataset_info.json, features.json and the `train` shards. Paths may be local or `gs://`
-(etils.epath, as TFDS uses).
+dataset_info.json, features.json and the `train` shards. Paths are local paths or fsspec
+URLs (`gs://`, `s3://`, ...), read through fsspec (`formats/files.py`, `formats/tfds_info.py`).
 
 - `find_builder_dirs`: every builder dir under a base, named from its dataset_info.json;
   `incomplete.*` dirs (TFDS writes into them, then renames) are skipped.
@@ -10,7 +10,7 @@ dataset_info.json, features.json and the `train` shards. Paths may be local or `
 - `select_builders`: the dirs each glob matches by config or full task name. Every glob
   must match; otherwise one ValueError lists the tasks on disk (at most
   `MAX_LISTED_NAMES`), other versions found, and the tasks the TFDS builder classes know.
-- `load_infos`: each dir's DatasetInfo, read concurrently (one GCS round trip each);
+- `load_infos`: each dir's `BuilderInfo`, read concurrently (a few round trips each);
   `train_shards`: the train split's files, all checked present with one listing per dir;
   `train_shard_lengths`: the records each one holds by `shardLengths`.
 
@@ -22,12 +22,10 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import fnmatch
-import json
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
-from etils import epath
-
-from formats.tfds_shards import DATASET_INFO_FILE
+from formats.files import glob_relative, join_url, list_names, url_exists, url_is_dir
+from formats.tfds_info import DATASET_INFO_FILE, BuilderInfo, read_builder_info, read_info_names
 from schemas.datasets import DatasetSpec, task_name
 from schemas.fields import PATH_SEPARATOR
 
@@ -44,21 +42,22 @@ class BuilderDir:
     tfds_name: str
     config: str
     version: str
-    path: epath.Path
+    path: str  # a local path or URL, in the form the data dir was given
 
 
-def existing_dir(path: str, *, what: str) -> epath.Path:
-    root = epath.Path(path)
-    if not root.exists():
+def existing_dir(path: str, *, what: str) -> str:
+    """`path` (without a trailing slash) when it is a directory; a ValueError otherwise."""
+    root = path.rstrip("/") or path
+    if not url_exists(root):
         raise ValueError(f"{what} does not exist: looked in {root}")
-    if not root.is_dir():
+    if not url_is_dir(root):
         raise ValueError(f"{what} is not a directory: {root}")
     return root
 
 
-def find_builder_dirs(base: epath.Path, tfds_name: str | None) -> list[BuilderDir]:
+def find_builder_dirs(base: str, tfds_name: str | None) -> list[BuilderDir]:
     """Builder dirs under `base`: `<config>/<version>` (or `<name>/<config>/<version>` etc.)."""
-    if not base.exists():
+    if not url_exists(base):
         return []
     patterns = (
         [f"*/*/{DATASET_INFO_FILE}", f"*/{DATASET_INFO_FILE}"]
@@ -67,24 +66,20 @@ def find_builder_dirs(base: epath.Path, tfds_name: str | None) -> list[BuilderDi
     )
     found = []
     for pattern in patterns:
-        for info in base.glob(pattern):
+        for info in glob_relative(base, pattern):
+            parent = info.rsplit("/", 1)[0]
             # TFDS writes into `incomplete.*` dirs and renames them when done.
-            if not info.parent.name.startswith(_INCOMPLETE_PREFIX):
-                found.append(builder_dir_from_info(info.parent))
+            if not parent.rsplit("/", 1)[-1].startswith(_INCOMPLETE_PREFIX):
+                found.append(builder_dir_from_info(join_url(base, parent)))
     # The config-less pattern also sees `<config>/<version>` one level short; keep real ones.
-    unique = {str(b.path): b for b in found}
+    unique = {b.path: b for b in found}
     return sorted(unique.values(), key=lambda b: (b.tfds_name, b.config, b.version))
 
 
-def builder_dir_from_info(path: epath.Path) -> BuilderDir:
+def builder_dir_from_info(path: str) -> BuilderDir:
     """Name, config and version from a builder dir's dataset_info.json."""
-    info = json.loads((path / DATASET_INFO_FILE).read_text())
-    return BuilderDir(
-        tfds_name=info.get("name", path.parent.name),
-        config=info.get("configName", "") or "",
-        version=info.get("version", path.name),
-        path=path,
-    )
+    name, config, version = read_info_names(path)
+    return BuilderDir(tfds_name=name, config=config, version=version, path=path)
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -160,7 +155,7 @@ def select_builders(
                 detail += f" ({len(known_hits)} known tasks match it, none on disk)"
             problems.append(detail)
         for b in hits:
-            selected[str(b.path)] = b
+            selected[b.path] = b
     if problems:
         message = "; ".join(problems) + f". Tasks on disk: {listing(tasks_on_disk)}"
         if not tasks_on_disk and other_versions:
@@ -171,13 +166,12 @@ def select_builders(
     return sorted(selected.values(), key=lambda b: (b.tfds_name, b.config))
 
 
-def load_infos(builders: Sequence[BuilderDir]) -> list[Any]:
-    """DatasetInfo of each builder dir (read concurrently: one GCS round trip each)."""
-    import tensorflow_datasets as tfds
+def load_infos(builders: Sequence[BuilderDir]) -> list[BuilderInfo]:
+    """The metadata of each builder dir (read concurrently: object-store round trips)."""
 
-    def load(b: BuilderDir) -> Any:
+    def load(b: BuilderDir) -> BuilderInfo:
         try:
-            return tfds.builder_from_directory(b.path).info
+            return read_builder_info(b.path)
         except Exception as e:  # noqa: BLE001 - any unreadable metadata is one start-up error
             raise ValueError(f"cannot open TFDS builder dir {b.path}: {e}") from e
 
@@ -185,16 +179,16 @@ def load_infos(builders: Sequence[BuilderDir]) -> list[Any]:
         return list(pool.map(load, builders))
 
 
-def train_shards(info: Any, builder_dir: epath.Path) -> list[str]:
+def train_shards(info: BuilderInfo, builder_dir: str) -> list[str]:
     splits = info.splits
     if TRAIN_SPLIT not in splits:
         raise ValueError(
             f"{builder_dir} has no {TRAIN_SPLIT!r} split; splits: {sorted(splits.keys())}"
         )
-    paths = [str(p) for p in splits[TRAIN_SPLIT].filepaths]
+    paths = list(splits[TRAIN_SPLIT].filepaths)
     # One listing per builder dir, not one stat per shard (hundreds of shards on GCS).
-    present = {p.name for p in builder_dir.iterdir()}
-    missing = [p for p in paths if epath.Path(p).name not in present]
+    present = list_names(builder_dir)
+    missing = [p for p in paths if p.rsplit("/", 1)[-1] not in present]
     if missing:
         raise ValueError(
             f"{builder_dir}: {len(missing)} of {len(paths)} {TRAIN_SPLIT} shards listed in "
@@ -203,8 +197,8 @@ def train_shards(info: Any, builder_dir: epath.Path) -> list[str]:
     return paths
 
 
-def train_shard_lengths(info: Any) -> dict[str, int]:
-    """Records per train shard, by path: dataset_info.json's `shardLengths` (TFDS's
-    `splits[...].shard_lengths`, in shard order, as `filepaths` is)."""
+def train_shard_lengths(info: BuilderInfo) -> dict[str, int]:
+    """Records per train shard, by path: dataset_info.json's `shardLengths`, in shard
+    order, as `filepaths` is."""
     split = info.splits[TRAIN_SPLIT]
-    return {str(path): int(n) for path, n in zip(split.filepaths, split.shard_lengths)}
+    return dict(zip(split.filepaths, split.shard_lengths))

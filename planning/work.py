@@ -62,9 +62,11 @@ def make_plan(
     shapes: Mapping[str, dict[str, tuple[int | None, ...]]],
     *,
     records: Mapping[str, int] | None = None,
+    data_root: str | None = None,
 ) -> Plan:
     """`shards`: task -> (builder dir, shard paths); `records`: shard path -> the records it
-    holds by `shardLengths` (each item's `expected_records`; None where unknown)."""
+    holds by `shardLengths` (each item's `expected_records`; None where unknown);
+    `data_root`: the data dir, which outputs name shards relative to (`WorkItem.source_file`)."""
     records = records or {}
     entries = sorted(
         (task, builder_dir, path)
@@ -78,6 +80,7 @@ def make_plan(
         WorkItem(
             dataset=spec.name, task=task, builder_dir=builder_dir, shard_path=path, index=i,
             expected_records=records.get(path),
+            data_root=data_root,
         )
         for i, (task, builder_dir, path) in enumerate(entries)
     )

@@ -33,6 +33,19 @@ class WorkItem:
     # Records the shard holds by dataset_info.json's `shardLengths` (None: unknown); the
     # reader reports each one it cannot find, and each one past it, as a reject.
     expected_records: int | None = None
+    # The data dir the plan was made from (planning sets it; None: unknown).
+    data_root: str | None = None
+
+    @property
+    def source_file(self) -> str:
+        """How outputs name the shard: its path relative to `data_root` when it lies under
+        it, else `shard_path`. So outputs do not depend on where the data lives (a local
+        copy, gs://, s3://)."""
+        if self.data_root:
+            prefix = self.data_root.rstrip("/") + "/"
+            if self.shard_path.startswith(prefix):
+                return self.shard_path[len(prefix):]
+        return self.shard_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +56,7 @@ class EpisodeKey:
     task: str  # e.g. "rlu_atari/Pong_run_1"
     episode_id: str  # the dataset's id, rendered as text (composite ids joined with "/")
     order_key: tuple[Any, ...]  # collection order within the task, e.g. (checkpoint_id, episode_id)
-    source_file: str  # the TFRecord shard it was read from
+    source_file: str  # the TFRecord shard it was read from (`WorkItem.source_file`)
     index_in_file: int  # its record index in that shard
     work_item: int = 0  # index of the read work item (one TFDS shard) it came from
 
@@ -117,7 +130,7 @@ class Reject:
             dataset=item.dataset,
             task=item.task,
             episode_id=None,
-            source_file=item.shard_path,
+            source_file=item.source_file,
             reason=reason,
             field=field,
             detail=detail,

@@ -10,7 +10,16 @@ import pytest
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
-from formats.files import output_filesystem, write_bytes
+from formats.files import (
+    glob_relative,
+    join_url,
+    list_names,
+    output_filesystem,
+    read_bytes,
+    url_exists,
+    url_is_dir,
+    write_bytes,
+)
 
 
 def test_output_filesystem_strips_trailing_slashes_but_keeps_the_root(tmp_path: Path) -> None:
@@ -66,3 +75,24 @@ def test_sha256_and_size(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"abc" * 1000)
     assert sha256_and_size(fsspec.filesystem("file"), str(tmp_path / "f")) == (
         hashlib.sha256(b"abc" * 1000).hexdigest(), 3000)
+
+
+def test_join_url_keeps_the_form_it_was_given() -> None:
+    assert join_url("samples/data/", "rlu_atari", "/Pong/") == "samples/data/rlu_atari/Pong"
+    assert join_url("gs://bucket/data", "a", "b.json") == "gs://bucket/data/a/b.json"
+
+
+@pytest.mark.parametrize("kind", ["local", "memory"])
+def test_reading_listing_and_globbing_answer_in_the_callers_form(tmp_path: Path, kind: str) -> None:
+    base = str(tmp_path / "data") if kind == "local" else "memory://files-test/data"
+    for relative in ("ds/a/1.0.0/info.json", "ds/b/1.0.0/info.json", "ds/b/1.0.0/shard-0"):
+        write_bytes(base, relative, relative.encode())
+    try:
+        assert url_exists(base) and url_is_dir(base) and not url_is_dir(join_url(base, "ds/b/1.0.0/shard-0"))
+        assert not url_exists(join_url(base, "missing"))
+        assert glob_relative(base, "*/*/*/info.json") == ["ds/a/1.0.0/info.json", "ds/b/1.0.0/info.json"]
+        assert list_names(join_url(base, "ds/b/1.0.0")) == {"info.json", "shard-0"}
+        assert read_bytes(join_url(base, "ds/b/1.0.0/shard-0")) == b"ds/b/1.0.0/shard-0"
+    finally:
+        if kind == "memory":
+            fsspec.filesystem("memory").rm("/files-test", recursive=True)

@@ -318,7 +318,7 @@ def test_rejects_never_set_the_expert_return_and_every_episode_is_counted_once(f
     ]
     details = {r.source_file: r.detail for r in out[f"pass2.{REJECTS}"] if r.reason == "duplicate_episode_id"}
     for detail in details.values():  # each copy names both files and records
-        assert all(item.shard_path in detail for item in fault_plan.work_items), detail
+        assert all(item.source_file in detail for item in fault_plan.work_items), detail
         assert "record 2" in detail and "record 3" in detail, detail
     stats = json.loads((tmp_path / "out" / "stats" / "stats.json").read_text())["tasks"]
     [task] = stats
@@ -334,5 +334,5 @@ def test_strict_stops_at_a_duplicate_id_before_any_shard_is_written(tmp_path: Pa
     with pytest.raises(ValueError, match=r"episode id '4'.*faulty_robot/stack") as error:
         _run(plan, tmp_path / "out", strict=True)
     for item in plan.work_items:
-        assert item.shard_path in str(error.value)
+        assert item.source_file in str(error.value)
     assert not list((tmp_path / "out").rglob("*.parquet"))

@@ -53,13 +53,13 @@ def test_read_episodes_in_beam_with_rejects_and_counters(plan: Plan, tmp_path: P
     out = p | beam.Create(items) | ReadEpisodes(plan.dataset)
     assert_that(
         out.episodes | "Files" >> beam.Map(lambda e: (e.key.source_file, e.key.index_in_file)),
-        equal_to([(damaged.shard_path, i) for i in range(before)]
-                 + [(items[1].shard_path, i) for i in range(intact)]),
+        equal_to([(damaged.source_file, i) for i in range(before)]
+                 + [(items[1].source_file, i) for i in range(intact)]),
         label="Episodes",
     )
     assert_that(
         out[REJECTS] | "Reasons" >> beam.Map(lambda r: (r.source_file, r.reason)),
-        equal_to([(damaged.shard_path, CORRUPT_RECORD)]),
+        equal_to([(damaged.source_file, CORRUPT_RECORD)]),
         label="Rejects",
     )
     result = p.run()

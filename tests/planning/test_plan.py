@@ -38,14 +38,17 @@ def test_metaworld_plan_has_one_item_per_shard_in_order(data_dir: Path) -> None:
     push = data_dir / "gato_metaworld" / "push-v3" / "1.0.0"
     assert plan.work_items == (
         WorkItem("metaworld", "gato_metaworld/push-v3", str(push),
-                 str(push / "gato_metaworld-train.tfrecord-00000-of-00001"), 0, expected_records=PUSH_RECORDS),
+                 str(push / "gato_metaworld-train.tfrecord-00000-of-00001"), 0, expected_records=PUSH_RECORDS,
+                 data_root=str(data_dir)),
         *(
             WorkItem("metaworld", "gato_metaworld/reach-v3", str(builder),
                      str(builder / f"gato_metaworld-train.tfrecord-0000{i}-of-00003"), i + 1,
-                     expected_records=REACH_RECORDS[i])
+                     expected_records=REACH_RECORDS[i], data_root=str(data_dir))
             for i in range(3)
         ),
     )
+    # Outputs name shards relative to the data dir, wherever it lives.
+    assert plan.work_items[0].source_file == "gato_metaworld/push-v3/1.0.0/gato_metaworld-train.tfrecord-00000-of-00001"
     assert plan.fields_for("gato_metaworld/reach-v3") == {
         "action": continuous("linear"),
         "observation/state": continuous("mu_law"),

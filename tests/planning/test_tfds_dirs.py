@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from etils import epath
 
 from planning.tfds_dirs import (
     MAX_LISTED_NAMES,
@@ -34,11 +33,11 @@ def _fake_builder(root: Path, name: str, config: str, version: str, *, parent: s
 
 
 def _b(name: str, config: str, version: str) -> BuilderDir:
-    return BuilderDir(name, config, version, epath.Path(f"/d/{name}/{config}/{version}"))
+    return BuilderDir(name, config, version, f"/d/{name}/{config}/{version}")
 
 
 def test_existing_dir_says_what_and_where(tmp_path: Path) -> None:
-    assert existing_dir(str(tmp_path), what="data dir") == epath.Path(tmp_path)
+    assert existing_dir(str(tmp_path), what="data dir") == str(tmp_path)
     with pytest.raises(ValueError, match=f"data dir does not exist: looked in {tmp_path / 'no'}"):
         existing_dir(str(tmp_path / "no"), what="data dir")
     (tmp_path / "f").write_text("x")
@@ -52,20 +51,20 @@ def test_find_builder_dirs_with_and_without_configs_skipping_incomplete_ones(tmp
     _fake_builder(tmp_path, "ds", "a", "2.0.0")
     _fake_builder(tmp_path, "ds", "c", "1.0.0", parent="incomplete.1.0.0")
     _fake_builder(tmp_path, "plain", "", "0.1.0")
-    found = find_builder_dirs(epath.Path(tmp_path / "ds"), "ds")
+    found = find_builder_dirs(str(tmp_path / "ds"), "ds")
     assert [(b.tfds_name, b.config, b.version) for b in found] == [("ds", "a", "1.0.0"), ("ds", "a", "2.0.0"),
                                                                     ("ds", "b", "1.0.0")]
     # No TFDS name given: <name>/<config>/<version> and <name>/<version> below the base.
-    anywhere = find_builder_dirs(epath.Path(tmp_path), None)
+    anywhere = find_builder_dirs(str(tmp_path), None)
     assert [(b.tfds_name, b.config) for b in anywhere] == [("ds", "a"), ("ds", "a"), ("ds", "b"), ("plain", "")]
-    assert find_builder_dirs(epath.Path(tmp_path / "missing"), "x") == []
+    assert find_builder_dirs(str(tmp_path / "missing"), "x") == []
 
 
 def test_builder_dir_from_info_falls_back_to_the_directory_names(tmp_path: Path) -> None:
     path = tmp_path / "robot" / "3.1.0"
     path.mkdir(parents=True)
     (path / "dataset_info.json").write_text("{}")
-    assert builder_dir_from_info(epath.Path(path)) == BuilderDir("robot", "", "3.1.0", epath.Path(path))
+    assert builder_dir_from_info(str(path)) == BuilderDir("robot", "", "3.1.0", str(path))
 
 
 def test_pick_versions_takes_the_required_one_else_the_newest_numerically() -> None:
@@ -117,16 +116,16 @@ def test_every_glob_must_match_and_the_error_lists_what_exists() -> None:
 def test_train_shards_are_the_listed_files_and_must_all_exist(tmp_path: Path) -> None:
     builder = fx.write_rlds_dataset(tmp_path, "ds", "c", fx.metaworld_features(),
                                     [fx.metaworld_episode(i, 2) for i in range(2)], num_shards=2)
-    [info] = load_infos([builder_dir_from_info(epath.Path(builder))])
-    shards = train_shards(info, epath.Path(builder))
+    [info] = load_infos([builder_dir_from_info(str(builder))])
+    shards = train_shards(info, str(builder))
     assert [Path(s).name for s in shards] == ["ds-train.tfrecord-00000-of-00002", "ds-train.tfrecord-00001-of-00002"]
     assert train_shard_lengths(info) == {shards[0]: 1, shards[1]: 1}
     Path(shards[1]).unlink()
     with pytest.raises(ValueError, match=r"1 of 2 train shards listed in dataset_info.json are missing, e.g. .*00001-of-00002"):
-        train_shards(info, epath.Path(builder))
+        train_shards(info, str(builder))
 
 
 def test_an_unreadable_builder_dir_is_one_start_up_error(tmp_path: Path) -> None:
     broken = _fake_builder(tmp_path, "ds", "c", "1.0.0")
     with pytest.raises(ValueError, match=f"cannot open TFDS builder dir {broken}"):
-        load_infos([builder_dir_from_info(epath.Path(broken))])
+        load_infos([builder_dir_from_info(str(broken))])

@@ -52,6 +52,15 @@ def test_a_work_item_carries_the_records_its_shard_promises() -> None:
     assert WorkItem("d", "t", "/b", "/b/s", 0, expected_records=5).expected_records == 5
 
 
+def test_a_work_item_names_its_shard_relative_to_the_data_dir_it_lies_under() -> None:
+    assert WorkItem("d", "t", "/b", "/b/s", 0).source_file == "/b/s"
+    assert WorkItem("d", "t", "gs://x/data/t/1", "gs://x/data/t/1/s", 0, data_root="gs://x/data/").source_file == "t/1/s"
+    assert WorkItem("d", "t", "/b", "/elsewhere/s", 0, data_root="/b").source_file == "/elsewhere/s"
+    assert WorkItem("d", "t", "/b", "/bb/s", 0, data_root="/b").source_file == "/bb/s"  # a prefix, not a parent
+    item = WorkItem("d", "t", "/data/t", "/data/t/s", 0, data_root="/data")
+    assert Reject.of_record(item, reason="corrupt_record", detail="x").source_file == "t/s"
+
+
 def test_keys_are_frozen_and_hashable() -> None:
     with pytest.raises(AttributeError):
         KEY.episode_id = "other"  # type: ignore[misc]
