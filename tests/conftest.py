@@ -5,13 +5,21 @@ this top-level conftest, and it sees every worker's reports.
 Hypothesis runs without its per-example deadline: the engine and emulator tests load both
 cores, and a property that held is no less true for taking 270 ms once (deadline flakes
 were seen on a loaded machine). Examples and shrinking are unchanged.
+
+Also the storage emulator fixtures (`gcs_bucket`, `s3_bucket`; `tests/storage_emulators.py`),
+here so that a test anywhere in the tree can use them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import settings
+
+from tests.storage_emulators import Bucket, Server, clear_fsspec_caches, gcs_server, s3_server, use_bucket
 
 settings.register_profile("gato", deadline=None)
 settings.load_profile("gato")
@@ -35,3 +43,34 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(f"fault {name}: {outcome}")
     held = sum(1 for outcome in outcomes.values() if outcome == "held")
     terminalreporter.write_line(f"faults: {held}/{len(outcomes)} held")
+
+
+# --- Storage emulators (tests/storage_emulators.py) ----------------------------------------
+# One server of each kind per test process (each xdist worker starts its own), started on
+# first use; each test gets a new bucket and its own client configuration.
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with gcs_server(tmp_path_factory.mktemp("gcs-emulator")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with s3_server(tmp_path_factory.mktemp("s3-emulator")) as server:
+        yield server
+
+
+@pytest.fixture
+def gcs_bucket(gcs_emulator: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Bucket]:
+    """A new gs:// bucket; this process's clients (and `bucket.env` for subprocesses) reach it."""
+    yield use_bucket(monkeypatch, gcs_emulator, tmp_path / "cloud-config")
+    clear_fsspec_caches()
+
+
+@pytest.fixture
+def s3_bucket(s3_emulator: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Bucket]:
+    """A new s3:// bucket; this process's clients (and `bucket.env` for subprocesses) reach it."""
+    yield use_bucket(monkeypatch, s3_emulator, tmp_path / "cloud-config")
+    clear_fsspec_caches()
