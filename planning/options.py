@@ -8,9 +8,12 @@ The hash leaves out the fields that only say where or how to run (output and dat
 sha256, added by `run_job`), so the same data written elsewhere hashes alike. Without
 `--data_dir` the job reads the bundled samples (`SAMPLES_DATA_DIR`).
 
-`run_job` hands the pipeline a copy whose `output_dir` is the run's staging directory
-(`<output_dir>/_staging/<run id>`, `formats/layout.py`); `to_config` records the directory
-the output is published to, so the manifest is the same bytes whatever the run id.
+`to_config`, the configuration the manifest records, leaves out where things are: the
+output dir, the data dir and the text model's path. So an output's manifest stays true once
+the output is moved or copied, and the same job writes the same bytes into any directory,
+from any copy of the data, on any machine or runner, whatever its run id (`run_job` hands
+the pipeline a copy whose `output_dir` is the run's staging directory
+`<output_dir>/_staging/<run id>`).
 """
 
 from __future__ import annotations
@@ -20,16 +23,17 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
-from formats.layout import published_dir
 from formats.manifest import config_hash
 from schemas.vocab import DEFAULT_SEQUENCE_LENGTH, LAYOUTS
 
 # The bundled sample datasets (samples/README.md), used when no --data_dir is given.
 SAMPLES_DIR = str(pathlib.Path(__file__).resolve().parent.parent / "samples")
 SAMPLES_DATA_DIR = f"{SAMPLES_DIR}/data"
+# Fields that say where things are: not recorded in the manifest (module doc). The
+# SentencePiece model enters by content (`run_job` adds its sha256), not by path.
+_LOCATIONS = frozenset({"output_dir", "data_dir", "sentencepiece_model"})
 # Fields that only say where or how to run, never what is written: left out of the hash.
-# The SentencePiece model enters the hash by content (`run_job` adds its sha256), not by path.
-_NOT_HASHED = frozenset({"output_dir", "overwrite", "data_dir", "strict", "sentencepiece_model"})
+_NOT_HASHED = _LOCATIONS | {"overwrite", "strict"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,10 +100,9 @@ class JobOptions:
         return max(1, self.sequence_length // 4)
 
     def to_config(self) -> dict[str, Any]:
-        """JSON-able configuration, as recorded in the manifest (`output_dir`: where the
-        output is published, never a staging directory)."""
-        config = dataclasses.asdict(self)
-        config["output_dir"] = published_dir(self.output_dir)
+        """JSON-able configuration, as recorded in the manifest: every field but the
+        locations (module doc)."""
+        config = {k: v for k, v in dataclasses.asdict(self).items() if k not in _LOCATIONS}
         config["tasks"] = list(self.tasks)
         config["prompt_tokens"] = self.effective_prompt_tokens
         return config

@@ -167,7 +167,8 @@ def test_a_finished_job_leaves_no_claim_and_no_staging_directory(reach) -> None:
     output, _ = reach
     assert not (output / out.CLAIM_FILE).exists() and not (output / out.STAGING_DIR).exists()
     assert sorted(p.name for p in output.iterdir()) == [out.MANIFEST_FILE, "report.html", "sequences", "stats"]
-    assert json.loads((output / out.MANIFEST_FILE).read_text())["config"]["output_dir"] == str(output)
+    # The manifest names no location (planning/options.py), so a moved output stays true.
+    assert str(output) not in (output / out.MANIFEST_FILE).read_text()
 
 
 def test_a_second_job_on_a_claimed_output_dir_is_refused_before_writing(tmp_path: Path) -> None:

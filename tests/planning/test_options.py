@@ -56,8 +56,11 @@ def test_text_model_enters_the_hash_by_content_not_path() -> None:
     )
 
 
-def test_the_recorded_output_dir_is_where_the_output_is_published() -> None:
-    # run_job hands the pipeline its staging directory; the manifest must not name it.
-    staged = make(output_dir=f"gs://b/out/_staging/{'a' * 32}")
-    assert staged.to_config()["output_dir"] == "gs://b/out"
-    assert staged.to_config() == make(output_dir="gs://b/out").to_config()
+def test_the_recorded_configuration_names_no_location() -> None:
+    # run_job hands the pipeline its staging directory; the manifest names neither it nor
+    # the published output, the data dir or the text model's path (a moved output stays true).
+    staged = make(output_dir=f"gs://b/out/_staging/{'a' * 32}", data_dir="/data/tfds",
+                  sentencepiece_model="/models/text.model")
+    assert not {"output_dir", "data_dir", "sentencepiece_model"} & set(staged.to_config())
+    assert staged.to_config() == make(output_dir="/elsewhere").to_config()
+    assert staged.to_config()["seed"] == 0 and staged.to_config()["tasks"] == ["*"]
