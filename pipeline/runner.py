@@ -7,7 +7,10 @@ the job on a runner our tests never ran. What the `DirectRunner` runs after that
 attempt is the FnApiRunner, set up as `local_runner` sets it up, so `--runner=DirectRunner`
 (the command line's default) means exactly that here: same options
 (`--direct_num_workers`, `--direct_running_mode`), no Prism, no network.
-Every other runner (`DataflowRunner`, ...) is Beam's own, unchanged.
+Beam's DaskRunner (`--runner=apache_beam.runners.dask.dask_runner.DaskRunner`, or
+`--runner=DaskRunner`, which Beam itself does not resolve) is `pipeline/dask_runner.py`'s
+subclass, whose translation keeps a multi-output ParDo's outputs apart (Beam's mixes them).
+Every other runner (`PortableRunner`, `DataflowRunner`, ...) is Beam's own, unchanged.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from apache_beam.runners.runner import PipelineRunner
 
 # Names that select Beam's local runner (Beam matches runner names case-insensitively).
 LOCAL_RUNNER_NAMES = frozenset({"directrunner", "direct", "fnapirunner"})
+# Names that select Beam's DaskRunner, run as `pipeline.dask_runner.DaskRunner`.
+DASK_RUNNER_NAMES = frozenset({"apache_beam.runners.dask.dask_runner.daskrunner", "daskrunner", "dask"})
 
 
 def local_runner(options: PipelineOptions) -> PipelineRunner:
@@ -40,9 +45,20 @@ def is_local(options: PipelineOptions) -> bool:
     return runner is None or (isinstance(runner, str) and runner.lower() in LOCAL_RUNNER_NAMES)
 
 
+def is_dask(options: PipelineOptions) -> bool:
+    """Whether `options` name Beam's DaskRunner (module doc)."""
+    runner = options.view_as(StandardOptions).runner
+    return isinstance(runner, str) and runner.lower() in DASK_RUNNER_NAMES
+
+
 def make_pipeline(beam_args: Sequence[str]) -> beam.Pipeline:
-    """A `beam.Pipeline` for Beam's command-line flags; local runs use `local_runner`."""
+    """A `beam.Pipeline` for Beam's command-line flags; local runs use `local_runner`,
+    Dask runs `pipeline.dask_runner.DaskRunner` (module doc)."""
     options = PipelineOptions(list(beam_args))
     if is_local(options):
         return beam.Pipeline(runner=local_runner(options), options=options)
+    if is_dask(options):
+        from pipeline.dask_runner import DaskRunner  # dask is an optional extra
+
+        return beam.Pipeline(runner=DaskRunner(), options=options)
     return beam.Pipeline(options=options)

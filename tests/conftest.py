@@ -6,7 +6,8 @@ Hypothesis runs without its per-example deadline: the engine and emulator tests 
 cores, and a property that held is no less true for taking 270 ms once (deadline flakes
 were seen on a loaded machine). Examples and shrinking are unchanged.
 
-Also the storage emulator fixtures (`gcs_bucket`, `s3_bucket`; `tests/storage_emulators.py`),
+Also the storage emulator fixtures (`gcs_bucket`, `s3_bucket`; `tests/storage_emulators.py`)
+and the engine servers (`dask_scheduler`, `portable_endpoints`; `tests/engines/servers.py`),
 here so that a test anywhere in the tree can use them.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+from tests.engines import servers
 from tests.storage_emulators import Bucket, Server, clear_fsspec_caches, gcs_server, s3_server, use_bucket
 
 settings.register_profile("gato", deadline=None)
@@ -74,3 +76,21 @@ def s3_bucket(s3_emulator: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     """A new s3:// bucket; this process's clients (and `bucket.env` for subprocesses) reach it."""
     yield use_bucket(monkeypatch, s3_emulator, tmp_path / "cloud-config")
     clear_fsspec_caches()
+
+
+# --- Engine servers (tests/engines/servers.py) ----------------------------------------------
+# One of each per test process (each xdist worker starts its own), started on first use.
+
+
+@pytest.fixture(scope="session")
+def dask_scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Address of a dask.distributed scheduler on 127.0.0.1 with two worker processes."""
+    with servers.dask_cluster(tmp_path_factory.mktemp("dask_cluster")) as address:
+        yield address
+
+
+@pytest.fixture(scope="session")
+def portable_endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(job endpoint, worker pool endpoint): Beam's job service and an external worker pool."""
+    with servers.portable_services(tmp_path_factory.mktemp("portable")) as endpoints:
+        yield endpoints

@@ -32,3 +32,17 @@ def test_local_runs_use_the_fn_api_runner_and_never_prism(args: list[str], monke
 
 def test_other_runners_are_beams_own() -> None:
     assert isinstance(make_pipeline(["--runner=BundleBasedDirectRunner"]).runner, BundleBasedDirectRunner)
+
+
+@pytest.mark.parametrize("name", ["apache_beam.runners.dask.dask_runner.DaskRunner", "DaskRunner", "dask"])
+def test_dask_runs_use_the_fixed_dask_runner(name: str) -> None:
+    # Beam's own would mix a multi-output ParDo's outputs (pipeline/dask_runner.py).
+    from pipeline.dask_runner import DaskRunner
+
+    assert type(make_pipeline([f"--runner={name}", "--dask_client_address=tcp://127.0.0.1:1"]).runner) is DaskRunner
+
+
+def test_the_portable_runner_is_beams_own() -> None:
+    from apache_beam.runners.portability.portable_runner import PortableRunner
+
+    assert type(make_pipeline(["--runner=PortableRunner", "--job_endpoint=localhost:1"]).runner) is PortableRunner
