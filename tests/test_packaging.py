@@ -1,0 +1,34 @@
+"""What `pyproject.toml` promises the launcher of a Dataflow job: `--setup_file=./pyproject.toml`
+makes Beam's stager run `python -m build --no-isolation --sdist` in the launcher's own
+environment (no isolation: no PyPI), so `pip install -e ".[dataflow]"` must bring `build`
+and every build requirement, and the build requirements must be able to build this
+project (`license = "<SPDX expression>"` needs setuptools >= 77, PEP 639)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+PYPROJECT = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+SPDX_SETUPTOOLS = "77"  # the first setuptools that reads `license` as an SPDX string
+
+
+def _requirements(specs: list[str]) -> dict[str, Requirement]:
+    return {Requirement(s).name.lower(): Requirement(s) for s in specs}
+
+
+def test_the_build_requirements_can_read_an_spdx_license() -> None:
+    assert isinstance(PYPROJECT["project"]["license"], str)
+    setuptools = _requirements(PYPROJECT["build-system"]["requires"])["setuptools"]
+    # Every version the bound allows is new enough: no version below 77 satisfies it.
+    assert not setuptools.specifier.contains("76.1.0") and setuptools.specifier.contains(SPDX_SETUPTOOLS)
+
+
+def test_the_dataflow_extra_can_build_the_package_beam_stages() -> None:
+    dataflow = _requirements(PYPROJECT["project"]["optional-dependencies"]["dataflow"])
+    assert "build" in dataflow
+    for name, needed in _requirements(PYPROJECT["build-system"]["requires"]).items():
+        assert name in dataflow, f"build requirement {needed} is missing from the dataflow extra"
+        assert str(dataflow[name].specifier) == str(needed.specifier), name
