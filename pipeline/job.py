@@ -128,9 +128,15 @@ def discard_run(output_dir: str, run_id: str) -> None:
 
 
 def counter_summary(result: beam.runners.runner.PipelineResult) -> dict[str, dict[str, int]]:
-    """{"<dataset>/<task>": {counter: value}} from the job's Beam counters."""
+    """{"<dataset>/<task>": {counter: value}} from the job's Beam counters; empty (and said in
+    the log) for a runner that reports none, such as Dataflow's `--dry_run=True`."""
+    try:
+        metrics = result.metrics()
+    except NotImplementedError:
+        log.info("the runner reports no metrics: no counters to summarize")
+        return {}
     summary: dict[str, dict[str, int]] = {}
-    for counter in result.metrics().query()["counters"]:
+    for counter in metrics.query()["counters"]:
         name = counter.key.metric.name
         task, _, what = name.rpartition("/")
         if not task:

@@ -203,3 +203,16 @@ def test_a_failed_overwrite_keeps_the_old_output_and_a_rerun_gives_the_same_byte
     monkeypatch.undo()
     run_job(options)
     assert _hashes(output) == before
+
+
+class _NoMetricsResult:
+    """What Beam's DataflowRunner returns for `--dry_run=True`: `metrics()` is not implemented."""
+
+    def metrics(self) -> Any:
+        raise NotImplementedError()
+
+
+def test_a_runner_without_metrics_gives_an_empty_summary_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="pipeline.job"):
+        assert counter_summary(_NoMetricsResult()) == {}
+    assert "the runner reports no metrics" in caplog.text
