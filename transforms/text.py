@@ -1,12 +1,18 @@
-"""Text -> SentencePiece ids (spec section 2), from a model at any fsspec path.
+"""Text -> SentencePiece ids (spec section 2), from a model at any fsspec path or bundled.
 
 `SentencePieceTokenizer` pickles as its serialized model proto (Beam ships it to
 workers; the C++ processor itself does not pickle) and refuses models with more pieces
 than the text range of the vocabulary (32000), so every id it yields is a text id.
+
+Bundled models are package data of `transforms` (`text_models/`), named `bundled:<file>`
+(`BUNDLED_MODEL`, the job's default): the name is resolved from the installed package on
+whichever machine reads it (the launcher, a Dataflow worker), so a job never hands its
+workers a path on the launcher's disk, and the name in a manifest is the same everywhere.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +20,33 @@ import numpy as np
 
 from schemas.vocab import TEXT_VOCAB_SIZE
 from transforms.errors import INVALID_UTF8, TEXT_ID_OUT_OF_RANGE, TokenizationError
+
+
+BUNDLED_PREFIX = "bundled:"
+_BUNDLED_DIR = "text_models"  # inside this package; shipped as package data (pyproject.toml)
+# The default text model: trained on BabyAI missions by samples/text/make_text_model.py,
+# with byte fallback, so every text still encodes and decodes exactly.
+BUNDLED_MODEL = f"{BUNDLED_PREFIX}gato_text.model"
+
+
+def bundled_models() -> list[str]:
+    """The names of the bundled models (`bundled:<file>`), sorted."""
+    directory = importlib.resources.files(__package__).joinpath(_BUNDLED_DIR)
+    return sorted(f"{BUNDLED_PREFIX}{f.name}" for f in directory.iterdir() if f.name.endswith(".model"))
+
+
+def model_bytes(path: str) -> bytes:
+    """The bytes of a model file: `bundled:<file>` from this package's data, anything else
+    through fsspec (local path, gs://, memory://, ...)."""
+    if path.startswith(BUNDLED_PREFIX):
+        if path not in bundled_models():  # also keeps `bundled:../x` inside the package
+            raise ValueError(f"{path}: no such bundled text model; bundled: {bundled_models()}")
+        name = path.removeprefix(BUNDLED_PREFIX)
+        return importlib.resources.files(__package__).joinpath(_BUNDLED_DIR, name).read_bytes()
+    import fsspec
+
+    with fsspec.open(path, "rb") as f:
+        return f.read()
 
 
 class SentencePieceTokenizer:
@@ -41,11 +74,9 @@ class SentencePieceTokenizer:
 
     @classmethod
     def from_path(cls, path: str) -> SentencePieceTokenizer:
-        """Read a `.model` file from any fsspec URL (local path, gs://, memory://, ...)."""
-        import fsspec
-
-        with fsspec.open(path, "rb") as f:
-            return cls(f.read(), source=str(path))
+        """Read a `.model` file from any fsspec URL (local path, gs://, memory://, ...) or a
+        bundled one (`bundled:<file>`, module doc)."""
+        return cls(model_bytes(path), source=str(path))
 
     @property
     def vocab_size(self) -> int:

@@ -7,7 +7,8 @@ Resets every BabyAI level registered by minigrid under many seeds, writes the di
 missions to `corpus.txt` (sorted, one per line) and trains `gato_text.model` on it with
 the project's own `gato-train-sentencepiece` (byte fallback: any text still encodes and
 decodes exactly, unseen words just take more tokens). The job uses this model for text
-fields when no `--sentencepiece_model` is given.
+fields when no `--sentencepiece_model` is given. It is written into the package
+(`transforms/text_models/`, package data) so that Dataflow workers have it installed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import pathlib
 
 HERE = pathlib.Path(__file__).resolve().parent
+MODEL = HERE.parent.parent / "transforms" / "text_models" / "gato_text.model"
 
 
 def babyai_missions(*, seeds: int) -> list[str]:
@@ -45,7 +47,7 @@ def main() -> None:
 
     from transforms.train_sentencepiece import main as train
 
-    train([str(corpus), "--output", str(HERE / "gato_text.model"), "--vocab_size", str(args.vocab_size)])
+    train([str(corpus), "--output", str(MODEL), "--vocab_size", str(args.vocab_size)])
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from schemas.vocab import TEXT_VOCAB_SIZE
 from transforms.errors import INVALID_UTF8, TEXT_ID_OUT_OF_RANGE, TokenizationError
-from transforms.text import SentencePieceTokenizer
+from transforms.text import BUNDLED_MODEL, SentencePieceTokenizer, bundled_models, model_bytes
 
 
 def _piece(text: str) -> bytes:
@@ -74,6 +74,23 @@ def test_reads_any_fsspec_url(tiny_model_path: Path) -> None:
     with fsspec.open(url, "wb") as f:
         f.write(tiny_model_path.read_bytes())
     assert SentencePieceTokenizer.from_path(url).source == url
+
+
+def test_the_bundled_model_is_package_data_named_without_a_path() -> None:
+    # Issue 14: the default model was a path into the launcher's checkout (samples/text/),
+    # which a Dataflow worker does not have; the name resolves on whichever machine reads it.
+    assert BUNDLED_MODEL == "bundled:gato_text.model" and bundled_models() == [BUNDLED_MODEL]
+    packaged = Path(__file__).resolve().parents[2] / "transforms" / "text_models" / "gato_text.model"
+    assert model_bytes(BUNDLED_MODEL) == packaged.read_bytes()
+    tokenizer = SentencePieceTokenizer.from_path(BUNDLED_MODEL)
+    assert tokenizer.source == BUNDLED_MODEL
+    assert tokenizer.decode(tokenizer.encode_batch(["go to the red ball ☃"])[0]) == "go to the red ball ☃"
+
+
+@pytest.mark.parametrize("name", ["bundled:nope.model", "bundled:../text.py", "bundled:"])
+def test_an_unknown_bundled_model_is_refused_naming_the_bundled_ones(name: str) -> None:
+    with pytest.raises(ValueError, match=rf"{name}: no such bundled text model; bundled: \['bundled:gato_text.model'\]"):
+        model_bytes(name)
 
 
 def test_refuses_more_than_32000_pieces(tiny_tokenizer: SentencePieceTokenizer) -> None:
