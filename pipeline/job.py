@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from formats.claim import release_claim, take_claim
 from formats.files import output_filesystem
@@ -36,7 +37,7 @@ from pipeline.passes import (
     Pass1,
     Pass2,
 )
-from pipeline.runner import make_pipeline
+from pipeline.runner import is_local, make_pipeline
 from planning.options import JobOptions
 from planning.plan import plan_work
 from planning.text_model import (
@@ -46,6 +47,7 @@ from planning.text_model import (
     text_model_digest,
 )
 from planning.work import Plan
+from planning.worker_paths import refuse_launcher_paths
 from schemas.output import STAGING_DIR
 from transforms.text import SentencePieceTokenizer
 
@@ -78,8 +80,13 @@ def run_job(options: JobOptions, *, beam_args: Sequence[str] = ("--runner=Direct
 
     Returns the per-task counter summary. Raises ValueError for a finished output without
     `overwrite`, an output directory another job claims or holding files not ours, and for
-    every start-up check; `formats.files.NoSpaceLeftError` (maybe wrapped by Beam) for a full disk.
+    every start-up check (with a runner other than the local one: a path its workers open
+    that is on this machine, `planning/worker_paths.py`); `formats.files.NoSpaceLeftError`
+    (maybe wrapped by Beam) for a full disk.
     """
+    beam_options = PipelineOptions(list(beam_args))
+    if not is_local(beam_options):  # its workers cannot see this machine's disk
+        refuse_launcher_paths(options, runner=str(beam_options.view_as(StandardOptions).runner))
     plan = plan_work(
         options.dataset, data_dir=options.data_dir, tasks=options.tasks, rlds_spec=options.rlds_spec
     )

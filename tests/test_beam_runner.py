@@ -68,3 +68,33 @@ def test_main_prints_a_full_disk_as_one_line_and_exits_1(monkeypatch, capsys) ->
     monkeypatch.setattr(job, "run_job", full)
     assert beam_runner.main(["--dataset=atari", "--output_dir=/out"]) == 1
     assert capsys.readouterr().err == "error: no space left on /out/_staging/x/stats/stats.json\n"
+
+
+DATAFLOW = ["--runner=DataflowRunner", "--project=test-project", "--region=us-central1",
+            "--temp_location=gs://b/tmp", "--dry_run=True"]
+
+
+def test_a_remote_runner_with_local_paths_is_refused_in_one_line_before_anything(tmp_path, capsys) -> None:
+    # Issue 14: Dataflow's workers cannot see the launcher's disk; the job used to be built and
+    # submitted with these paths, to fail on every worker (or write where nobody looks).
+    import beam_runner
+
+    output = tmp_path / "out"
+    assert beam_runner.main(["--dataset=atari", f"--output_dir={output}", *DATAFLOW]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        "error: DataflowRunner runs the job on workers that cannot see this machine's disk, but "
+        f"--data_dir={SAMPLES_DATA_DIR} (not given: the bundled samples); --output_dir={output} are on it: "
+        "give paths on shared storage, e.g. --data_dir=gs://MY_BUCKET/...")
+    assert not output.exists()  # refused before the claim
+
+
+def test_the_local_runner_takes_local_paths(monkeypatch, capsys) -> None:
+    import beam_runner
+    from pipeline import job
+
+    seen = []
+    monkeypatch.setattr(job, "plan_work", lambda *a, **k: seen.append(k["data_dir"]) or (_ for _ in ()).throw(
+        ValueError("planned")))
+    assert beam_runner.main(["--dataset=atari", "--output_dir=out/x", "--runner=DirectRunner"]) == 1
+    assert seen == [SAMPLES_DATA_DIR] and capsys.readouterr().err == "error: planned\n"
