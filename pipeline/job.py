@@ -37,7 +37,7 @@ from pipeline.passes import (
     Pass1,
     Pass2,
 )
-from pipeline.runner import is_local, make_pipeline
+from pipeline.runner import finish_dry_run, is_dry_run, is_local, make_pipeline
 from planning.options import JobOptions
 from planning.plan import plan_work
 from planning.text_model import (
@@ -85,8 +85,7 @@ def run_job(options: JobOptions, *, beam_args: Sequence[str] = ("--runner=Direct
     (maybe wrapped by Beam) for a full disk.
     """
     beam_options = PipelineOptions(list(beam_args))
-    if not is_local(beam_options):  # its workers cannot see this machine's disk
-        refuse_launcher_paths(options, runner=str(beam_options.view_as(StandardOptions).runner))
+    check_runner(options, beam_options)
     plan = plan_work(
         options.dataset, data_dir=options.data_dir, tasks=options.tasks, rlds_spec=options.rlds_spec
     )
@@ -112,14 +111,32 @@ def run_job(options: JobOptions, *, beam_args: Sequence[str] = ("--runner=Direct
         build_pipeline(pipeline, staged, plan=plan, extra_config=extra_config)
         result = pipeline.run()
         result.wait_until_finish()
+        if is_dry_run(beam_options):  # built, not run: nothing of this run may stay
+            job_file = finish_dry_run(result, beam_options)
+            discard_run(options.output_dir, claim.run_id)
     except BaseException:
         discard_run(options.output_dir, claim.run_id)
         raise
     finally:
         release_claim(options.output_dir, claim.run_id)
+    if is_dry_run(beam_options):
+        log.info("dry run: the job was built, not run (%s)",
+                 f"files staged, job description in {job_file}" if job_file else "no --dataflow_job_file")
+        return {}
     summary = counter_summary(result)
     log.info("finished in %.1f s; per task:\n%s", time.monotonic() - started, format_summary(summary))
     return summary
+
+
+def check_runner(options: JobOptions, beam_options: PipelineOptions) -> None:
+    """Start-up checks that depend on where the job runs (ValueError): a remote runner's
+    workers cannot see this machine's disk (`planning/worker_paths.py`); the local runner
+    ignores `--dry_run` (only Dataflow's honours it) and would run the whole job."""
+    if not is_local(beam_options):
+        refuse_launcher_paths(options, runner=str(beam_options.view_as(StandardOptions).runner))
+    elif is_dry_run(beam_options):
+        raise ValueError("--dry_run=True: the local runner ignores it and would run the whole job; "
+                         "only a remote runner (DataflowRunner) builds a job without running it")
 
 
 def discard_run(output_dir: str, run_id: str) -> None:

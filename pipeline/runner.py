@@ -11,15 +11,24 @@ Beam's DaskRunner (`--runner=apache_beam.runners.dask.dask_runner.DaskRunner`, o
 `--runner=DaskRunner`, which Beam itself does not resolve) is `pipeline/dask_runner.py`'s
 subclass, whose translation keeps a multi-output ParDo's outputs apart (Beam's mixes them).
 Every other runner (`PortableRunner`, `DataflowRunner`, ...) is Beam's own, unchanged.
+
+`finish_dry_run` completes what Dataflow's `--dry_run=True` leaves out. Beam 2.77 builds the
+job (and the package `--setup_file` names) and returns before staging anything, so it never
+writes `--dataflow_job_file`. With that flag, the job's files are staged and its description
+written as a submission would do it (Beam's `DataflowApplicationClient.create_job`), with
+only the call to the Dataflow service left out: the file shows what Dataflow would receive.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.runners.runner import PipelineRunner
+from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions, StandardOptions, TestOptions
+from apache_beam.runners.runner import PipelineResult, PipelineRunner
+
+from formats.files import write_bytes
 
 # Names that select Beam's local runner (Beam matches runner names case-insensitively).
 LOCAL_RUNNER_NAMES = frozenset({"directrunner", "direct", "fnapirunner"})
@@ -62,3 +71,24 @@ def make_pipeline(beam_args: Sequence[str]) -> beam.Pipeline:
 
         return beam.Pipeline(runner=DaskRunner(), options=options)
     return beam.Pipeline(options=options)
+
+
+def is_dry_run(options: PipelineOptions) -> bool:
+    """Whether the runner only builds the job (`--dry_run=True`): nothing runs, nothing is written."""
+    return bool(options.view_as(TestOptions).dry_run)
+
+
+def finish_dry_run(result: PipelineResult, options: PipelineOptions) -> str | None:
+    """For a Dataflow dry run with `--dataflow_job_file`: stages the job's files to its staging
+    location and writes its description to that file (module doc). Returns the file written;
+    None when there is nothing to finish (no job file asked for, or not a Dataflow dry run)."""
+    job = getattr(result, "job", None)  # Beam's apiclient.Job, on DataflowRunner's dry-run result
+    path = options.view_as(DebugOptions).dataflow_job_file
+    if job is None or not path or not is_dry_run(options):
+        return None
+    from apache_beam.runners.dataflow.internal import apiclient
+
+    client = apiclient.DataflowApplicationClient(job.options, job.root_staging_location)
+    client.create_job_description(job)  # stages the package, the pipeline and the other artifacts
+    write_bytes(os.path.dirname(path) or ".", os.path.basename(path), job.json().encode("utf-8"))
+    return path

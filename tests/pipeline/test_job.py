@@ -216,3 +216,11 @@ def test_a_runner_without_metrics_gives_an_empty_summary_and_says_so(caplog: pyt
     with caplog.at_level("INFO", logger="pipeline.job"):
         assert counter_summary(_NoMetricsResult()) == {}
     assert "the runner reports no metrics" in caplog.text
+
+
+def test_a_dry_run_on_the_local_runner_is_refused_before_anything(tmp_path: Path) -> None:
+    # The local runner ignores --dry_run: it would run the whole job and write the output.
+    with pytest.raises(ValueError, match=r"--dry_run=True: the local runner ignores it and would run the whole job"):
+        run_job(JobOptions(dataset="metaworld", output_dir=str(tmp_path / "out")),
+                beam_args=["--runner=DirectRunner", "--dry_run=True"])
+    assert not (tmp_path / "out").exists()

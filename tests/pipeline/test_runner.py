@@ -46,3 +46,20 @@ def test_the_portable_runner_is_beams_own() -> None:
     from apache_beam.runners.portability.portable_runner import PortableRunner
 
     assert type(make_pipeline(["--runner=PortableRunner", "--job_endpoint=localhost:1"]).runner) is PortableRunner
+
+
+def test_only_a_dataflow_dry_run_with_a_job_file_has_anything_to_finish() -> None:
+    # The Dataflow case itself (staging, the job file) runs against the GCS emulator:
+    # tests/test_cli_dataflow.py.
+    from types import SimpleNamespace
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.runner import finish_dry_run, is_dry_run
+
+    dataflow_dry = PipelineOptions(["--runner=DataflowRunner", "--dry_run=True", "--dataflow_job_file=job.json"])
+    assert is_dry_run(dataflow_dry) and not is_dry_run(PipelineOptions(["--runner=DataflowRunner"]))
+    assert finish_dry_run(SimpleNamespace(), dataflow_dry) is None  # a result without a job: not Dataflow's
+    job = SimpleNamespace(job=object())
+    assert finish_dry_run(job, PipelineOptions(["--runner=DataflowRunner", "--dry_run=True"])) is None
+    assert finish_dry_run(job, PipelineOptions(["--runner=DataflowRunner", "--dataflow_job_file=j.json"])) is None
