@@ -32,3 +32,10 @@ def test_the_dataflow_extra_can_build_the_package_beam_stages() -> None:
     for name, needed in _requirements(PYPROJECT["build-system"]["requires"]).items():
         assert name in dataflow, f"build requirement {needed} is missing from the dataflow extra"
         assert str(dataflow[name].specifier) == str(needed.specifier), name
+
+
+def test_workers_get_gcs_support_from_the_package_itself() -> None:
+    # Beam's stager pip-installs the staged sdist on each worker without extras, and workers
+    # read and write gs:// through fsspec, which needs gcsfs (Beam's SDK image does not have it).
+    core = _requirements(PYPROJECT["project"]["dependencies"])
+    assert "gcsfs" in core and "fsspec" in core
