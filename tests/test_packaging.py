@@ -6,6 +6,7 @@ project (`license = "<SPDX expression>"` needs setuptools >= 77, PEP 639)."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -39,3 +40,19 @@ def test_workers_get_gcs_support_from_the_package_itself() -> None:
     # read and write gs:// through fsspec, which needs gcsfs (Beam's SDK image does not have it).
     core = _requirements(PYPROJECT["project"]["dependencies"])
     assert "gcsfs" in core and "fsspec" in core
+
+
+def test_the_worker_image_is_beams_and_holds_every_product_package() -> None:
+    """`Dockerfile` (the custom SDK container): Beam's image of the version we depend on, and
+    every product package copied in and let through `.dockerignore`."""
+    from tests.test_layering import PRODUCT_PACKAGES, PRODUCT_TOP_LEVEL
+
+    root = Path(__file__).resolve().parents[1]
+    dockerfile = (root / "Dockerfile").read_text()
+    beam = _requirements(PYPROJECT["project"]["dependencies"])["apache-beam"]
+    (image,) = re.findall(r"^FROM (\S+)$", dockerfile, re.M)
+    assert image.startswith("apache/beam_python3.11_sdk:") and beam.specifier.contains(image.rsplit(":", 1)[1])
+    copied = set(re.findall(r"^COPY (\S+)/ \1/$", dockerfile, re.M))
+    allowed = {line.strip("!/") for line in (root / ".dockerignore").read_text().splitlines() if line.startswith("!")}
+    assert set(PRODUCT_PACKAGES) <= copied and set(PRODUCT_PACKAGES) | set(PRODUCT_TOP_LEVEL) <= allowed
+
