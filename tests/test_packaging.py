@@ -56,3 +56,13 @@ def test_the_worker_image_is_beams_and_holds_every_product_package() -> None:
     allowed = {line.strip("!/") for line in (root / ".dockerignore").read_text().splitlines() if line.startswith("!")}
     assert set(PRODUCT_PACKAGES) <= copied and set(PRODUCT_PACKAGES) | set(PRODUCT_TOP_LEVEL) <= allowed
 
+
+def test_ci_runs_the_readmes_test_command_with_the_extras_the_tests_need() -> None:
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    (command,) = re.findall(r"^python3 -m venv \.venv .*pytest -n 2$", readme, re.M)
+    assert command in (root / ".ci" / "run").read_text().splitlines()
+    (extras,) = re.findall(r'pip install -q -e "\.\[([a-z,]+)\]"', command)
+    # test: pytest and the storage emulators; dataflow: Beam's GCP support and `build`
+    # (tests/test_cli_dataflow.py); torch: the reader's adapter.
+    assert {"test", "dataflow", "torch"} <= set(extras.split(","))
