@@ -180,8 +180,8 @@ def test_the_readme_dataflow_command_builds_stages_and_describes_the_job(
     assert not fs.exists(output_dir) or fs.find(output_dir) == []
 
 
-def test_the_staged_package_installs_with_the_bundled_model(tmp_path: Path) -> None:
-    """What a worker does with the staged sdist: builds and installs it, then loads the
+def test_the_sdist_builds_a_wheel_that_loads_the_bundled_model_where_installed(tmp_path: Path) -> None:
+    """What a worker does with the sdist --setup_file stages: builds and installs it, then loads the
     bundled model from the installed package (not from a checkout)."""
     repo = tmp_path / "repo"
     shutil.copytree(REPO, repo, ignore=_NOT_COPIED)
