@@ -110,10 +110,9 @@ def dry_run(bucket: Bucket, tmp_path: Path, dataset: str) -> tuple[Path, dict[st
     fs.put(str(REPO / "samples" / "data" / SAMPLES[dataset]), f"{data_dir}/", recursive=True)
     repo = tmp_path / "repo"
     shutil.copytree(REPO, repo, ignore=_NOT_COPIED)
-    # EPATH_USE_TF=false: a bridge while planning reads gs:// through etils.epath, which with
-    # TensorFlow installed uses tf.io.gfile and ignores the emulator. Harmless once planning
-    # reads through fsspec.
-    env = {**os.environ, **bucket.env, "EPATH_USE_TF": "false"}
+    # Nothing but the bucket's client settings: planning reads gs:// through fsspec, like
+    # everything else (formats/files.py), so no etils/tf.io.gfile switch is needed.
+    env = {**os.environ, **bucket.env}
     run = subprocess.run(
         [sys.executable, "beam_runner.py", *args, "--dry_run=True", "--dataflow_job_file=job.json",
          "--no_auth"],  # the emulator takes anonymous requests; no credential lookup (Beam retries it ~30 s)
