@@ -1,17 +1,28 @@
 """Which global samples one consumer (rank, data-loader worker) reads.
 
-The global stream is cut into global steps of `world_size * batch_size` samples, starting
-at the resume position. In step s, rank r takes samples [r * B, (r + 1) * B) of the step,
-and within a rank, data-loader worker s % num_workers builds that batch (the order in
-which a PyTorch DataLoader collects batches from its workers). So after every rank has
-consumed n batches, exactly the first n * world_size * B samples after the resume position
-were consumed, whatever the world size: that number is the state.
+Ranks split the global stream by row group, not by position, so that a rank decodes only
+the row groups whose rows it keeps. The unit at place j of source s's unit order in
+epoch e (`reader.shuffle.EpochPlan.positions`) belongs to rank
+`(base[s] + e * units[s] + j) % world_size`, where `units[s]` is the source's row-group
+count and `base[s]` that of the sources before it: row groups are dealt round robin,
+continuing across sources and epochs, so every rank owns within one row group of its
+share of each source and of the whole. Every row of the unit goes to that rank.
+
+Rank r's batches are its own samples in global order, `batch_size` at a time (batch n is
+its samples [nB, (n+1)B)); data-loader worker k of the rank builds the batches n with
+n % num_workers == k (the order in which a PyTorch DataLoader collects them). The ranks
+together read every sample of the global stream once; `reader.scan` walks the stream and
+says where each rank stands.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Sequence
+
+import numpy as np
+
+from reader.index import Source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,20 +44,25 @@ class Consumer:
         if not 0 <= self.worker < self.num_workers:
             raise ValueError(f"worker {self.worker} is not in [0, num_workers={self.num_workers})")
 
-    @property
-    def step_size(self) -> int:
-        """Samples per global step (all ranks)."""
-        return self.world_size * self.batch_size
+    def builds(self, batch: int) -> bool:
+        """Whether this data-loader worker builds its rank's batch number `batch`."""
+        return batch % self.num_workers == self.worker
 
-    def steps(self, start: int) -> Iterator[tuple[int, int, int]]:
-        """(step start, batch start, batch end) of this consumer's batches, forever."""
-        step = self.worker
-        while True:
-            step_start = start + step * self.step_size
-            lo = step_start + self.rank * self.batch_size
-            yield step_start, lo, lo + self.batch_size
-            step += self.num_workers
 
-    def position_after(self, start: int, batches: int) -> int:
-        """Global position once every rank has consumed `batches` batches from `start`."""
-        return start + batches * self.step_size
+@dataclasses.dataclass(frozen=True)
+class Deal:
+    """The round-robin deal of row groups to ranks: `base[s]`, `units[s]` per source."""
+
+    base: np.ndarray  # int64 [S]
+    units: np.ndarray  # int64 [S]
+
+    @staticmethod
+    def of(sources: Sequence[Source]) -> Deal:
+        units = np.asarray([len(s.units) for s in sources], dtype=np.int64)
+        return Deal(np.r_[0, np.cumsum(units)[:-1]].astype(np.int64), units)
+
+    def owner(self, source: int, epoch: int, places: np.ndarray, world_size: int) -> np.ndarray:
+        """The rank of each unit place of (source, epoch), at this world size."""
+        # Python ints first: base + epoch * units can pass 2**63 only after ~1e18 epochs.
+        start = (int(self.base[source]) + epoch * int(self.units[source])) % world_size
+        return (start + np.asarray(places, dtype=np.int64)) % world_size

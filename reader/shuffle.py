@@ -57,6 +57,11 @@ class EpochPlan:
 
     def locate(self, cursors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(global unit id, row within that unit, window) of each cursor in [0, rows)."""
+        j, within, window = self.positions(cursors)
+        return self.units[j], within, window
+
+    def positions(self, cursors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(place of the unit in this epoch's unit order, row within the unit, window) per cursor."""
         cursors = np.asarray(cursors, dtype=np.int64)
         window = np.searchsorted(self.window_start, cursors, side="right") - 1
         position = np.empty_like(cursors)
@@ -65,4 +70,27 @@ class EpochPlan:
             start = self.window_start[w]
             position[sel] = start + self._window_perm(int(w))[cursors[sel] - start]
         j = np.searchsorted(self.unit_start, position, side="right") - 1
-        return self.units[j], position - self.unit_start[j], window
+        return j, position - self.unit_start[j], window
+
+
+class PlanCache:
+    """The `EpochPlan`s in use, per (source, epoch). A source's cursor only moves forward,
+    so asking for epoch e of a source drops its plans of earlier epochs."""
+
+    def __init__(self, sources: tuple[Source, ...], *, unit_rows: np.ndarray, seed: int, buffer: int) -> None:
+        self._sources = sources
+        self._unit_rows = unit_rows
+        self._seed = seed
+        self._buffer = buffer
+        self._plans: dict[tuple[int, int], EpochPlan] = {}
+
+    def get(self, source: int, epoch: int) -> EpochPlan:
+        plan = self._plans.get((source, epoch))
+        if plan is None:
+            for key in [k for k in self._plans if k[0] == source and k[1] < epoch]:
+                del self._plans[key]
+            plan = EpochPlan(
+                self._sources[source], unit_rows=self._unit_rows, seed=self._seed, epoch=epoch, buffer=self._buffer
+            )
+            self._plans[(source, epoch)] = plan
+        return plan

@@ -1,11 +1,14 @@
 """GatoReader: opens outputs, defines the global stream, and hands each consumer its batches.
 
 The global stream is a pure function of (outputs, weights, seed, shuffle buffer,
-exhaustion policy): global sample g is drawn from a source by the mixture
-(`reader.mixture`), and takes the next row of that source's shuffled epoch order
-(`reader.shuffle`). Consumers (rank x data-loader worker) take disjoint slices of it
-(`reader.sharding`), so a state holding only the global position restores the exact
-stream, at any world size.
+exhaustion policy), never of the world size: global sample g is drawn from a source by
+the mixture (`reader.mixture`), and takes the next row of that source's shuffled epoch
+order (`reader.shuffle`). Ranks split it by row group (`reader.sharding`): a rank reads
+the samples whose row groups it owns, in global order, and decodes no other row group.
+A state is the frontier (every sample before it consumed) and the consumed tail past it
+(`reader.state`, `reader.scan`), so every remaining sample is read once on resume, at any
+world size or batch size; on the same world size and batch size the resumed batches are
+the uninterrupted ones.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from reader.batch import GLOBAL_INDEX, READ_COLUMNS, SOURCE, Unit, assemble, dec
 from reader.checksum import verify_shard
 from reader.finished_output import Output, check_compatible, open_output
 from reader.index import Index, Source, build_index, listed_sources
-from reader.mixture import Draws, Exhausted, Mixture, MixtureState, resolve_weights
+from reader.mixture import Draws, Exhausted, Mixture, resolve_weights
 from reader.prefetch import Prefetcher
-from reader.sharding import Consumer
-from reader.shuffle import EpochPlan
+from reader.scan import Resume, Walk
+from reader.sharding import Consumer, Deal
+from reader.shuffle import PlanCache
 from reader.state import ReaderState, fingerprint
 from schemas.vocab import VocabLayout
 
@@ -130,6 +134,7 @@ class GatoReader:
             exhausted=exhausted,
             num_epochs=self.options.num_epochs,
         )
+        self.deal = Deal.of(self.sources)
         self.fingerprint = fingerprint(
             {
                 "outputs": [[o.config_hash, [(s["path"], s["rows"]) for s in o.shards]] for o in self.outputs],
@@ -144,13 +149,17 @@ class GatoReader:
 
     # --- state ---
 
-    def _start(self, state: Mapping[str, Any] | None) -> MixtureState:
+    def _start(self, state: Mapping[str, Any] | None) -> Resume:
         if state is None:
-            return self.mixture.initial()
+            return Resume(self.mixture.initial())
         parsed = ReaderState.from_dict(state, expected_fingerprint=self.fingerprint)
         if parsed.mixture is not None:
-            return self.mixture.restore(parsed.mixture)
-        return self.mixture.state_at(parsed.position)
+            return Resume(self.mixture.restore(parsed.mixture), parsed.tail)
+        return Resume(self.mixture.state_at(parsed.position), parsed.tail)
+
+    def _state(self, resume: Resume) -> dict[str, Any]:
+        mix = resume.mixture
+        return ReaderState(self.fingerprint, mix.position, mix.to_dict(), resume.tail).to_dict()
 
     def check_state(self, state: Mapping[str, Any]) -> None:
         """Raise ValueError now if `state` cannot resume this reader's stream."""
@@ -158,12 +167,29 @@ class GatoReader:
 
     def initial_state(self) -> dict[str, Any]:
         """The state of a stream that has not started."""
-        return ReaderState(self.fingerprint, 0, self.mixture.initial().to_dict()).to_dict()
+        return self._state(Resume(self.mixture.initial()))
 
-    def state_after(self, state: Mapping[str, Any] | None, *, samples: int) -> dict[str, Any]:
-        """The state once `samples` more global samples (all ranks) were consumed after `state`."""
-        start = self._start(state)
-        return ReaderState(self.fingerprint, start.position + samples).to_dict()
+    def plan_cache(self) -> PlanCache:
+        """A fresh cache of per-(source, epoch) read orders."""
+        o = self.options
+        return PlanCache(self.sources, unit_rows=self.index.unit_rows, seed=o.seed, buffer=o.shuffle_buffer)
+
+    def walk(self, state: Mapping[str, Any] | None, *, world_size: int) -> Walk:
+        """The global stream from `state`, dealt over `world_size` ranks (no data read)."""
+        return Walk(self.mixture, self.plan_cache(), self.deal, world_size=world_size, start=self._start(state))
+
+    def state_after(
+        self, state: Mapping[str, Any] | None, *, batches: int, batch_size: int, world_size: int
+    ) -> dict[str, Any]:
+        """The state once every one of `world_size` ranks consumed `batches` batches of
+        `batch_size` after `state` (the end of the stream if it ends before)."""
+        resume = self._start(state)
+        if batches > 0:
+            for item in self.walk(state, world_size=world_size).batches(batch_size, rank=0):
+                resume = item.after
+                if item.number + 1 == batches:
+                    break
+        return self._state(resume)
 
     # --- streaming ---
 
@@ -179,39 +205,34 @@ class GatoReader:
     ) -> BatchStream:
         """This consumer's batches of the global stream, from `state` (or the beginning)."""
         consumer = Consumer(batch_size, rank=rank, world_size=world_size, worker=worker, num_workers=num_workers)
-        return BatchStream(self, consumer, self._start(state))
+        self._start(state)  # a bad state fails here, in the caller, not in the read-ahead thread
+        return BatchStream(self, consumer, state)
 
-    def _produce(self, consumer: Consumer, start: MixtureState) -> Iterator[tuple[Batch, MixtureState]]:
-        mix = start.copy()
+    def _produce(self, consumer: Consumer, state: Mapping[str, Any] | None) -> Iterator[tuple[Batch, Resume]]:
         builder = _BatchBuilder(self)
-        for step_start, lo, hi in consumer.steps(start.position):
-            self.mixture.skip(mix, lo - mix.position)
-            draws = self.mixture.take(mix, hi - lo)
-            step_end = step_start + consumer.step_size
-            self.mixture.skip(mix, step_end - mix.position)
-            if mix.position < step_end:
-                return  # the stream ended inside this global step: drop it on every rank alike
-            batch = builder.build(draws)
-            batch[GLOBAL_INDEX] = np.arange(lo, hi, dtype=np.int64)
-            yield batch, mix.copy()
+        walk = self.walk(state, world_size=consumer.world_size)
+        for item in walk.batches(consumer.batch_size, rank=consumer.rank):
+            if not consumer.builds(item.number):
+                continue  # another data-loader worker's batch: dealt, never decoded here
+            batch = builder.build(item.draws)
+            batch[GLOBAL_INDEX] = item.global_index
+            yield batch, item.after
 
 
 class BatchStream(Iterator[Batch]):
     """One consumer's batches; `state()` is the state after the batches taken so far."""
 
-    def __init__(self, reader: GatoReader, consumer: Consumer, start: MixtureState) -> None:
+    def __init__(self, reader: GatoReader, consumer: Consumer, start: Mapping[str, Any] | None) -> None:
         self._reader = reader
         self._consumer = consumer
         self._start = start
-        self._consumed = 0
-        self._last: MixtureState | None = None
+        self._last: Resume | None = None
         depth = reader.options.prefetch
         produce = lambda: reader._produce(consumer, start)  # noqa: E731
-        self._items: Iterator[tuple[Batch, MixtureState]] = Prefetcher(produce, depth=depth) if depth else produce()
+        self._items: Iterator[tuple[Batch, Resume]] = Prefetcher(produce, depth=depth) if depth else produce()
 
     def __next__(self) -> Batch:
         batch, after = next(self._items)
-        self._consumed += 1
         self._last = after
         return batch
 
@@ -224,11 +245,11 @@ class BatchStream(Iterator[Batch]):
         if self._consumer.num_workers != 1:
             raise ValueError(
                 "state() of one data-loader worker's stream is not the rank's state; use "
-                "reader.state_after(start_state, samples=batches * world_size * batch_size) instead"
+                "reader.state_after(start_state, batches=..., batch_size=..., world_size=...) instead"
             )
-        position = self._consumer.position_after(self._start.position, self._consumed)
-        snapshot = self._last if self._last is not None else self._start
-        return ReaderState(self._reader.fingerprint, position, snapshot.to_dict()).to_dict()
+        if self._last is None:
+            return self._reader._state(self._reader._start(self._start))
+        return self._reader._state(self._last)
 
     def close(self) -> None:
         """Stop reading ahead (the background thread)."""
@@ -257,25 +278,9 @@ class _BatchBuilder:
 
     def __init__(self, reader: GatoReader) -> None:
         self._reader = reader
-        self._plans: dict[tuple[int, int], EpochPlan] = {}
+        self._plans = reader.plan_cache()
         self._units: dict[int, tuple[Unit, int, tuple[int, int]]] = {}  # unit -> (data, source, (epoch, window))
         self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
-
-    def _plan(self, source: int, epoch: int) -> EpochPlan:
-        plan = self._plans.get((source, epoch))
-        if plan is None:
-            for key in [k for k in self._plans if k[0] == source and k[1] < epoch]:
-                del self._plans[key]
-            r = self._reader
-            plan = EpochPlan(
-                r.sources[source],
-                unit_rows=r.index.unit_rows,
-                seed=r.options.seed,
-                epoch=epoch,
-                buffer=r.options.shuffle_buffer,
-            )
-            self._plans[(source, epoch)] = plan
-        return plan
 
     def _file(self, file_id: int) -> pq.ParquetFile:
         handle = self._files.get(file_id)
@@ -328,7 +333,7 @@ class _BatchBuilder:
             of_source = draws.source == source
             for epoch in np.unique(draws.epoch[of_source]):
                 sel = of_source & (draws.epoch == epoch)
-                units, rows, windows = self._plan(s, int(epoch)).locate(draws.cursor[sel])
+                units, rows, windows = self._plans.get(s, int(epoch)).locate(draws.cursor[sel])
                 slots = slots_all[sel]
                 for unit in np.unique(units):
                     in_unit = units == unit

@@ -71,7 +71,9 @@ class GatoIterableDataset(IterableDataset):
         since the last `load_state_dict` (or the start)."""
         if isinstance(batches_consumed, bool) or not isinstance(batches_consumed, int) or batches_consumed < 0:
             raise ValueError(f"batches_consumed must be an integer >= 0, got {batches_consumed!r}")
-        return self.reader.state_after(self._state, samples=batches_consumed * self.world_size * self.batch_size)
+        return self.reader.state_after(
+            self._state, batches=batches_consumed, batch_size=self.batch_size, world_size=self.world_size
+        )
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume from `state` at the next `iter()` (a DataLoader iter starts its workers)."""

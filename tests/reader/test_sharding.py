@@ -1,57 +1,56 @@
-"""reader/sharding.py: in global step s rank r takes samples [s*W*B + r*B, s*W*B + (r+1)*B),
-data-loader workers take the steps round robin, and the consumed count is the state."""
+"""reader/sharding.py: row groups are dealt round robin to ranks, continuing across sources
+and epochs, so each rank owns within one row group of its share; data-loader workers
+take a rank's batches round robin."""
 
 from __future__ import annotations
 
-import itertools
-
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reader.sharding import Consumer
+from reader.index import Source
+from reader.sharding import Consumer, Deal
 
 
-def _take(consumer: Consumer, start: int, n: int) -> list[tuple[int, int, int]]:
-    return list(itertools.islice(consumer.steps(start), n))
+def _sources(units: list[int]) -> list[Source]:
+    return [Source("d", f"t{i}", np.arange(n, dtype=np.int64), 8 * n) for i, n in enumerate(units)]
 
 
-def test_exact_batches_of_each_rank_and_worker() -> None:
-    # B = 4, world size 3: a global step holds 12 samples.
-    assert Consumer(4, rank=0, world_size=3).step_size == 12
-    assert _take(Consumer(4, rank=0, world_size=3), 0, 3) == [(0, 0, 4), (12, 12, 16), (24, 24, 28)]
-    assert _take(Consumer(4, rank=2, world_size=3), 0, 2) == [(0, 8, 12), (12, 20, 24)]
-    # Two data-loader workers of rank 1: worker 0 builds steps 0, 2, 4...; worker 1 steps 1, 3, 5...
-    assert _take(Consumer(4, rank=1, world_size=3, worker=0, num_workers=2), 0, 2) == [(0, 4, 8), (24, 28, 32)]
-    assert _take(Consumer(4, rank=1, world_size=3, worker=1, num_workers=2), 0, 2) == [(12, 16, 20), (36, 40, 44)]
-
-
-def test_the_resume_position_shifts_every_batch() -> None:
-    assert _take(Consumer(2, rank=1, world_size=2), 7, 2) == [(7, 9, 11), (11, 13, 15)]
-    assert Consumer(2, rank=1, world_size=2).position_after(7, 0) == 7
-    assert Consumer(2, rank=1, world_size=2).position_after(7, 3) == 19
+def test_the_deal_continues_across_sources_and_epochs() -> None:
+    deal = Deal.of(_sources([3, 2]))
+    assert deal.base.tolist() == [0, 3] and deal.units.tolist() == [3, 2]
+    places3, places2 = np.arange(3), np.arange(2)
+    assert deal.owner(0, 0, places3, 2).tolist() == [0, 1, 0]
+    assert deal.owner(1, 0, places2, 2).tolist() == [1, 0]  # source 1 starts where source 0 ended
+    assert deal.owner(0, 1, places3, 2).tolist() == [1, 0, 1]  # epoch 1 of source 0 continues its deal
+    assert deal.owner(0, 5, places3, 1).tolist() == [0, 0, 0]  # one rank owns everything
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(1, 9), st.integers(1, 5), st.integers(1, 4), st.integers(0, 1000), st.integers(1, 6))
-def test_all_consumers_cover_the_stream_once_in_order(
-    batch: int, world: int, workers: int, start: int, steps_each: int
+@given(st.lists(st.integers(1, 12), min_size=1, max_size=5), st.integers(1, 9), st.integers(1, 4))
+def test_every_unit_has_one_owner_and_ranks_own_within_one_unit_of_a_fair_share(
+    units: list[int], world: int, epochs: int
 ) -> None:
-    seen: list[int] = []
-    for rank in range(world):
-        for worker in range(workers):
-            c = Consumer(batch, rank=rank, world_size=world, worker=worker, num_workers=workers)
-            for step_start, lo, hi in _take(c, start, steps_each):
-                assert hi - lo == batch
-                assert lo == step_start + rank * batch  # rank r's slice of its step
-                assert (step_start - start) // c.step_size % workers == worker
-                seen.extend(range(lo, hi))
-    total = world * workers * steps_each * batch
-    # Disjoint and gap-free: exactly the samples [start, start + total).
-    assert sorted(seen) == list(range(start, start + total))
-    # Once every rank consumed n batches, exactly the first n * W * B samples are used.
-    n = workers * steps_each
-    assert Consumer(batch, world_size=world).position_after(start, n) == start + total
+    deal = Deal.of(_sources(units))
+    owned = np.zeros(world, dtype=np.int64)
+    for s, n in enumerate(units):
+        per_source = np.zeros(world, dtype=np.int64)
+        for e in range(epochs):
+            owners = deal.owner(s, e, np.arange(n), world)
+            assert ((owners >= 0) & (owners < world)).all()
+            per_source += np.bincount(owners, minlength=world)
+        # A source's units, over any number of its epochs, go round robin.
+        assert per_source.max() - per_source.min() <= 1
+        owned += per_source
+    if epochs == 1:
+        assert owned.max() - owned.min() <= 1  # and the deal continues across sources
+
+
+def test_workers_build_their_ranks_batches_round_robin() -> None:
+    workers = [Consumer(4, rank=1, world_size=3, worker=k, num_workers=2) for k in range(2)]
+    assert [n for n in range(6) if workers[0].builds(n)] == [0, 2, 4]
+    assert [n for n in range(6) if workers[1].builds(n)] == [1, 3, 5]
 
 
 @pytest.mark.parametrize(

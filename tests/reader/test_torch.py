@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -47,12 +49,17 @@ def test_state_dict_resumes_with_other_workers_and_world_size(output_dir: str) -
         next(it)
     state = dataset.state_dict(batches_consumed=3)
     del it
-    assert state["position"] == 3 * 2 * 4
+    assert state == reader.state_after(None, batches=3, batch_size=4, world_size=2)
+    # What the two ranks consumed: their first 3 batches of 4.
+    consumed = {int(g) for r in range(2) for b in itertools.islice(reader.batches(4, rank=r, world_size=2), 3)
+                for g in b[GLOBAL_INDEX]}
     resumed = GatoIterableDataset(GatoReader(output_dir, options), 8, rank=0, world_size=1)
     resumed.load_state_dict(state)
     first = next(iter(torch.utils.data.DataLoader(resumed, batch_size=None, num_workers=0)))
-    reference = next(reader.batches(8, state=reader.state_after(None, samples=24)))
-    assert first[GLOBAL_INDEX].tolist() == list(range(24, 32))
+    # One rank now: the next 8 samples of the global stream that neither rank consumed.
+    unconsumed = [g for g in range(64) if g not in consumed][:8]
+    assert first[GLOBAL_INDEX].tolist() == unconsumed
+    reference = next(reader.batches(8, state=state))
     assert first[out.EPISODE_ID] == reference[out.EPISODE_ID].tolist()
     with pytest.raises(ValueError, match="belongs to another stream"):
         GatoIterableDataset(GatoReader(output_dir, ReaderOptions(seed=7)), 4).load_state_dict(state)
