@@ -7,7 +7,15 @@ zstd level 3, row groups of 128 rows, as `formats.parquet_shards` writes them) u
 read-ahead on) and prints the time to first batch and the steady rate.
 Target (issue 6): >= 2,000 sequences of 1024 tokens per second on one core.
 
+With --world-sizes 1,2,8 it writes the output once and measures one rank's work in
+isolation at each world size: rank 0 streams in its own process, pinned to one core with
+taskset when there is one (as a rank would run on its own core; it deals every sample of
+the global stream and decodes only its own row groups), --repeat times, fastest kept.
+It prints per-rank sequences/s and the ratio world 8 / world 1 against the target
+(issue 16): >= 0.8.
+
     PYTHONPATH=. taskset -c 0 python benchmarks/bench_reader.py --sequences 16384 [--kind atari]
+    PYTHONPATH=. python benchmarks/bench_reader.py --world-sizes 1,2,8 --repeat 3
 """
 
 from __future__ import annotations
@@ -16,7 +24,10 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -24,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from formats.parquet_shards import sequence_schema
 from reader import GatoReader, ReaderOptions
 from schemas import output as out
 from schemas.vocab import GATO, IMAGE_NORMALIZATION, LOCAL_POSITION_TABLE, Modality
@@ -102,7 +114,8 @@ def _rows(kind: str, task: str, start: int, n: int, length: int, rng: np.random.
         out.PATCH_PIXELS: pixels,
         out.PATCH_POSITIONS: positions,
     }
-    return pa.Table.from_pydict(columns).cast(out.SEQUENCE_SCHEMA)
+    # The schema metadata (layout, fields, sequence length) the writer gives every shard.
+    return pa.Table.from_pydict(columns).cast(sequence_schema(layout=GATO, fields={}, sequence_length=length))
 
 
 def write_benchmark_output(root: str, sequences: int, length: int, *, kind: str = "control") -> None:
@@ -113,7 +126,8 @@ def write_benchmark_output(root: str, sequences: int, length: int, *, kind: str 
         relative = f"sequences/{kind}/{task}/part-00000.parquet"
         path = os.path.join(root, *relative.split("/"))
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with pq.ParquetWriter(path, out.SEQUENCE_SCHEMA, compression="zstd", compression_level=3) as writer:
+        schema = sequence_schema(layout=GATO, fields={}, sequence_length=length)
+        with pq.ParquetWriter(path, schema, compression="zstd", compression_level=3) as writer:
             for start in range(0, per_task, 1024):
                 n = min(1024, per_task - start)
                 writer.write_table(_rows(kind, task, start, n, length, rng), row_group_size=128)
@@ -131,6 +145,38 @@ def write_benchmark_output(root: str, sequences: int, length: int, *, kind: str 
         json.dump(manifest, f)
 
 
+SCALING_TARGET = 0.8  # per-rank rate at the largest world size / at world size 1
+
+
+def _per_rank_rate(root: str, world: int, args: argparse.Namespace) -> float:
+    """Sequences/s of rank 0 of `world`, in a fresh process pinned to core 0 if possible."""
+    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+    command = [*pin, sys.executable, __file__, "--output", root, "--world-size", str(world),
+               "--batches", str(args.batches), "--batch-size", str(args.batch_size),
+               "--shuffle-buffer", str(args.shuffle_buffer), "--prefetch", str(args.prefetch)]
+    text = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return float(re.search(r"steady: ([\d,]+) sequences/s", text).group(1).replace(",", ""))
+
+
+def scaling(args: argparse.Namespace) -> None:
+    worlds = [int(w) for w in args.world_sizes.split(",")]
+    root = args.output or tempfile.mkdtemp(prefix="bench_reader_")
+    try:
+        if not args.output:
+            write_benchmark_output(root, args.sequences, 1024, kind=args.kind)
+        best = {w: max(_per_rank_rate(root, w, args) for _ in range(args.repeat)) for w in worlds}
+    finally:
+        if not args.output:
+            shutil.rmtree(root)
+    how = "taskset -c 0, one process per measurement" if shutil.which("taskset") else "no taskset: unpinned"
+    print(f"per-rank rate, rank 0 alone ({how}), fastest of {args.repeat}, load average {os.getloadavg()[0]:.2f}:")
+    for w in worlds:
+        print(f"  world size {w}: {best[w]:,.0f} sequences/s per rank")
+    ratio = best[worlds[-1]] / best[worlds[0]]
+    verdict = "met" if ratio >= SCALING_TARGET else "missed"
+    print(f"world {worlds[-1]} / world {worlds[0]}: {ratio:.2f} (target >= {SCALING_TARGET}, {verdict})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", help="an existing finished output (default: write one to a temp dir)")
@@ -144,9 +190,14 @@ def main() -> None:
         "--no-verify-checksums", action="store_true", help="skip the per-shard sha256 check (to measure its cost)"
     )
     parser.add_argument(
-        "--world-size", type=int, default=1, help="stream rank 0 of this many (each rank reads the row groups of its samples)"
+        "--world-size", type=int, default=1, help="stream rank 0 of this many (a rank decodes only its own row groups)"
     )
+    parser.add_argument("--world-sizes", help="e.g. 1,2,8: per-rank rate at each world size, one process each")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per world size (--world-sizes); fastest kept")
     args = parser.parse_args()
+    if args.world_sizes:
+        scaling(args)
+        return
     # One core: no Arrow thread pools beyond the reader's own read-ahead thread.
     pa.set_cpu_count(1)
     pa.set_io_thread_count(1)
