@@ -42,22 +42,65 @@ PATCH_POSITIONS = "patch_positions"  # 4 int16 per image token: row_lo, row_hi, 
 PATCH_POSITION_WIDTH = 4
 NO_TIMESTEP = -1  # `timestep` value of prompt and padding tokens
 
+# What each sequences column holds and in which units: carried as pyarrow field metadata
+# (keys FIELD_DESCRIPTION, FIELD_UNITS) by every shard, and rendered into the dataset card
+# (`formats/dataset_card.py`), so the two never disagree. Per-token columns have L entries.
+FIELD_DESCRIPTION = b"description"
+FIELD_UNITS = b"units"
+SEQUENCE_COLUMN_DOCS: dict[str, tuple[str, str]] = {
+    DATASET: ("registry name of the source dataset", "name"),
+    TASK: ("task of the episode: `<tfds name>/<config>`", "name"),
+    EPISODE_ID: ("id of the source episode (its id fields joined by '/')", "id"),
+    SEQUENCE_INDEX: ("0-based index of this sequence within its episode", "sequences"),
+    NUM_TOKENS: ("tokens before padding, prompt included", "tokens"),
+    TOKENS: ("per token: token id; ranges in the manifest's `vocabulary`", "token id"),
+    MODALITY: ("per token: 0 pad, 1 text, 2 image, 3 discrete, 4 continuous, 5 separator", "code"),
+    LOSS_MASK: ("per token: true where the token is a prediction target (actions, target text)", "flag"),
+    LOCAL_POSITIONS: (
+        "per token: observation tokens 0..n-1 within their timestep; separator and actions 511 "
+        "(the last index of the 512-entry table); padding 0",
+        "index",
+    ),
+    TIMESTEP: ("per token: timestep within the episode; -1 for prompt and padding", "timestep"),
+    IS_PROMPT: ("per token: true on prompt tokens (timesteps of `prompt_episode_id`)", "flag"),
+    PROMPT_EPISODE_ID: ("episode the prompt comes from (same task); null when the row has no prompt", "id"),
+    PATCH_PIXELS: (
+        "one 16x16xC uint8 patch (HWC, raw pixels) per image token, in token order; the model "
+        "sees ((p / 255) * 2 - 1) / 4",
+        "pixel value 0-255",
+    ),
+    PATCH_POSITIONS: (
+        "4 per image token, flattened: row_lo, row_hi, col_lo, col_hi of the patch in the unit "
+        "square, quantized to 128 bins",
+        "1/128 of the image side",
+    ),
+}
+
+
+def _documented(field: pa.Field) -> pa.Field:
+    description, units = SEQUENCE_COLUMN_DOCS[field.name]
+    return field.with_metadata({FIELD_DESCRIPTION: description.encode(), FIELD_UNITS: units.encode()})
+
+
 SEQUENCE_SCHEMA = pa.schema(
     [
-        pa.field(DATASET, pa.dictionary(pa.int32(), pa.string()), nullable=False),
-        pa.field(TASK, pa.dictionary(pa.int32(), pa.string()), nullable=False),
-        pa.field(EPISODE_ID, pa.string(), nullable=False),
-        pa.field(SEQUENCE_INDEX, pa.int32(), nullable=False),
-        pa.field(NUM_TOKENS, pa.int32(), nullable=False),
-        pa.field(TOKENS, pa.list_(pa.int32()), nullable=False),
-        pa.field(MODALITY, pa.list_(pa.int8()), nullable=False),
-        pa.field(LOSS_MASK, pa.list_(pa.bool_()), nullable=False),
-        pa.field(LOCAL_POSITIONS, pa.list_(pa.int16()), nullable=False),
-        pa.field(TIMESTEP, pa.list_(pa.int32()), nullable=False),
-        pa.field(IS_PROMPT, pa.list_(pa.bool_()), nullable=False),
-        pa.field(PROMPT_EPISODE_ID, pa.string(), nullable=True),
-        pa.field(PATCH_PIXELS, pa.list_(pa.binary()), nullable=False),
-        pa.field(PATCH_POSITIONS, pa.list_(pa.int16()), nullable=False),
+        _documented(field)
+        for field in (
+            pa.field(DATASET, pa.dictionary(pa.int32(), pa.string()), nullable=False),
+            pa.field(TASK, pa.dictionary(pa.int32(), pa.string()), nullable=False),
+            pa.field(EPISODE_ID, pa.string(), nullable=False),
+            pa.field(SEQUENCE_INDEX, pa.int32(), nullable=False),
+            pa.field(NUM_TOKENS, pa.int32(), nullable=False),
+            pa.field(TOKENS, pa.list_(pa.int32()), nullable=False),
+            pa.field(MODALITY, pa.list_(pa.int8()), nullable=False),
+            pa.field(LOSS_MASK, pa.list_(pa.bool_()), nullable=False),
+            pa.field(LOCAL_POSITIONS, pa.list_(pa.int16()), nullable=False),
+            pa.field(TIMESTEP, pa.list_(pa.int32()), nullable=False),
+            pa.field(IS_PROMPT, pa.list_(pa.bool_()), nullable=False),
+            pa.field(PROMPT_EPISODE_ID, pa.string(), nullable=True),
+            pa.field(PATCH_PIXELS, pa.list_(pa.binary()), nullable=False),
+            pa.field(PATCH_POSITIONS, pa.list_(pa.int16()), nullable=False),
+        )
     ]
 )
 

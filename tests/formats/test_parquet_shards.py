@@ -213,3 +213,13 @@ def test_a_full_disk_removes_the_partial_shard_and_says_so_in_one_line(tmp_path:
     assert str(full.value).startswith(f"no space left on {tmp_path}/{TMP_DIR}/{SEQUENCES_DIR}/")
     assert str(full.value).endswith("/part-00000-000.parquet")
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_written_shards_keep_the_column_descriptions(tmp_path: Path) -> None:
+    from schemas.output import FIELD_DESCRIPTION, FIELD_UNITS
+
+    path = tmp_path / "shard.parquet"
+    pq.write_table(pa.Table.from_batches([], schema=SCHEMA), path)
+    for field in pq.read_schema(path):
+        assert field.metadata[FIELD_DESCRIPTION] == SEQUENCE_SCHEMA.field(field.name).metadata[FIELD_DESCRIPTION]
+        assert FIELD_UNITS in field.metadata

@@ -47,3 +47,14 @@ def test_claim_and_staging_names_are_private_to_the_pipeline() -> None:
     # Underscored, like _tmp: never a dataset, task or published file name.
     assert (out.CLAIM_FILE, out.STAGING_DIR, out.MANIFEST_TEMP_SUFFIX) == ("_claim.json", "_staging", ".tmp")
     assert out.STAGING_DIR not in out.OUTPUT_SUBDIRS
+
+
+def test_every_sequences_column_carries_its_description_and_units() -> None:
+    # Issue 17: a reader of any shard learns what a column means without our README.
+    for field in out.SEQUENCE_SCHEMA:
+        metadata = field.metadata or {}
+        assert metadata[out.FIELD_DESCRIPTION].decode() == out.SEQUENCE_COLUMN_DOCS[field.name][0]
+        assert metadata[out.FIELD_UNITS].decode() == out.SEQUENCE_COLUMN_DOCS[field.name][1]
+    assert set(out.SEQUENCE_COLUMN_DOCS) == set(out.SEQUENCE_SCHEMA.names)
+    assert "511" in out.SEQUENCE_COLUMN_DOCS[out.LOCAL_POSITIONS][0]
+    assert "5 separator" in out.SEQUENCE_COLUMN_DOCS[out.MODALITY][0]
