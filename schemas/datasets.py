@@ -73,6 +73,11 @@ class DatasetSpec:
     local_position_table: int = LOCAL_POSITION_TABLE
     sample_weight: float | None = None  # Gato's Table 1, where the dataset is in it
     task_name: str | None = None  # rlds spec file override: one fixed task name
+    # For the dataset card (formats/dataset_card.py). Only what the source itself states:
+    # None means "see the source", never a guess.
+    homepage: str | None = None
+    citation: str | None = None  # BibTeX, as the TFDS builder we read declares it
+    licence: str | None = None
 
     def __post_init__(self) -> None:
         if self.return_source not in RETURN_SOURCES:
@@ -116,6 +121,47 @@ def _expected(episode: Mapping[str, FeatureInfo], steps: Mapping[str, FeatureInf
 
 
 _OBS = OBSERVATION
+RL_UNPLUGGED_HOMEPAGE = "https://github.com/deepmind/deepmind-research/tree/master/rl_unplugged"
+# The citations of tensorflow_datasets' rl_unplugged builders (rlu_atari: atari_utils.py,
+# rlu_control_suite, rlu_dmlab_*: dmlab_dataset.py). RL Unplugged states no data licence.
+_RLU_ATARI_CITATION = """@misc{gulcehre2020rl,
+    title={RL Unplugged: Benchmarks for Offline Reinforcement Learning},
+    author={Caglar Gulcehre and Ziyu Wang and Alexander Novikov and Tom Le Paine
+        and  Sergio Gómez Colmenarejo and Konrad Zolna and Rishabh Agarwal and
+        Josh Merel and Daniel Mankowitz and Cosmin Paduraru and Gabriel
+        Dulac-Arnold and Jerry Li and Mohammad Norouzi and Matt Hoffman and
+        Ofir Nachum and George Tucker and Nicolas Heess and Nando deFreitas},
+    year={2020},
+    eprint={2006.13888},
+    archivePrefix={arXiv},
+    primaryClass={cs.LG}
+}"""
+_RLU_CONTROL_SUITE_CITATION = r"""@inproceedings{gulcehre2020rl,
+ title = {RL Unplugged: A Suite of Benchmarks for Offline Reinforcement Learning},
+ author = {Gulcehre, Caglar and Wang, Ziyu and Novikov, Alexander and Paine, Thomas and G\'{o}mez, Sergio and Zolna, Konrad and Agarwal, Rishabh and Merel, Josh S and Mankowitz, Daniel J and Paduraru, Cosmin and Dulac-Arnold, Gabriel and Li, Jerry and Norouzi, Mohammad and Hoffman, Matthew and Heess, Nicolas and de Freitas, Nando},
+ booktitle = {Advances in Neural Information Processing Systems},
+ pages = {7248--7259},
+ volume = {33},
+ year = {2020}
+}"""
+_RLU_DMLAB_CITATION = r"""@article{gulcehre2021rbve,
+    title={Regularized Behavior Value Estimation},
+    author={{\c{C}}aglar G{\"{u}}l{\c{c}}ehre and
+               Sergio G{\'{o}}mez Colmenarejo and
+               Ziyu Wang and
+               Jakub Sygnowski and
+               Thomas Paine and
+               Konrad Zolna and
+               Yutian Chen and
+               Matthew W. Hoffman and
+               Razvan Pascanu and
+               Nando de Freitas},
+    year={2021},
+    journal   = {CoRR},
+    url       = {https://arxiv.org/abs/2103.09575},
+    eprint={2103.09575},
+    archivePrefix={arXiv},
+}"""
 _ATARI_GAMES_BUILDER = "rlu_atari"
 DMLAB_TFDS_NAMES = (
     "rlu_dmlab_explore_object_rewards_few",
@@ -143,6 +189,8 @@ ATARI = DatasetSpec(
     ),
     config_builders=True,
     sample_weight=0.095,
+    homepage=RL_UNPLUGGED_HOMEPAGE,
+    citation=_RLU_ATARI_CITATION,
 )
 
 DMLAB = DatasetSpec(
@@ -171,6 +219,8 @@ DMLAB = DatasetSpec(
     ),
     config_builders=True,
     sample_weight=0.0935,
+    homepage=RL_UNPLUGGED_HOMEPAGE,
+    citation=_RLU_DMLAB_CITATION,
 )
 
 CONTROL_SUITE = DatasetSpec(
@@ -190,6 +240,8 @@ CONTROL_SUITE = DatasetSpec(
     ),
     config_builders=True,
     sample_weight=0.0462,
+    homepage=RL_UNPLUGGED_HOMEPAGE,
+    citation=_RLU_CONTROL_SUITE_CITATION,
 )
 
 METAWORLD = DatasetSpec(

@@ -116,3 +116,14 @@ def test_registry_specs_are_hashable_and_pickle_to_equal_specs() -> None:
         # The dict views are copies: changing one never changes the registry.
         spec.field_specs.clear()
         assert spec.field_specs == dict(spec.fields) != {}
+
+
+def test_rl_unplugged_entries_cite_their_source_and_guess_no_licence() -> None:
+    # The dataset card quotes these: the citations are those of tensorflow_datasets' builders.
+    from schemas.datasets import ATARI, BABYAI, CONTROL_SUITE, DMLAB, METAWORLD, RL_UNPLUGGED_HOMEPAGE
+
+    assert "eprint={2006.13888}" in ATARI.citation and "gulcehre2020rl" in CONTROL_SUITE.citation
+    assert "2103.09575" in DMLAB.citation
+    assert {s.homepage for s in (ATARI, DMLAB, CONTROL_SUITE)} == {RL_UNPLUGGED_HOMEPAGE}
+    assert all(s.licence is None for s in (ATARI, DMLAB, CONTROL_SUITE, METAWORLD, BABYAI))
+    assert METAWORLD.citation is None and BABYAI.citation is None  # our own recordings
