@@ -6,7 +6,7 @@
   and its Parquet footer holds the listed rows;
 - no `.parquet` file under `sequences/` or `rejects/` that the manifest does not list
   (another job's shards mixed in);
-- the statistics files the manifest lists exist;
+- the statistics files the manifest lists exist, and the dataset card has its listed bytes and sha256;
 - per task (`stats/stats.json`): episodes read = kept + dropped + rejected, and the
   sequences the stats count are the rows the manifest lists for the task.
 Each shard is read once, streamed; nothing is written.
@@ -83,6 +83,17 @@ def _unlisted(fs: fsspec.AbstractFileSystem, root: str, listed: set[str]) -> lis
     return problems
 
 
+def _card_problems(fs: fsspec.AbstractFileSystem, root: str, card: Mapping[str, Any]) -> list[str]:
+    path = posixpath.join(root, str(card[out.S_PATH]))
+    if not fs.isfile(path):
+        return [f"dataset card {card[out.S_PATH]}: listed in the manifest but missing"]
+    sha, size = sha256_and_size(fs, path)
+    if sha != card.get(out.S_SHA256) or size != card.get(out.S_BYTES):
+        return [f"dataset card {card[out.S_PATH]}: sha256 {sha} and {size} bytes, the manifest lists "
+                f"{card.get(out.S_SHA256)} and {card.get(out.S_BYTES)}"]
+    return []
+
+
 def manifest_problems(output_dir: str, records: Sequence[Mapping[str, Any]]) -> list[str]:
     """Every way the files of `output_dir` differ from its manifest and its stats records."""
     try:
@@ -108,6 +119,9 @@ def manifest_problems(output_dir: str, records: Sequence[Mapping[str, Any]]) -> 
     for name, relative in sorted((manifest.get(out.M_STATS) or {}).items()):
         if not fs.isfile(posixpath.join(root, str(relative))):
             problems.append(f"stats file {relative} ({name}): listed in the manifest but missing")
+    card = manifest.get(out.M_CARD)
+    if card:
+        problems.extend(_card_problems(fs, root, card))
     in_stats = {(str(r[out.DATASET]), str(r[out.TASK])): r.get(out.ST_SEQUENCES, 0) for r in records}
     for task in sorted(set(rows) | set(in_stats)):
         if rows.get(task, 0) != in_stats.get(task, 0):

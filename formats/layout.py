@@ -6,7 +6,7 @@ directory:
 - `CLAIM`: the claim file of the job writing the directory (`formats/claim.py`);
 - `PUBLISHED`: a file of a finished output's layout (`sequences/<c>/<c>/part-NNNNN-NNN.parquet`,
   `rejects/...` likewise, `stats/stats.parquet`, `stats/stats.json`, `stats/episodes.parquet`,
-  `report.html`);
+  `report.html`, `viewer.html`, the dataset card `README.md`);
 - `TEMPORARY`: anything under `_tmp/`, and a manifest before its rename
   (`.manifest.json.<hex>.tmp`);
 - `STAGED`: anything under `_staging/<run id>/` (a job's output being built);
@@ -25,6 +25,7 @@ from collections.abc import Iterable
 import fsspec
 
 from schemas.output import (
+    CARD_FILE,
     CLAIM_FILE,
     MANIFEST_FILE,
     MANIFEST_TEMP_SUFFIX,
@@ -36,6 +37,7 @@ from schemas.output import (
     STATS_JSON_FILE,
     STATS_PARQUET_FILE,
     TMP_DIR,
+    VIEWER_FILE,
 )
 
 MANIFEST = "manifest"
@@ -50,13 +52,15 @@ _COMPONENT = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
 _SHARD = re.compile(
     rf"({SEQUENCES_DIR}|{REJECTS_DIR})/{_COMPONENT}/{_COMPONENT}/part-[0-9]{{5}}-[0-9]{{3}}\.parquet"
 )
-_FILES = frozenset({STATS_PARQUET_FILE, STATS_JSON_FILE, STATS_EPISODES_FILE, REPORT_FILE})
+_FILES = frozenset(
+    {STATS_PARQUET_FILE, STATS_JSON_FILE, STATS_EPISODES_FILE, REPORT_FILE, VIEWER_FILE, CARD_FILE}
+)
 _MANIFEST_TEMP = re.compile(rf"\.{re.escape(MANIFEST_FILE)}\.[0-9a-f]+{re.escape(MANIFEST_TEMP_SUFFIX)}")
 _STAGED = re.compile(rf"{STAGING_DIR}/({RUN_ID_PATTERN})(/.+)?")
 
 
 def is_published_file(relative: str) -> bool:
-    """True for a file of a finished output's layout (shards, statistics, report)."""
+    """True for a file of a finished output's layout (shards, statistics, report, viewer, card)."""
     return relative in _FILES or _SHARD.fullmatch(relative) is not None
 
 

@@ -33,6 +33,7 @@ import fsspec
 from formats.publish import publish_output
 from schemas.fields import FieldSpec
 from schemas.output import (
+    M_CARD,
     M_CONFIG,
     M_CONFIG_HASH,
     M_FIELD_SHAPES,
@@ -169,7 +170,9 @@ def write_manifest(output_dir: str, manifest: Mapping[str, Any]) -> str:
     (temporary name, then rename). From a staging directory `<root>/_staging/<run id>`
     the output is switched into `<root>` and the path of `<root>/manifest.json` returned.
     """
-    shards = [*manifest.get(M_SHARDS, ()), *manifest.get(M_REJECTS, ())]
+    # The dataset card (`formats/dataset_card.py`) is checked like a shard: path, bytes, sha256.
+    card = [manifest[M_CARD]] if M_CARD in manifest else []
+    shards = [*manifest.get(M_SHARDS, ()), *manifest.get(M_REJECTS, ()), *card]
     return publish_output(output_dir, manifest_text(manifest).encode("utf-8"), shards=shards)
 
 

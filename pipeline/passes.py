@@ -9,8 +9,9 @@ holds one episode at a time.
   episodes whose windows fill the prompt pools.
 - `Pass2` (WorkItems + pass 1's side inputs -> shards, rejects, books): read, validate,
   filter, tokenize, sequence and write, fused into one chain per work item.
-- `Outputs`: the rejects shards, the statistics and report, then the manifest, written
-  last from the finalized shard lists, so an output without `manifest.json` is unfinished.
+- `Outputs`: the rejects shards, the statistics and report, the dataset card, then the
+  manifest, written last from the finalized shard lists, so an output without
+  `manifest.json` is unfinished.
 
 Each composite takes and returns a dict of PCollections keyed by the names below, so a
 test can run one pass, or the whole job, exactly as the job wires it.
@@ -25,6 +26,7 @@ from typing import Any
 
 import apache_beam as beam
 
+from formats.dataset_card import add_card
 from formats.manifest import build_manifest, write_manifest
 from formats.parquet_shards import WriteOptions, sequence_schema
 from pipeline import episode_verdicts as verdicts_stage
@@ -270,4 +272,5 @@ def _write_manifest(
         config_digest=options.config_hash(extra),
         field_shapes={spec.name: parts.plan.field_shapes},
     )
-    return write_manifest(options.output_dir, manifest)
+    # The card, written just before the manifest, lists what the output holds.
+    return write_manifest(options.output_dir, add_card(options.output_dir, manifest))

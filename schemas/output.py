@@ -9,8 +9,9 @@ Output directory layout (all names relative to `--output_dir`):
     manifest.json                      written last; its absence means "unfinished"
     sequences/<dataset>/<task>/part-<work item>-<n>.parquet
     rejects/<dataset>/<task>/part-<work item>-<n>.parquet
-    stats/stats.parquet, stats/stats.json
-    report.html
+    stats/stats.parquet, stats/stats.json, stats/episodes.parquet
+    report.html, viewer.html           the auditors' report and token viewer
+    README.md                          the dataset card (Hugging Face `configs:` YAML header)
 
 While a job runs it also holds `_claim.json` (the one writer's run id) and builds everything
 above in `_staging/<run id>/` (temporary shards in its `_tmp/`), then publishes it into place
@@ -164,6 +165,8 @@ STATS_PARQUET_FILE = "stats/stats.parquet"
 STATS_JSON_FILE = "stats/stats.json"
 STATS_EPISODES_FILE = "stats/episodes.parquet"
 REPORT_FILE = "report.html"
+VIEWER_FILE = "viewer.html"  # the token viewer (audit/viewer.py), listed under M_STATS beside the report
+CARD_FILE = "README.md"  # the dataset card (formats/dataset_card.py), written just before the manifest
 STATS_FORMAT_VERSION = 1
 SJ_FORMAT_VERSION = "format_version"  # keys of the top-level object of stats.json
 SJ_TASKS = "tasks"  # list of per-task records keyed by the ST_* names below
@@ -172,6 +175,9 @@ M_STATS_PARQUET = "parquet"
 M_STATS_JSON = "json"
 M_STATS_EPISODES = "episodes"
 M_STATS_REPORT = "report"
+M_STATS_VIEWER = "viewer"
+# Manifest key of the dataset card: {S_PATH, S_BYTES, S_SHA256}, checked like a shard.
+M_CARD = "card"
 
 # Columns of stats/stats.parquet (one row per task, sorted by dataset, task) and keys of
 # each record in stats.json (same numbers; NaN statistics of an empty set are null).

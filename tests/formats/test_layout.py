@@ -33,6 +33,9 @@ RUN = "0123456789abcdef" * 2
     ("stats/stats.json", PUBLISHED),
     ("stats/episodes.parquet", PUBLISHED),
     ("report.html", PUBLISHED),
+    ("README.md", PUBLISHED),  # the dataset card
+    ("viewer.html", PUBLISHED),
+    ("docs/README.md", FOREIGN),
     ("_tmp/sequences/abc/anything.bin", TEMPORARY),
     (".manifest.json.deadbeef.tmp", TEMPORARY),
     (f"_staging/{RUN}/sequences/a/t/part-00000-000.parquet", STAGED),
