@@ -9,9 +9,9 @@ holds one episode at a time.
   episodes whose windows fill the prompt pools.
 - `Pass2` (WorkItems + pass 1's side inputs -> shards, rejects, books): read, validate,
   filter, tokenize, sequence and write, fused into one chain per work item.
-- `Outputs`: the rejects shards, the statistics and report, the dataset card, then the
-  manifest, written last from the finalized shard lists, so an output without
-  `manifest.json` is unfinished.
+- `Outputs`: the rejects shards, the statistics and report, the token viewer, the dataset
+  card, then the manifest, written last from the finalized shard lists, so an output
+  without `manifest.json` is unfinished.
 
 Each composite takes and returns a dict of PCollections keyed by the names below, so a
 test can run one pass, or the whole job, exactly as the job wires it.
@@ -26,6 +26,7 @@ from typing import Any
 
 import apache_beam as beam
 
+from audit.viewer import write_viewer
 from formats.dataset_card import add_card
 from formats.manifest import build_manifest, write_manifest
 from formats.parquet_shards import WriteOptions, sequence_schema
@@ -44,7 +45,7 @@ from planning.options import JobOptions
 from planning.work import Plan, all_fields
 from schemas.datasets import DatasetSpec
 from schemas.fields import EPISODE_RETURN, REWARD
-from schemas.output import REJECTS_DIR, SEQUENCES_DIR
+from schemas.output import M_STATS, M_STATS_VIEWER, REJECTS_DIR, SEQUENCES_DIR
 from schemas.rlds_spec import RETURN_EPISODE_RETURN
 from schemas.vocab import get_layout
 from transforms.books import StatsOptions
@@ -272,5 +273,6 @@ def _write_manifest(
         config_digest=options.config_hash(extra),
         field_shapes={spec.name: parts.plan.field_shapes},
     )
-    # The card, written just before the manifest, lists what the output holds.
+    # The viewer is listed beside the report; the card, written last before the manifest, describes both.
+    manifest[M_STATS][M_STATS_VIEWER] = write_viewer(options.output_dir, manifest, text_model=options.sentencepiece_model)
     return write_manifest(options.output_dir, add_card(options.output_dir, manifest))

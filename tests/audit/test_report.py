@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 import re
-import shutil
-import subprocess
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from tests.audit.chromium import screenshot
 from transforms.expert_filter import expert_return
 from audit.report import TABLE_HEADERS, render_report, write_report
 from formats.stats_files import read_stats_records
@@ -146,29 +143,10 @@ def test_write_report_renders_from_stats_json(tmp_path: pathlib.Path) -> None:
     assert (tmp_path / out.REPORT_FILE).read_text() == render_report(read_stats_records(str(tmp_path)))
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def test_report_renders_in_headless_chromium(tmp_path: pathlib.Path) -> None:
-    browser = _chromium()
-    if browser is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is required under CI (.ci/run installs the Debian package)")
-        pytest.skip("chromium not installed (apt-get install chromium)")
     write_statistics(str(tmp_path), _results())
     write_report(str(tmp_path))
-    shot = tmp_path / "report.png"
-    subprocess.run(
-        [
-            browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={tmp_path / 'chromium-profile'}", f"--screenshot={shot}",
-            "--window-size=1200,2000", (tmp_path / out.REPORT_FILE).as_uri(),
-        ],
-        check=True, capture_output=True, timeout=90,
-    )
-    pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
+    pixels = screenshot(tmp_path / out.REPORT_FILE, tmp_path, width=1200, height=2000)
     assert pixels.shape == (2000, 1200, 3)
     assert pixels.std() > 10  # not a blank page
     # The first task's charts sit below the table: that band must hold the kept bars

@@ -60,6 +60,7 @@ def test_the_card_is_listed_checked_and_identical_across_reruns(outputs: tuple[P
     manifest = _manifest(first)
     assert manifest[out.M_CARD][out.S_PATH] == out.CARD_FILE and manifest[out.M_CARD][out.S_BYTES] == len(card)
     assert verify_output(str(first), read_stats_records(str(first))) == []
+    assert manifest[out.M_STATS][out.M_STATS_VIEWER] == out.VIEWER_FILE
     assert "eprint={2006.13888}" in text  # the registry's citation
     assert "| `atari` | `rlu_atari/Pong_run_1` | `atari--rlu_atari__Pong_run_1` | 12 | 1 | 11 | 0 |" in text
 

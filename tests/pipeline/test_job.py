@@ -167,7 +167,7 @@ def test_a_finished_job_leaves_no_claim_and_no_staging_directory(reach) -> None:
     output, _ = reach
     assert not (output / out.CLAIM_FILE).exists() and not (output / out.STAGING_DIR).exists()
     assert sorted(p.name for p in output.iterdir()) == [
-        out.CARD_FILE, out.MANIFEST_FILE, "report.html", "sequences", "stats"
+        out.CARD_FILE, out.MANIFEST_FILE, "report.html", "sequences", "stats", out.VIEWER_FILE
     ]
     # The manifest names no location (planning/options.py), so a moved output stays true.
     assert str(output) not in (output / out.MANIFEST_FILE).read_text()
