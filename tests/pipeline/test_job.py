@@ -3,24 +3,29 @@ per task (`<dataset>/<task>` -> `<stage>.<what>`); `counter_summary` and `format
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import apache_beam as beam
 import pytest
 import tensorflow as tf
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from formats.output_dir import FinishedOutputError
 from formats.tfds_shards import RETURN_STEP_FIELDS, ShardReader, read_returns, read_shard
-from pipeline.job import counter_summary, format_summary, run_job
+from pipeline.job import build_pipeline, counter_summary, format_summary, run_job
+from pipeline.runner import local_runner
 from planning.options import SAMPLES_DATA_DIR, JobOptions
 from planning.plan import plan_work
 from schemas import output as out
 from tests import tfds_fixtures as fx
 from formats.stats_files import task_statistics
 from transforms.expert_filter import TaskThreshold
+from transforms.episode import WorkItem
 from transforms.rlds_rules import RLDS_STEP_LENGTHS, check_rlds
 
 REACH = "metaworld/gato_metaworld/reach-v3"
@@ -226,3 +231,31 @@ def test_a_dry_run_on_the_local_runner_is_refused_before_anything(tmp_path: Path
         run_job(JobOptions(dataset="metaworld", output_dir=str(tmp_path / "out")),
                 beam_args=["--runner=DirectRunner", "--dry_run=True"])
     assert not (tmp_path / "out").exists()
+
+
+DATAFLOW_REQUEST_LIMIT = 10 << 20  # bytes of a Dataflow job-creation request
+
+
+def _rlu_atari_items() -> list[WorkItem]:
+    """The shape of all of RL Unplugged Atari on GCS: 46 games x 5 runs x 100 shards."""
+    root = "gs://my-bucket/tensorflow_datasets"
+    items: list[WorkItem] = []
+    for game in range(46):
+        for run in range(1, 6):
+            builder = f"{root}/rlu_atari/Game{game:02d}_run_{run}/1.3.0"
+            for shard in range(100):
+                items.append(WorkItem("atari", f"rlu_atari/Game{game:02d}_run_{run}", builder,
+                                      f"{builder}/rlu_atari-train.tfrecord-{shard:05d}-of-00100",
+                                      len(items), 3000 + shard, data_root=root))
+    return items
+
+
+def test_all_of_rl_unplugged_atari_fits_a_dataflow_job_request() -> None:
+    sample = plan_work("atari", data_dir=SAMPLES_DATA_DIR)
+    plan = dataclasses.replace(sample, work_items=tuple(_rlu_atari_items()))
+    options = JobOptions(dataset="atari", data_dir="gs://my-bucket/tensorflow_datasets", output_dir="gs://b/out")
+    root = beam.Pipeline(runner=local_runner(PipelineOptions([])))
+    build_pipeline(root, options, plan=plan)
+    size = len(root.to_runner_api().SerializeToString())
+    # Beam pickles and compresses Create's elements: about 290 KB for these 23,000 items.
+    assert size < DATAFLOW_REQUEST_LIMIT // 5, f"{size:,} bytes"
