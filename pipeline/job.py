@@ -37,7 +37,7 @@ from pipeline.passes import (
     Pass1,
     Pass2,
 )
-from pipeline.runner import finish_dry_run, is_dry_run, is_local, make_pipeline
+from pipeline.runner import finish_dry_run, is_dry_run, is_local, make_pipeline, workers_see_local_disk
 from planning.options import JobOptions
 from planning.plan import plan_work
 from planning.text_model import (
@@ -129,12 +129,13 @@ def run_job(options: JobOptions, *, beam_args: Sequence[str] = ("--runner=Direct
 
 
 def check_runner(options: JobOptions, beam_options: PipelineOptions) -> None:
-    """Start-up checks that depend on where the job runs (ValueError): a remote runner's
-    workers cannot see this machine's disk (`planning/worker_paths.py`); the local runner
+    """Start-up checks that depend on where the job runs (ValueError): a runner whose
+    workers may run on other machines cannot see this machine's disk
+    (`planning/worker_paths.py`; `pipeline.runner.workers_see_local_disk` tells); the local runner
     ignores `--dry_run` (only Dataflow's honours it) and would run the whole job."""
-    if not is_local(beam_options):
+    if not workers_see_local_disk(beam_options):
         refuse_launcher_paths(options, runner=str(beam_options.view_as(StandardOptions).runner))
-    elif is_dry_run(beam_options):
+    if is_local(beam_options) and is_dry_run(beam_options):
         raise ValueError("--dry_run=True: the local runner ignores it and would run the whole job; "
                          "only a remote runner (DataflowRunner) builds a job without running it")
 

@@ -60,6 +60,47 @@ def is_dask(options: PipelineOptions) -> bool:
     return isinstance(runner, str) and runner.lower() in DASK_RUNNER_NAMES
 
 
+# Hosts that are this machine: a cluster or worker pool there sees the launcher's disk.
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+# Portable environments whose SDK workers run on the job service's machine.
+_SAME_HOST_ENVIRONMENTS = frozenset({"LOOPBACK", "PROCESS"})
+
+
+def _host(address: str | None) -> str | None:
+    """The host of `tcp://HOST:PORT`, `HOST:PORT` or `HOST` (None when not given)."""
+    if not address:
+        return None
+    rest = address.split("://", 1)[-1]
+    return rest.rsplit(":", 1)[0] if rest.count(":") == 1 or rest.startswith("[") else rest
+
+
+def _is_loopback(host: str | None) -> bool:
+    return host is not None and (host in _LOOPBACK_HOSTS or host.startswith("127."))
+
+
+def workers_see_local_disk(options: PipelineOptions) -> bool:
+    """Whether every worker of the run runs on this machine, so local paths work there: the
+    local runner; a Dask cluster whose scheduler is on a loopback address (or none given:
+    Dask then starts a local one); a portable job service on a loopback address whose SDK
+    workers are an EXTERNAL pool on a loopback address, LOOPBACK or PROCESS. Any other
+    runner (Dataflow, Flink, Spark, a remote cluster) may run on other machines."""
+    if is_local(options):
+        return True
+    flags = options.get_all_options(retain_unknown_options=True)
+    if is_dask(options):
+        # Beam's DaskOptions, once registered, store the flag as `address`.
+        address = flags.get("dask_client_address") or flags.get("address")
+        return not address or _is_loopback(_host(address))
+    runner = str(options.view_as(StandardOptions).runner or "").lower()
+    if runner in ("portablerunner", "apache_beam.runners.portability.portable_runner.portablerunner"):
+        environment = str(flags.get("environment_type") or "").upper()
+        same_host = environment in _SAME_HOST_ENVIRONMENTS or (
+            environment == "EXTERNAL" and _is_loopback(_host(flags.get("environment_config")))
+        )
+        return _is_loopback(_host(flags.get("job_endpoint"))) and same_host
+    return False
+
+
 def make_pipeline(beam_args: Sequence[str]) -> beam.Pipeline:
     """A `beam.Pipeline` for Beam's command-line flags; local runs use `local_runner`,
     Dask runs `pipeline.dask_runner.DaskRunner` (module doc)."""

@@ -98,3 +98,20 @@ def test_the_local_runner_takes_local_paths(monkeypatch, capsys) -> None:
         ValueError("planned")))
     assert beam_runner.main(["--dataset=atari", "--output_dir=out/x", "--runner=DirectRunner"]) == 1
     assert seen == [SAMPLES_DATA_DIR] and capsys.readouterr().err == "error: planned\n"
+
+
+def test_a_remote_dask_cluster_with_local_paths_is_refused_and_a_loopback_one_is_not(tmp_path, monkeypatch,
+                                                                                     capsys) -> None:
+    # A Dask scheduler on another host may place work on machines without this disk; one on
+    # 127.0.0.1 (what tests/engines runs) runs every worker here, where local paths work.
+    import beam_runner
+    from pipeline import job
+
+    output = tmp_path / "out"
+    remote = ["--runner=DaskRunner", "--dask_client_address=tcp://10.1.2.3:8786"]
+    assert beam_runner.main(["--dataset=atari", f"--output_dir={output}", *remote]) == 1
+    assert "DaskRunner runs the job on workers that cannot see this machine's disk" in capsys.readouterr().err
+    monkeypatch.setattr(job, "plan_work", lambda *a, **k: (_ for _ in ()).throw(ValueError("planned")))
+    loopback = ["--runner=DaskRunner", "--dask_client_address=tcp://127.0.0.1:8786"]
+    assert beam_runner.main(["--dataset=atari", f"--output_dir={output}", *loopback]) == 1
+    assert capsys.readouterr().err == "error: planned\n"  # past the check, into planning

@@ -63,3 +63,27 @@ def test_only_a_dataflow_dry_run_with_a_job_file_has_anything_to_finish() -> Non
     job = SimpleNamespace(job=object())
     assert finish_dry_run(job, PipelineOptions(["--runner=DataflowRunner", "--dry_run=True"])) is None
     assert finish_dry_run(job, PipelineOptions(["--runner=DataflowRunner", "--dataflow_job_file=j.json"])) is None
+
+
+@pytest.mark.parametrize(
+    ("flags", "on_this_machine"),
+    [
+        ("--runner=DirectRunner", True),
+        ("--runner=DaskRunner --dask_client_address=tcp://127.0.0.1:8786", True),
+        ("--runner=DaskRunner", True),  # no scheduler given: Dask starts a local cluster
+        ("--runner=apache_beam.runners.dask.dask_runner.DaskRunner --dask_client_address=tcp://10.0.0.5:8786", False),
+        ("--runner=PortableRunner --job_endpoint=localhost:8099 --environment_type=EXTERNAL "
+         "--environment_config=localhost:50000", True),
+        ("--runner=PortableRunner --job_endpoint=127.0.0.1:8099 --environment_type=LOOPBACK", True),
+        ("--runner=PortableRunner --job_endpoint=localhost:8099 --environment_type=DOCKER", False),
+        ("--runner=PortableRunner --job_endpoint=jobs.example:8099 --environment_type=LOOPBACK", False),
+        ("--runner=DataflowRunner --project=p", False),
+        ("--runner=FlinkRunner", False),
+    ],
+)
+def test_local_paths_work_where_every_worker_runs_on_this_machine(flags: str, on_this_machine: bool) -> None:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.runner import workers_see_local_disk
+
+    assert workers_see_local_disk(PipelineOptions(flags.split())) is on_this_machine
