@@ -4,7 +4,7 @@ A table of every task (with its sequencing: rows, share prompted, and a note whe
 prompts were unavailable, e.g. a one-episode task), then per task an inline SVG
 histogram of episode returns (all episodes, kept ones on top) with the threshold and the
 expert return E drawn, and the windowed mean return over collection order with E's
-window marked.
+window marked; and a link to `stats/episodes.parquet`, every episode's return and decision.
 Built only from the stats records (`stats/stats.json`, read by `formats.stats_files`),
 so it can be re-rendered from any finished output with `write_report(output_dir)`; the
 job's Stats stage (`pipeline/task_statistics.py`) renders it from the records it has just
@@ -143,11 +143,14 @@ def _vertical(x: float, color: str, label: str, *, left: bool) -> str:
     )
 
 
-def _horizontal(y: float, color: str, label: str) -> str:
+def _horizontal(y: float, color: str, label: str, *, left: bool) -> str:
+    # E's label sits at the left end of its line and the threshold's at the right end, so the
+    # two stay apart when the lines coincide (E = threshold: fraction 1, or E = 0).
+    x, anchor = (_LEFT + 4, "start") if left else (_WIDTH - _RIGHT - 2, "end")
     return (
         f'<line x1="{_LEFT}" y1="{y:.2f}" x2="{_WIDTH - _RIGHT}" y2="{y:.2f}" stroke="{color}" '
-        f'stroke-width="1.5" stroke-dasharray="5,3"/><text x="{_WIDTH - _RIGHT - 2}" y="{y - 3:.2f}" '
-        f'font-size="10" fill="{color}" text-anchor="end">{html.escape(label)}</text>'
+        f'stroke-width="1.5" stroke-dasharray="5,3"/><text x="{x}" y="{y - 3:.2f}" '
+        f'font-size="10" fill="{color}" text-anchor="{anchor}">{html.escape(label)}</text>'
     )
 
 
@@ -195,8 +198,8 @@ def windowed_mean_svg(record: Mapping[str, Any]) -> str:
     x = _scale(0, max(last, 1), _LEFT, _WIDTH - _RIGHT)
     y = _scale(y_low, y_high, _HEIGHT - _BOTTOM, _TOP)
     parts = _axes(0, max(last, 1), y_low, y_high, f"window start (collection order, W = {record[out.ST_WINDOW]})", "mean return")
-    parts.append(_horizontal(y(threshold), _COLOR_THRESHOLD, "threshold"))
-    parts.append(_horizontal(y(expert), _COLOR_E, "E"))
+    parts.append(_horizontal(y(threshold), _COLOR_THRESHOLD, "threshold", left=False))
+    parts.append(_horizontal(y(expert), _COLOR_E, "E", left=True))
     points = " ".join(f"{x(s):.2f},{y(m):.2f}" for s, m in zip(starts, means))
     parts.append(f'<polyline points="{points}" fill="none" stroke="#222" stroke-width="1.5"/>')
     start = record[out.ST_WINDOW_START]
@@ -229,6 +232,14 @@ def _sequencing_paragraph(record: Mapping[str, Any]) -> str:
     if record[out.ST_PROMPTS_UNAVAILABLE]:
         text += f'<p class="note">{html.escape(task_notes(record))}</p>'
     return text
+
+
+# Every episode's return and decision is in the output, beside this page (a relative link).
+_EPISODES_PARAGRAPH = (
+    f'<p>Every episode, with its return and the filter\'s decision: '
+    f'<a href="{out.STATS_EPISODES_FILE}">{out.STATS_EPISODES_FILE}</a> (Parquet; e.g. DuckDB '
+    f"<code>SELECT * FROM '{out.STATS_EPISODES_FILE}'</code>).</p>"
+)
 
 
 def render_report(stats_records: Sequence[Mapping[str, Any]]) -> str:
@@ -268,6 +279,7 @@ def render_report(stats_records: Sequence[Mapping[str, Any]]) -> str:
         "E = best mean return over W consecutive episodes, kept when return &ge; "
         "E &minus; (1 &minus; fraction)&middot;|E|.</p>"
         f"{legend}<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"{_EPISODES_PARAGRAPH}"
         f"{''.join(sections)}</body></html>\n"
     )
 

@@ -157,3 +157,37 @@ def test_report_renders_in_headless_chromium(tmp_path: pathlib.Path) -> None:
     assert count(KEPT_GREEN) > 2000
     assert count(THRESHOLD_RED) > 50
     assert int((band.min(axis=-1) < 200).sum()) > 20_000  # plenty of non-white pixels
+
+
+def _label_boxes(chart: str) -> dict[str, tuple[float, float, float, float]]:
+    """{label text: (x0, y0, x1, y1)} of a chart's coloured labels, at 10 px font (6 px a character)."""
+    ns = "{http://www.w3.org/2000/svg}"
+    boxes = {}
+    for text in ElementTree.fromstring(chart).iter(f"{ns}text"):
+        if text.get("fill") in ("#1f4fd1", "#d12f1f"):
+            x, y, width = float(text.get("x")), float(text.get("y")), 6.0 * len(text.text)
+            x0 = {"start": x, "end": x - width}[text.get("text-anchor")]
+            boxes[text.text] = (x0, y - 10, x0 + width, y)
+    return boxes
+
+
+def test_e_and_threshold_labels_stay_apart_when_they_are_equal() -> None:
+    # Issue 17: with fraction 1 the threshold is E, and the windowed-mean chart wrote both
+    # labels at the same place.
+    values = [1.0, 3.0, 2.0, 5.0, 4.0, 6.0, 2.0, 3.0, 1.0, 2.0, 4.0, 3.0]
+    threshold = expert_return(values, fraction=1.0)
+    assert threshold.threshold == threshold.expert_return
+    returns = [(((i,), "s", i), f"e{i}", v, "s") for i, v in enumerate(values)]
+    decisions = [(f"e{i}", threshold.keeps(v), "r") for i, v in enumerate(values)]
+    kept = [(f"e{i}", v, 10, 100) for i, v in enumerate(values) if threshold.keeps(v)]
+    record, _ = task_statistics(("d", "t"), threshold=threshold, returns=returns, decisions=decisions,
+                                kept=kept, rejects=[])
+    for chart in re.findall(r"<svg.*?</svg>", render_report([record]), flags=re.S):
+        (a, b) = _label_boxes(chart).values()
+        assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+
+
+def test_the_report_links_every_episode() -> None:
+    # Issue 17: the report had no per-episode list nor a way to it.
+    page = render_report(_records())
+    assert f'<a href="{out.STATS_EPISODES_FILE}">' in page
