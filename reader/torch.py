@@ -7,6 +7,10 @@ DataLoader's in-order collection restores the rank's order. Only this module imp
 Resuming: the trainer counts the batches it consumed and calls
 `dataset.state_dict(batches_consumed)`; `load_state_dict` before the next iteration
 continues from there, also with another world size, worker count or batch size.
+
+Index columns (`INDEX_COLUMNS`: tokens, modality, local positions, patch positions) come as
+int64, the dtype `nn.Embedding` takes; the reader's numpy batches keep the stored, narrower
+dtypes (int16 positions are not valid embedding indices in torch).
 """
 
 from __future__ import annotations
@@ -20,13 +24,25 @@ import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
 
 from reader.stream import GatoReader
+from schemas import output as out
 
 TorchBatch = dict[str, Any]  # tensors, and lists of str for object arrays (episode ids)
 
 
+# Columns a model looks up in an embedding table: widened to int64 (module doc).
+INDEX_COLUMNS = frozenset({out.TOKENS, out.MODALITY, out.LOCAL_POSITIONS, out.PATCH_POSITIONS})
+
+
+def _tensor(name: str, values: np.ndarray) -> torch.Tensor:
+    if name in INDEX_COLUMNS:
+        values = values.astype(np.int64, copy=False)
+    return torch.from_numpy(values)
+
+
 def to_torch(batch: Mapping[str, np.ndarray]) -> TorchBatch:
-    """Tensors sharing memory with the numpy arrays; object arrays become lists."""
-    return {k: (v.tolist() if v.dtype == object else torch.from_numpy(v)) for k, v in batch.items()}
+    """Tensors (sharing memory with the numpy arrays, index columns widened to int64); object
+    arrays become lists."""
+    return {k: (v.tolist() if v.dtype == object else _tensor(k, v)) for k, v in batch.items()}
 
 
 class GatoIterableDataset(IterableDataset):

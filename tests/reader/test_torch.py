@@ -36,7 +36,7 @@ def test_dataloader_with_workers_yields_the_rank_stream_in_order(output_dir: str
         if i == 5:
             break
     assert got == expected
-    assert batch[out.TOKENS].dtype == torch.int32 and isinstance(batch[out.EPISODE_ID], list)
+    assert batch[out.TOKENS].dtype == torch.int64 and isinstance(batch[out.EPISODE_ID], list)
 
 
 def test_state_dict_resumes_with_other_workers_and_world_size(output_dir: str) -> None:
@@ -78,7 +78,7 @@ def test_batches_train_a_tiny_model_as_they_come(output_dir: str) -> None:
     loader = torch.utils.data.DataLoader(GatoIterableDataset(reader, 8), batch_size=None)
     losses = []
     for step, batch in enumerate(loader):
-        x = embed(batch[out.TOKENS].long()) + pos(batch[out.LOCAL_POSITIONS].long())
+        x = embed(batch[out.TOKENS]) + pos(batch[out.LOCAL_POSITIONS])
         # Image tokens take their patch embedding (normalized on the fly from uint8).
         pixels = ((batch[out.PATCH_PIXELS].float() / 255) * 2 - 1) / 4
         patch_emb = patch(pixels.flatten(2))  # [B, P, 16]
@@ -86,7 +86,7 @@ def test_batches_train_a_tiny_model_as_they_come(output_dir: str) -> None:
         x = x.clone()
         x[image] = patch_emb[batch[PATCH_MASK]]
         logits = head(x[:, :-1])
-        target = batch[out.TOKENS][:, 1:].long()
+        target = batch[out.TOKENS][:, 1:]
         mask = batch[out.LOSS_MASK][:, 1:].float()
         per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
         loss = (per_token * mask).sum() / mask.sum()
@@ -110,3 +110,13 @@ def test_state_dict_arguments_of_the_wrong_type_are_value_errors(output_dir: str
     state = dataset.state_dict(batches_consumed=2)
     with pytest.raises(ValueError, match=r"reader state mixture \[\] is not an object"):
         dataset.load_state_dict({**state, "mixture": []})
+
+
+def test_index_columns_go_straight_into_embeddings(output_dir: str) -> None:
+    # Issue 17: local_positions came as int16, which nn.Embedding rejects.
+    batch = next(iter(GatoIterableDataset(GatoReader(output_dir, ReaderOptions(seed=2)), 4)))
+    for name in (out.TOKENS, out.MODALITY, out.LOCAL_POSITIONS, out.PATCH_POSITIONS):
+        assert batch[name].dtype == torch.int64, name
+        table = torch.nn.Embedding(int(batch[name].max()) + 1, 3)
+        assert table(batch[name]).shape == (*batch[name].shape, 3)
+    assert batch[out.LOSS_MASK].dtype == torch.bool and batch[out.TIMESTEP].dtype == torch.int32
