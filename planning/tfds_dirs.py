@@ -22,6 +22,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import fnmatch
+import importlib
 from typing import Iterable, Sequence
 
 from formats.files import glob_relative, join_url, list_names, url_exists, url_is_dir
@@ -102,13 +103,28 @@ def known_tasks(spec: DatasetSpec) -> list[str]:
     """Task names the TFDS builder classes define (empty for project-recorded datasets)."""
     if not spec.config_builders:
         return []
-    import tensorflow_datasets as tfds
-
     return [
         task_name(name, config.name)
         for name in spec.tfds_names
-        for config in tfds.builder_cls(name).BUILDER_CONFIGS
+        for config in tfds_builder_cls(name).BUILDER_CONFIGS
     ]
+
+
+def tfds_builder_cls(name: str) -> type:
+    """TFDS's builder class `name`, with or without TensorFlow installed.
+
+    Without TensorFlow, `import tensorflow_datasets` registers TFDS's own builders only up to
+    the first of its dataset modules that needs TF (`registered._import_legacy_builders`
+    stops there), which comes before RL Unplugged's; so a name not found is looked up again
+    after importing the RL Unplugged builders, which need no TF to be defined.
+    """
+    import tensorflow_datasets as tfds
+
+    try:
+        return tfds.builder_cls(name)
+    except tfds.core.registered.DatasetNotFoundError:
+        importlib.import_module("tensorflow_datasets.rl_unplugged")
+        return tfds.builder_cls(name)
 
 
 def listing(names: Sequence[str]) -> str:
