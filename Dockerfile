@@ -19,12 +19,10 @@ COPY audit/ audit/
 COPY pipeline/ pipeline/
 COPY reader/ reader/
 
-# The dependencies pyproject.toml lists, but TensorFlow, then the project itself without them;
+# The project and its dependencies (TensorFlow is not one: only the `tfds-write` extra brings it);
 # then check that the job imports, the bundled text model loads from the installed package, and
 # no TensorFlow came in through another dependency.
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(d for d in deps if not d.startswith('tensorflow-cpu')))" > /tmp/requirements.txt \
- && pip install --no-cache-dir -r /tmp/requirements.txt \
- && pip install --no-cache-dir --no-deps . \
- && cd / && rm -rf /tmp/requirements.txt /tmp/gato-data \
+RUN pip install --no-cache-dir . \
+ && cd / && rm -rf /tmp/gato-data \
  && python -c "import importlib.util, sys, pipeline.job, transforms.text as t; t.SentencePieceTokenizer.from_path(t.BUNDLED_MODEL); sys.exit(importlib.util.find_spec('tensorflow') and 'TensorFlow was installed')"
 WORKDIR /

@@ -66,3 +66,13 @@ def test_ci_runs_the_readmes_test_command_with_the_extras_the_tests_need() -> No
     # test: pytest and the storage emulators; dataflow: Beam's GCP support and `build`
     # (tests/test_cli_dataflow.py); torch: the reader's adapter.
     assert {"test", "dataflow", "torch"} <= set(extras.split(","))
+
+
+def test_tensorflow_is_an_extra_for_writing_tfds_datasets_only() -> None:
+    # Issue 17: TensorFlow (1.25 GB) was a core dependency though the job never imports it.
+    core = _requirements(PYPROJECT["project"]["dependencies"])
+    assert not [name for name in core if name.startswith("tensorflow") and name != "tensorflow-datasets"]
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert "tensorflow-cpu" in _requirements(extras["tfds-write"])
+    for needs_writers in ("test", "samples"):  # fixtures and samples are written in the TFDS format
+        assert "gato-data[tfds-write]" in extras[needs_writers], needs_writers
