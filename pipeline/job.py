@@ -15,10 +15,11 @@ released either way.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -37,7 +38,14 @@ from pipeline.passes import (
     Pass1,
     Pass2,
 )
-from pipeline.runner import finish_dry_run, is_dry_run, is_local, make_pipeline, workers_see_local_disk
+from pipeline.runner import (
+    finish_dry_run,
+    is_dry_run,
+    is_local,
+    make_pipeline,
+    require_runner_installed,
+    workers_see_local_disk,
+)
 from planning.options import JobOptions
 from planning.plan import plan_work
 from planning.text_model import (
@@ -47,11 +55,15 @@ from planning.text_model import (
     text_model_digest,
 )
 from planning.work import Plan
-from planning.worker_paths import refuse_launcher_paths
+from planning.worker_paths import refuse_launcher_paths, require_storage
 from schemas.output import STAGING_DIR
 from transforms.text import SentencePieceTokenizer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+# What an output directory that cannot be created or written fails with (a file, a read-only
+# disk, no permission): start-up errors the user fixes by choosing another --output_dir.
+_UNWRITABLE = frozenset({errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS})
 
 
 def build_pipeline(
@@ -102,10 +114,13 @@ def run_job(options: JobOptions, *, beam_args: Sequence[str] = ("--runner=Direct
         "dataset %s: %d tasks, %d input shards -> %s",
         plan.dataset.name, len(plan.tasks), len(plan.work_items), options.output_dir,
     )
-    claim = take_claim(options.output_dir)
+    claim = unwritable_as_value_error(take_claim, options.output_dir)
     try:
-        target = prepare_output_dir(options.output_dir, overwrite=options.overwrite, run_id=claim.run_id)
+        target = unwritable_as_value_error(
+            prepare_output_dir, options.output_dir, overwrite=options.overwrite, run_id=claim.run_id
+        )
         started = time.monotonic()
+        log.info("running the job (%s)", beam_options.view_as(StandardOptions).runner)
         pipeline = make_pipeline(beam_args)
         staged = dataclasses.replace(options, output_dir=target)
         build_pipeline(pipeline, staged, plan=plan, extra_config=extra_config)
@@ -124,15 +139,33 @@ def run_job(options: JobOptions, *, beam_args: Sequence[str] = ("--runner=Direct
                  f"files staged, job description in {job_file}" if job_file else "no --dataflow_job_file")
         return {}
     summary = counter_summary(result)
-    log.info("finished in %.1f s; per task:\n%s", time.monotonic() - started, format_summary(summary))
+    log.info("finished in %.1f s", time.monotonic() - started)
+    log.debug("counters per task:\n%s", format_summary(summary))
     return summary
+
+
+def unwritable_as_value_error(step: Callable[..., T], output_dir: str, **kwargs: Any) -> T:
+    """`step(output_dir, **kwargs)`, with an output directory that cannot be created or
+    written (a file, read-only) raised as a one-line ValueError naming it."""
+    try:
+        return step(output_dir, **kwargs)
+    except OSError as e:
+        if e.errno not in _UNWRITABLE:
+            raise
+        raise ValueError(
+            f"--output_dir={output_dir}: cannot write an output directory there "
+            f"({e.strerror}: {e.filename or output_dir}); give a directory you can write"
+        ) from e
 
 
 def check_runner(options: JobOptions, beam_options: PipelineOptions) -> None:
     """Start-up checks that depend on where the job runs (ValueError): a runner whose
     workers may run on other machines cannot see this machine's disk
     (`planning/worker_paths.py`; `pipeline.runner.workers_see_local_disk` tells); the local runner
-    ignores `--dry_run` (only Dataflow's honours it) and would run the whole job."""
+    ignores `--dry_run` (only Dataflow's honours it) and would run the whole job; a runner or a
+    storage whose libraries are not installed (the extra to install is named)."""
+    require_runner_installed(beam_options)
+    require_storage(options)
     if not workers_see_local_disk(beam_options):
         refuse_launcher_paths(options, runner=str(beam_options.view_as(StandardOptions).runner))
     if is_local(beam_options) and is_dry_run(beam_options):

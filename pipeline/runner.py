@@ -17,10 +17,16 @@ job (and the package `--setup_file` names) and returns before staging anything, 
 writes `--dataflow_job_file`. With that flag, the job's files are staged and its description
 written as a submission would do it (Beam's `DataflowApplicationClient.create_job`), with
 only the call to the Dataflow service left out: the file shows what Dataflow would receive.
+
+`beam_flags` and `unknown_beam_flags` tell Beam's flags from flags nobody defines (Beam
+itself only warns and drops those); `require_runner_installed` names the extra a runner's
+client libraries come with, before anything is built.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import os
 from collections.abc import Sequence
 
@@ -34,6 +40,13 @@ from formats.files import write_bytes
 LOCAL_RUNNER_NAMES = frozenset({"directrunner", "direct", "fnapirunner"})
 # Names that select Beam's DaskRunner, run as `pipeline.dask_runner.DaskRunner`.
 DASK_RUNNER_NAMES = frozenset({"apache_beam.runners.dask.dask_runner.daskrunner", "daskrunner", "dask"})
+# Runners whose launcher needs an optional extra: last part of the lowercased runner name ->
+# (a module the launcher imports to run it, the extra that installs it).
+RUNNER_EXTRAS = {
+    "dataflowrunner": ("apache_beam.runners.dataflow.internal.apiclient", "dataflow"),
+    "dataflow": ("apache_beam.runners.dataflow.internal.apiclient", "dataflow"),
+    **{name.rsplit(".", 1)[-1]: ("pipeline.dask_runner", "dask") for name in DASK_RUNNER_NAMES},
+}
 
 
 def local_runner(options: PipelineOptions) -> PipelineRunner:
@@ -119,6 +132,11 @@ def is_dry_run(options: PipelineOptions) -> bool:
     return bool(options.view_as(TestOptions).dry_run)
 
 
+def dry_run_requested(beam_args: Sequence[str]) -> bool:
+    """`is_dry_run` of Beam's command-line flags."""
+    return is_dry_run(PipelineOptions(list(beam_args)))
+
+
 def finish_dry_run(result: PipelineResult, options: PipelineOptions) -> str | None:
     """For a Dataflow dry run with `--dataflow_job_file`: stages the job's files to its staging
     location and writes its description to that file (module doc). Returns the file written;
@@ -133,3 +151,43 @@ def finish_dry_run(result: PipelineResult, options: PipelineOptions) -> str | No
     client.create_job_description(job)  # stages the package, the pipeline and the other artifacts
     write_bytes(os.path.dirname(path) or ".", os.path.basename(path), job.json().encode("utf-8"))
     return path
+
+
+def _beam_parser() -> argparse.ArgumentParser:
+    """The parser Beam builds from every PipelineOptions class imported so far (its public
+    hook, `add_extra_args_fn`, hands it over)."""
+    parsers: list[argparse.ArgumentParser] = []
+    PipelineOptions([]).get_all_options(add_extra_args_fn=parsers.append)
+    return parsers[0]
+
+
+def beam_flags() -> list[str]:
+    """Every `--flag` Beam defines (sorted)."""
+    # argparse lists its options only through `_actions`.
+    return sorted(s for a in _beam_parser()._actions for s in a.option_strings if s.startswith("--"))
+
+
+def unknown_beam_flags(beam_args: Sequence[str]) -> list[str]:
+    """The flags of `beam_args` (names, without values) that no Beam option defines. Imports
+    the runner's own modules first (`require_runner_installed`: ValueError without them),
+    which define more flags (Dask's)."""
+    require_runner_installed(PipelineOptions(list(beam_args)))
+    _, unknown = _beam_parser().parse_known_args(list(beam_args))
+    return [arg.split("=", 1)[0] for arg in unknown if arg.startswith("-")]
+
+
+def require_runner_installed(options: PipelineOptions) -> None:
+    """ValueError (one line, naming the extra) when the runner's libraries are not installed;
+    imports them otherwise (so their own flags are known to `unknown_beam_flags`)."""
+    runner = options.view_as(StandardOptions).runner
+    name = runner.lower().rsplit(".", 1)[-1] if isinstance(runner, str) else ""
+    if name not in RUNNER_EXTRAS:
+        return
+    module, extra = RUNNER_EXTRAS[name]
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        raise ValueError(
+            f"--runner={runner} needs the {extra} extra (missing: {e.name or e}): "
+            f'pip install -e ".[{extra}]"'
+        ) from e

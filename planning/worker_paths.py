@@ -8,18 +8,24 @@ finds; `refuse_launcher_paths` fails at start-up instead, in one line naming eac
 path. `--rlds_spec` is not among them: only the launcher reads it (planning), and workers
 get what it says inside the plan. The bundled text model (`bundled:<file>`) is not a path:
 each worker loads it from its own installed package (`transforms/text.py`).
+
+`require_storage` checks, for any runner, that fsspec can open every such path (and
+`--rlds_spec`) here: a protocol whose library is missing is one line naming what to install.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import fsspec
 import fsspec.utils
 
 from planning.options import SAMPLES_DATA_DIR, JobOptions
 from schemas.datasets import RLDS_PREFIX
 from transforms.text import BUNDLED_PREFIX
 
+# The library that gives fsspec a protocol, where fsspec's own hint does not say how to install it.
+PROTOCOL_PACKAGES = {"gs": "gcsfs", "gcs": "gcsfs", "s3": "s3fs", "s3a": "s3fs", "az": "adlfs", "abfs": "adlfs"}
 # fsspec protocols whose files live in the launcher's own process or disk.
 LAUNCHER_PROTOCOLS = frozenset({"file", "local", "memory"})
 
@@ -70,3 +76,20 @@ def refuse_launcher_paths(options: JobOptions, *, runner: str) -> None:
             f"give paths on shared storage, e.g. {local[0].example()} "
             "(copy local input there first: gcloud storage cp -r DIR gs://MY_BUCKET/...)"
         )
+
+
+def require_storage(options: JobOptions) -> None:
+    """Raises ValueError (one line) naming the library to install for the first path of
+    `options` whose fsspec protocol is not installed."""
+    spec = [WorkerPath("--rlds_spec", options.rlds_spec)] if options.rlds_spec else []
+    for path in [*worker_paths(options), *spec]:
+        protocol = fsspec.utils.get_protocol(path.path.rsplit("::", 1)[-1])
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except ImportError as e:
+            package = PROTOCOL_PACKAGES.get(protocol)
+            fix = f"pip install {package}" if package else str(e)
+            raise ValueError(f"{path.flag}={path.prefix}{path.path}: {protocol}:// paths need "
+                             f"{package or 'a library fsspec names'}, not installed: {fix}") from e
+        except ValueError:  # not a protocol fsspec knows: opening the path will say so
+            continue

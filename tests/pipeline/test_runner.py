@@ -87,3 +87,25 @@ def test_local_paths_work_where_every_worker_runs_on_this_machine(flags: str, on
     from pipeline.runner import workers_see_local_disk
 
     assert workers_see_local_disk(PipelineOptions(flags.split())) is on_this_machine
+
+
+def test_flags_neither_beam_nor_anyone_defines_are_found() -> None:
+    # Issue 17: Beam warned about --taks, dropped it, and the job ran every task.
+    from pipeline.runner import beam_flags, unknown_beam_flags
+
+    args = ["--runner=DirectRunner", "--project", "p", "--num_workers=2", "--taks=Pong*", "--dry_run=True", "--nope"]
+    assert unknown_beam_flags(args) == ["--taks", "--nope"]
+    assert {"--runner", "--project", "--temp_location", "--direct_num_workers"} <= set(beam_flags())
+
+
+def test_a_runner_without_its_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.runner import require_runner_installed
+
+    monkeypatch.setitem(sys.modules, "apache_beam.runners.dataflow.internal.apiclient", None)  # not importable
+    with pytest.raises(ValueError, match=r'^--runner=DataflowRunner needs the dataflow extra .*pip install -e "\.\[dataflow\]"$'):
+        require_runner_installed(PipelineOptions(["--runner=DataflowRunner"]))
+    require_runner_installed(PipelineOptions(["--runner=DirectRunner"]))  # the local runner needs no extra

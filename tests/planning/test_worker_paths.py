@@ -56,3 +56,19 @@ def test_every_local_worker_path_is_named_in_one_line() -> None:
 def test_a_local_rlds_dir_is_named_with_its_flag() -> None:
     with pytest.raises(ValueError, match=r"but --dataset=rlds:/data/robot is on it: .* e\.g\. --dataset=rlds:gs://"):
         refuse_launcher_paths(JobOptions(dataset="rlds:/data/robot", output_dir="gs://b/o"), runner="DataflowRunner")
+
+
+def test_a_path_whose_storage_library_is_missing_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fsspec
+
+    from planning.worker_paths import require_storage
+
+    def missing(protocol: str) -> type:
+        if protocol == "gs":
+            raise ImportError("Please install gcsfs to access Google Storage")
+        return fsspec.implementations.local.LocalFileSystem
+
+    require_storage(JobOptions(dataset="atari", data_dir="gs://b/data", output_dir="out/x"))
+    monkeypatch.setattr(fsspec, "get_filesystem_class", missing)
+    with pytest.raises(ValueError, match=r"^--data_dir=gs://b/data: gs:// paths need gcsfs, not installed: pip install gcsfs$"):
+        require_storage(JobOptions(dataset="atari", data_dir="gs://b/data", output_dir="out/x"))
