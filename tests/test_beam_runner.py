@@ -115,3 +115,79 @@ def test_a_remote_dask_cluster_with_local_paths_is_refused_and_a_loopback_one_is
     loopback = ["--runner=DaskRunner", "--dask_client_address=tcp://127.0.0.1:8786"]
     assert beam_runner.main(["--dataset=atari", f"--output_dir={output}", *loopback]) == 1
     assert capsys.readouterr().err == "error: planned\n"  # past the check, into planning
+
+
+# --- Issue 17: a quiet, helpful command line. ---
+
+
+def test_help_gives_every_flag_help_text_and_its_default(monkeypatch) -> None:
+    import argparse
+
+    from beam_runner import build_parser
+
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per flag
+    parser = build_parser()
+    text = " ".join(parser.format_help().split())
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        assert action.help, action.option_strings
+        if action.default is not None:
+            assert f"{action.help} (default: {action.default})" in text, action.option_strings
+        else:  # computed defaults are said in words
+            assert "not given" in action.help or action.required, action.option_strings
+
+
+def test_a_mistyped_flag_is_an_error_with_a_did_you_mean(capsys) -> None:
+    import beam_runner
+
+    assert beam_runner.main(["--dataset=atari", "--taks=Pong*", "--output_dir=/nowhere"]) == 2
+    assert capsys.readouterr().err == (
+        "error: unknown flag --taks (did you mean --tasks?): neither this job nor Apache Beam defines it "
+        "(--help lists the job's flags)\n")
+
+
+def test_abbreviations_of_our_flags_are_not_taken() -> None:
+    _, beam_args = parse(["--dataset=atari", "--task=Pong*"])
+    assert "--task=Pong*" in beam_args  # and so reported as unknown, not silently read as --tasks
+
+
+def test_beams_type_hint_notes_are_dropped_and_nothing_else(caplog) -> None:
+    import logging
+
+    from beam_runner import configure_logging
+
+    configure_logging("INFO")
+    hints = logging.getLogger("apache_beam.typehints.native_type_compatibility")
+    with caplog.at_level(logging.INFO):
+        hints.info('Converting string literal type hint to Any: "%s"', "beam.PCollection")
+        hints.warning("a real warning")
+        logging.getLogger("apache_beam").info('Converting string literal type hint to Any: "x"')
+    assert [r.getMessage() for r in caplog.records] == [
+        "a real warning", 'Converting string literal type hint to Any: "x"']
+
+
+def test_an_output_dir_that_is_a_file_is_one_line(tmp_path, capsys) -> None:
+    import beam_runner
+
+    blocker = tmp_path / "out"
+    blocker.write_text("not a directory")
+    assert beam_runner.main(["--dataset=atari", f"--output_dir={blocker}"]) == 1
+    assert capsys.readouterr().err == (
+        f"error: --output_dir={blocker}: cannot write an output directory there (File exists: {blocker}); "
+        "give a directory you can write\n")
+
+
+def test_the_summary_is_a_table_per_task_then_the_output_and_next_commands() -> None:
+    from beam_runner import summary_table
+
+    records = [{"dataset": "atari", "task": "rlu_atari/Pong_run_1", "episodes_read": 12, "kept": 1,
+                "dropped": 11, "rejected": 0, "sequences": 20, "sequence_tokens": 19000}]
+    assert summary_table(records, "out/atari").splitlines() == [
+        "task                        read  kept  dropped  rejected  sequences  tokens",
+        "atari/rlu_atari/Pong_run_1    12     1       11         0         20   19000",
+        "",
+        "output: out/atari",
+        "next:   gato-audit out/atari    # verify it, and every task's filter statistics",
+        "        out/atari/report.html    # the auditors' report (open in a browser)",
+    ]

@@ -37,6 +37,27 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
     )
 
 
+# Runs beam_runner.py where the modules named in argv[1] (comma-separated, with their submodules)
+# cannot be imported, as if not installed: a meta-path finder that raises ModuleNotFoundError.
+WITHOUT_MODULES = """
+import importlib.abc, runpy, sys
+blocked = sys.argv[1].split(",")
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if any(name == b or name.startswith(b + ".") for b in blocked):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, NotInstalled())
+sys.argv = ["beam_runner.py", *sys.argv[2:]]
+runpy.run_path("beam_runner.py", run_name="__main__")
+"""
+
+
+def run_cli_without(modules: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", WITHOUT_MODULES, modules, *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
 def manifest(output: Path) -> dict[str, Any]:
     return json.loads((output / MANIFEST_FILE).read_text())
 
@@ -97,6 +118,57 @@ def test_features_not_matching_the_registry_stop_at_startup(tmp_path: Path) -> N
     assert result.returncode == 1
     assert "observation/state" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+# --- Issue 17: what a first run prints, and one line for every mistake. ---
+
+
+def test_a_sample_run_logs_no_type_hint_notes_and_ends_with_a_table_and_next_commands(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_cli("--dataset=atari", f"--output_dir={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "type hint" not in result.stderr and len(result.stderr.splitlines()) < 12, result.stderr
+    assert result.stderr.splitlines()[-1].split(" INFO ")[1].startswith("finished in ")
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["task", "read", "kept", "dropped", "rejected", "sequences", "tokens"]
+    rows = {line.split()[0]: [int(v) for v in line.split()[1:]] for line in lines[1:3]}
+    for task in stats(out):
+        read, kept, dropped, rejected, sequences, tokens = rows[f"atari/{task['task']}"]
+        assert (read, kept, dropped, rejected) == (task["episodes_read"], task["kept"], task["dropped"], task["rejected"])
+        assert (sequences, tokens) == (task["sequences"], task["sequence_tokens"])
+    assert lines[-3:] == [f"output: {out}",
+                          f"next:   gato-audit {out}    # verify it, and every task's filter statistics",
+                          f"        {out}/report.html    # the auditors' report (open in a browser)"]
+
+
+@pytest.mark.parametrize(("args", "code", "error"), [
+    (["--dataset=atari", "--taks=Pong*"], 2, "error: unknown flag --taks (did you mean --tasks?)"),
+    (["--dataset=atari", "--output_dir={file}"], 1, "error: --output_dir={file}: cannot write an output directory"),
+])
+def test_mistakes_are_one_line_without_a_traceback(tmp_path: Path, args: list[str], code: int, error: str) -> None:
+    (tmp_path / "file").write_text("in the way")
+    args = [a.format(file=tmp_path / "file") for a in args]
+    result = run_cli(*args, "--log_level=WARNING")
+    assert result.returncode == code and result.stdout == ""
+    assert result.stderr.startswith(error.format(file=tmp_path / "file")) and result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.mark.parametrize(("missing", "args", "error"), [
+    ("google.cloud.dataflow", ["--runner=DataflowRunner", "--project=p", "--region=r", "--temp_location=gs://b/t"],
+     'error: --runner=DataflowRunner needs the dataflow extra (missing: google.cloud): '
+     'pip install -e ".[dataflow]"\n'),  # `from google.cloud import dataflow` names the package
+    ("gcsfs", ["--data_dir=gs://b/data", "--output_dir=gs://b/out"],
+     "error: --data_dir=gs://b/data: gs:// paths need gcsfs, not installed: pip install gcsfs\n"),
+])
+def test_a_missing_extra_is_one_line_naming_it(missing: str, args: list[str], error: str) -> None:
+    # Issue 17: a 240-line traceback ending in Beam's ImportError, never naming our extra.
+    result = run_cli_without(missing, "--dataset=atari", "--log_level=WARNING", *args)
+    assert (result.returncode, result.stderr) == (1, error)
+
+
+def test_help_shows_the_defaults() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0 and "(default: 1024)" in result.stdout and "(default: 0.25)" in result.stdout
 
 
 # --- A run, a rerun, and the same bytes on two workers. ---
