@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from schemas.output import MANIFEST_FILE, REASON, S_PATH, S_SHA256
+from schemas.output import CARD_FILE, MANIFEST_FILE, REASON, S_PATH, S_SHA256, VIEWER_FILE
 from tests import tfds_fixtures as fx
 from tests.transforms.text_fixtures import train_tiny_model
 
@@ -274,7 +274,8 @@ def test_two_concurrent_jobs_on_one_output_dir_never_mix(small_metaworld: Path, 
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*.parquet") if "stats" not in p.parts}
     assert set(listed) == on_disk
     assert all(hashlib.sha256((out / p).read_bytes()).hexdigest() == sha for p, sha in listed.items())
-    assert sorted(p.name for p in out.iterdir()) == [MANIFEST_FILE, "report.html", "sequences", "stats"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [CARD_FILE, MANIFEST_FILE, "report.html", "sequences", "stats", VIEWER_FILE])
 
 
 # --- A killed job leaves no manifest; the rerun completes without partial shards. ---
