@@ -25,13 +25,13 @@ import shutil
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import fsspec
 import pytest
 
+from tests.json_strings import strings
 from tests.storage_emulators import Bucket
 
 pytestmark = pytest.mark.emulators
@@ -62,19 +62,6 @@ def launcher_roots(*extra: Path) -> list[str]:
     """Paths of this machine that must not reach a worker: the checkout, the environment,
     home, and the test's own directories."""
     return sorted({str(REPO), sys.prefix, os.path.realpath(sys.prefix), str(Path.home()), *map(str, extra)})
-
-
-def strings(value: Any) -> Iterator[str]:
-    """Every string in a JSON value, keys included."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield k
-            yield from strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from strings(v)
 
 
 def pickled_fns(pipeline: Any) -> dict[str, bytes]:

@@ -17,13 +17,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.engines import servers
+from tests.json_strings import strings
 
 pytestmark = pytest.mark.engines
 
@@ -82,19 +81,7 @@ def test_portable_runner_with_an_external_worker_pool_writes_the_same_bytes(
     assert digests(tmp_path / "out") == digests(reference)
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield k
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-
-
 def test_the_manifest_names_no_absolute_path(reference: Path) -> None:
     # What makes the bytes equal across output directories and machines (planning/options.py).
     manifest = json.loads((reference / "manifest.json").read_text())
-    assert [s for s in _strings(manifest) if os.path.isabs(s) or "://" in s] == []
+    assert [s for s in strings(manifest) if os.path.isabs(s) or "://" in s] == []
