@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from transforms import images
 from transforms.errors import BAD_SHAPE, CORRUPT_IMAGE, IMAGE_NOT_UINT8, TokenizationError
 from transforms.images import (
     as_frames,
@@ -160,3 +162,95 @@ def test_a_corrupt_image_message_holds_no_memory_address() -> None:
         decode_pngs(np.array([b"\x89PNG\r\n\x1a\nnot an image"], dtype=object))
     assert " at 0x" not in str(first.value)
     assert "cannot be decoded" in str(first.value)
+
+
+# --- pyspng fast path: the same pixels as Pillow, or Pillow itself -------------------------
+
+
+def _sample_pngs() -> list[bytes]:
+    """Every PNG frame of the bundled sample datasets (Atari, DMLab, ...)."""
+    from pathlib import Path
+
+    from formats.tfrecord import iter_records
+    from planning.options import SAMPLES_DIR
+    from tensorflow_datasets.proto import tf_example_pb2
+
+    frames = []
+    for path in sorted(Path(SAMPLES_DIR, "data").rglob("*.tfrecord-*")):
+        with open(path, "rb") as f:
+            for record in iter_records(f):
+                for feature in tf_example_pb2.Example.FromString(record).features.feature.values():
+                    frames += [v for v in feature.bytes_list.value if v[:8] == images._PNG_SIGNATURE]
+    return frames
+
+
+def _pillow_frames(data: list[bytes]) -> np.ndarray:
+    return np.stack([images._decode_png_pillow(d, i) for i, d in enumerate(data)])
+
+
+def test_pyspng_decodes_every_sample_frame_to_pillows_pixels() -> None:
+    frames = _sample_pngs()
+    assert len(frames) > 1000 and images._spng() is not None
+    by_shape: dict[tuple[int, ...], list[bytes]] = {}
+    for f in frames:
+        by_shape.setdefault(images._decode_png_pillow(f, 0).shape, []).append(f)
+    for group in by_shape.values():
+        assert all(images._spng_format(f) and images._intact(f) for f in group)  # the fast path is taken
+        fast = decode_pngs(np.array(group, dtype=object))
+        assert fast.dtype == np.uint8 and np.array_equal(fast, _pillow_frames(group))
+
+
+def _variants() -> list[bytes]:
+    """PNGs of every colour type and bit depth, interlaced, with tRNS, palettes."""
+    rng = np.random.default_rng(5)
+    gray = rng.integers(0, 256, (19, 23), dtype=np.uint8)
+    rgb = rng.integers(0, 256, (19, 23, 3), dtype=np.uint8)
+    rgba = rng.integers(0, 256, (19, 23, 4), dtype=np.uint8)
+    la = rng.integers(0, 256, (19, 23, 2), dtype=np.uint8)
+    out = [png(gray), png(rgb), png(rgba), png(la, mode="LA")]
+    for img, options in [
+        (Image.fromarray(gray), {"interlace": 1}),
+        (Image.fromarray(rgb), {"interlace": 1}),
+        (Image.fromarray(gray), {"transparency": 7}),
+        (Image.fromarray(rgb), {"transparency": (1, 2, 3)}),
+        (Image.fromarray(rgb).convert("P"), {}),
+        (Image.fromarray(rgb).convert("P"), {"transparency": 0}),
+        (Image.fromarray(gray > 128), {}),
+        (Image.fromarray(gray).convert("P", colors=4), {"bits": 2}),
+    ]:
+        buf = io.BytesIO()
+        img.save(buf, format="PNG", **options)
+        out.append(buf.getvalue())
+    return out
+
+
+@pytest.mark.parametrize("index", range(12))
+def test_every_png_kind_decodes_as_pillow_decodes_it(index: int) -> None:
+    data = _variants()[index]
+    assert np.array_equal(decode_pngs(np.array([data], dtype=object))[0], images._decode_png_pillow(data, 0))
+
+
+def test_without_pyspng_pillow_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    frames = np.array(_variants()[:4], dtype=object)
+    fast = [decode_pngs(frames[i : i + 1]) for i in range(4)]
+    monkeypatch.setattr(images, "_spng", lambda: None)
+    assert all(np.array_equal(decode_pngs(frames[i : i + 1]), fast[i]) for i in range(4))
+
+
+def _outcome(decode: Any, data: bytes) -> Any:
+    try:
+        return decode(data).tobytes()
+    except TokenizationError as e:
+        return (e.reason, str(e))
+
+
+def test_a_damaged_png_gives_pillows_pixels_or_pillows_error() -> None:
+    """pyspng ignores CRCs and adler32 and refuses truncated data Pillow accepts: every
+    truncation and every flipped byte must still end as Pillow's pixels or Pillow's error."""
+    good = png(np.arange(16 * 16, dtype=np.uint8).reshape(16, 16))
+    damaged = [good[:n] for n in range(len(good))]
+    damaged += [good[:i] + bytes([good[i] ^ mask]) + good[i + 1 :] for i in range(len(good)) for mask in (1, 0x5A, 0xFF)]
+    damaged += [good + b"trailing", good[:-12] + good[-24:]]
+    for data in damaged:
+        fast = _outcome(lambda d: decode_pngs(np.array([d], dtype=object))[0], data)
+        assert fast == _outcome(lambda d: images._decode_png_pillow(d, 0), data), data
