@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from google.protobuf.message import DecodeError
 
+from formats.packed_fields import packed_floats, packed_varints
 from schemas.fields import STEPS
 from transforms.rlds_rules import CORRUPT_RECORD, DTYPE_MISMATCH, SHAPE_MISMATCH
 
@@ -321,10 +322,12 @@ def _to_numpy(leaf: _Leaf, feature: Any) -> np.ndarray:
     if dtype == object:
         array = np.empty(len(values), dtype=object)
         array[:] = list(values)  # whole bytes: a fixed-width S array would drop trailing NULs
+    elif kind is None:
+        array = np.zeros(0, dtype=np.float32 if dtype.kind == "f" else np.int64)
     elif dtype.kind == "f":
-        array = np.asarray(values, dtype=np.float32)
+        array = packed_floats(getattr(feature, kind).SerializeToString())
     else:
-        array = np.asarray(values, dtype=np.int64)
+        array = packed_varints(getattr(feature, kind).SerializeToString())
     if array.dtype != dtype:
         # As TensorFlow's parser then casts: int64 -> bool/uint8/..., float32 -> float64;
         # uint64 is stored bit-cast to int64.
@@ -336,20 +339,23 @@ def _element_bytes(leaf: _Leaf, blobs: Any) -> list[bytes]:
     """The raw bytes of each encoded element (decompressed), each checked for its size."""
     if leaf.zlib:
         try:
-            blobs = [zlib.decompress(b) for b in blobs]
+            blobs = list(map(zlib.decompress, blobs))
         except zlib.error as e:
             raise UndecodableRecord(
                 f"feature {leaf.key!r} does not decompress: {e}", field=_field(leaf.key)
             ) from None
     size = leaf.dtype.itemsize * math.prod(leaf.shape)
-    for step, blob in enumerate(blobs):
-        if len(blob) != size:
-            raise UndecodableRecord(
-                f"feature {leaf.key!r}, element {step}: {len(blob)} bytes, expected {size} "
-                f"({leaf.dtype} {leaf.shape})",
-                reason=SHAPE_MISMATCH,
-                field=_field(leaf.key),
-            )
+    # One C pass over the lengths; only a wrong one (the first, named) costs Python.
+    sizes = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))
+    wrong = np.flatnonzero(sizes != size)
+    if wrong.size:
+        step = int(wrong[0])
+        raise UndecodableRecord(
+            f"feature {leaf.key!r}, element {step}: {len(blobs[step])} bytes, expected {size} "
+            f"({leaf.dtype} {leaf.shape})",
+            reason=SHAPE_MISMATCH,
+            field=_field(leaf.key),
+        )
     return list(blobs)
 
 
