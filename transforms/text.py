@@ -93,15 +93,22 @@ class SentencePieceTokenizer:
     def encode_batch(self, texts: Sequence[str | bytes]) -> list[np.ndarray]:
         """One int32 id array per text, in order. Bytes must be UTF-8.
 
-        Errors carry the index into `texts` as their timestep (callers pass one text per
-        timestep): `invalid_utf8`, or `text_id_out_of_range` should a model ever yield one.
+        Each distinct text is encoded once (an episode repeats its mission at every step);
+        every position gets its own array. Errors carry the index into `texts` of the first
+        text that fails as their timestep (callers pass one text per timestep):
+        `invalid_utf8`, or `text_id_out_of_range` should a model ever yield one.
         """
+        first: dict[Any, int] = {}  # distinct text -> its index in `distinct`
+        slots = [first.setdefault(bytes(t) if isinstance(t, bytearray) else t, len(first)) for t in texts]
+        distinct = list(first)
+        at = {slot: i for i, slot in reversed(list(enumerate(slots)))}  # slot -> first index
         strings: list[str] = []
-        for i, item in enumerate(texts):
+        for slot, item in enumerate(distinct):
             if isinstance(item, (bytes, bytearray, np.bytes_)):
                 try:
                     strings.append(bytes(item).decode("utf-8"))
                 except UnicodeDecodeError as exc:
+                    i = at[slot]
                     raise TokenizationError(
                         INVALID_UTF8,
                         f"text at index {i} is not UTF-8 ({exc.reason} at byte {exc.start})",
@@ -110,10 +117,10 @@ class SentencePieceTokenizer:
                     ) from None
             else:
                 strings.append(str(item))
-        encoded = self._sp.Encode(strings, out_type=int)
-        out = [np.asarray(ids, dtype=np.int32) for ids in encoded]
-        for i, ids in enumerate(out):
+        encoded = [np.asarray(ids, dtype=np.int32) for ids in self._sp.Encode(strings, out_type=int)]
+        for slot, ids in enumerate(encoded):
             if ids.size and (ids.max() >= TEXT_VOCAB_SIZE or ids.min() < 0):
+                i = at[slot]
                 bad = int(ids[(ids >= TEXT_VOCAB_SIZE) | (ids < 0)][0])
                 raise TokenizationError(
                     TEXT_ID_OUT_OF_RANGE,
@@ -121,7 +128,7 @@ class SentencePieceTokenizer:
                     timestep=i,
                     value=bad,
                 )
-        return out
+        return [encoded[slot].copy() for slot in slots]
 
     def decode(self, ids: np.ndarray | Sequence[int]) -> str:
         """Ids back to text (exact for text the model's normalizer leaves unchanged)."""

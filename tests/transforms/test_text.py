@@ -137,3 +137,22 @@ def test_ids_beyond_the_text_range_are_bad_input(tiny_model_path: Path) -> None:
 def test_decode_rejects_unknown_ids(tiny_tokenizer: SentencePieceTokenizer) -> None:
     with pytest.raises(ValueError, match="outside the model"):
         tiny_tokenizer.decode([tiny_tokenizer.vocab_size])
+
+
+def test_repeated_texts_encode_as_one_by_one(tiny_tokenizer: SentencePieceTokenizer) -> None:
+    """Each distinct text is encoded once: the ids equal encoding each text alone, and
+    every position owns its array (mutating one leaves the others)."""
+    texts = ["go to the red ball", b"go to the red ball", "the agent", np.bytes_(b"the agent"),
+             bytearray(b"go to the red ball"), "", "go to the red ball"]
+    one_by_one = [tiny_tokenizer._sp.Encode(bytes(t).decode() if not isinstance(t, str) else t, out_type=int)
+                  for t in texts]
+    out = tiny_tokenizer.encode_batch(texts)
+    assert [a.tolist() for a in out] == one_by_one and all(a.dtype == np.int32 for a in out)
+    out[0][:] = 0
+    assert out[-1].tolist() == one_by_one[-1]
+
+
+def test_a_repeated_bad_text_names_its_first_index(tiny_tokenizer: SentencePieceTokenizer) -> None:
+    with pytest.raises(TokenizationError) as info:
+        tiny_tokenizer.encode_batch([b"ok", b"bad \xff", b"ok", b"bad \xff"])
+    assert (info.value.reason, info.value.timestep) == (INVALID_UTF8, 1)
