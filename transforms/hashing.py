@@ -84,3 +84,34 @@ def stable_randrange(n: int, *parts: Part) -> int:
     if n < 1:
         raise ValueError(f"stable_randrange needs n >= 1, got {n}")
     return stable_hash(*parts) % n
+
+
+class HashPrefix:
+    """`stable_hash(*prefix, *rest)` for many `rest` after one prefix (the rows of an episode).
+
+    Invariant: `HashPrefix(*a).hash(*b) == stable_hash(*a, *b)` (and likewise `uniform`,
+    `randrange`): sha256 is fed the prefix's encoding once and copied per call, since
+    the encoding of the parts is the concatenation of each part's.
+    """
+
+    def __init__(self, *prefix: Part) -> None:
+        chunks: list[bytes] = []
+        for part in prefix:
+            _encode(part, chunks)
+        self._sha = hashlib.sha256(b"".join(chunks))
+
+    def hash(self, *rest: Part) -> int:
+        chunks: list[bytes] = []
+        for part in rest:
+            _encode(part, chunks)
+        sha = self._sha.copy()
+        sha.update(b"".join(chunks))
+        return int.from_bytes(sha.digest()[: _HASH_BITS // 8], "big")
+
+    def uniform(self, *rest: Part) -> float:
+        return (self.hash(*rest) >> (_HASH_BITS - _FLOAT_BITS)) / float(1 << _FLOAT_BITS)
+
+    def randrange(self, n: int, *rest: Part) -> int:
+        if n < 1:
+            raise ValueError(f"stable_randrange needs n >= 1, got {n}")
+        return self.hash(*rest) % n

@@ -17,11 +17,12 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from transforms.hashing import stable_hash, stable_randrange, stable_uniform
+from transforms.hashing import HashPrefix, stable_hash, stable_randrange
 from transforms.types import TokenizedEpisode
 
 END_WINDOW = "end"  # the source episode's last timesteps
@@ -213,9 +214,16 @@ class PromptPool:
         )
 
 
+@functools.lru_cache(maxsize=64)
+def _episode_hash(seed: int, task: str, episode_id: str) -> HashPrefix:
+    """The hash prefix of one episode's rows: sha256 of (seed, task, episode) fed once, not
+    once per row (the same values as `stable_hash(seed, task, episode_id, ...)`)."""
+    return HashPrefix(seed, task, episode_id)
+
+
 def wants_prompt(*, seed: int, task: str, episode_id: str, sequence_index: int, fraction: float) -> bool:
     """Whether sequence `sequence_index` of the episode starts with a prompt."""
-    return stable_uniform(seed, task, episode_id, sequence_index, _H_WANTS) < fraction
+    return _episode_hash(seed, task, episode_id).uniform(sequence_index, _H_WANTS) < fraction
 
 
 def pick_window(
@@ -233,8 +241,8 @@ def pick_window(
     """
     if not eligible:
         return None
-    parts = (seed, task, episode_id, sequence_index)
-    candidate = eligible[stable_randrange(len(eligible), *parts, _H_CANDIDATE)]
-    kind = END_WINDOW if stable_uniform(*parts, _H_KIND) < 0.5 else UNIFORM_WINDOW
+    row = _episode_hash(seed, task, episode_id)
+    candidate = eligible[row.randrange(len(eligible), sequence_index, _H_CANDIDATE)]
+    kind = END_WINDOW if row.uniform(sequence_index, _H_KIND) < 0.5 else UNIFORM_WINDOW
     of_kind = [w for w in candidate.windows if w.kind == kind] or list(candidate.windows)
-    return of_kind[stable_randrange(len(of_kind), *parts, _H_WINDOW)]
+    return of_kind[row.randrange(len(of_kind), sequence_index, _H_WINDOW)]

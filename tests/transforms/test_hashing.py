@@ -9,10 +9,10 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.hashing import stable_hash, stable_randrange, stable_uniform
+from transforms.hashing import HashPrefix, stable_hash, stable_randrange, stable_uniform
 
 
 def _framed(tag: bytes, data: bytes) -> bytes:
@@ -90,3 +90,19 @@ def test_uniform_is_roughly_uniform() -> None:
     counts = np.histogram(values, bins=10, range=(0.0, 1.0))[0]
     # 400 expected per bin, sd 19: 6 sd either way.
     assert counts.min() > 285 and counts.max() < 515
+
+
+PARTS = st.recursive(
+    st.one_of(st.integers(), st.text(max_size=8), st.binary(max_size=8), st.booleans(), st.none(),
+              st.floats(allow_nan=False)),
+    lambda inner: st.lists(inner, max_size=3).map(tuple), max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(PARTS, max_size=4), st.lists(PARTS, max_size=4), st.integers(1, 1000))
+def test_a_hash_prefix_gives_stable_hash_of_all_the_parts(prefix: list, rest: list, n: int) -> None:
+    row = HashPrefix(*prefix)
+    assert row.hash(*rest) == stable_hash(*prefix, *rest)
+    assert row.uniform(*rest) == stable_uniform(*prefix, *rest)
+    assert row.randrange(n, *rest) == stable_randrange(n, *prefix, *rest)
