@@ -1,35 +1,36 @@
-"""End-to-end throughput and memory of the job against the read-only baseline (issue 7).
+"""End-to-end cost of the job per timestep against its floor (issues 7 and 16).
 
-    python benchmarks/bench_pipeline.py                 # the full suite (< 10 min on 2 cores)
+    python benchmarks/bench_pipeline.py                 # the suite (< 10 min on 2 cores)
     python benchmarks/bench_pipeline.py --quick         # tiny sizes, a smoke run
+    python benchmarks/bench_pipeline.py --compare_tree /tmp/old   # also the old job, same run
 
 Makes synthetic inputs in the real TFDS formats (`benchmarks/synthetic.py`, cached under
---cache_dir) and runs, each in its own process, on the same shards and the same
-DirectRunner settings:
+--cache_dir) and measures, for each kind (Atari-like, control-suite-like, BabyAI-like),
+each run in its own process on the same DirectRunner settings:
 
-- baseline: `pipeline.read_episodes.ReadEpisodes` plus a PNG decode of every frame, nothing further;
-- full: `pipeline.job.run_job` (read twice, validate, filter, tokenize, sequence, write,
-  stats, manifest).
+- the full job (`pipeline.job.run_job`: read twice, validate, filter, tokenize,
+  sequence, write, stats, manifest) at two sizes 8x apart and on one episode;
+- fixed cost: the one-episode run; marginal cost per timestep: the slope between the
+  two sizes ((T_large - T_small) / (timesteps_large - timesteps_small));
+- the floor, on the large size's records, per timestep: the raw read with both CRC
+  checks (`formats.tfrecord.iter_records`), the fastest pixel-identical decode of every
+  PNG frame available (pyspng, else Pillow), and a Parquet write of the job's own
+  output tables with the job's writer (`formats.parquet_shards.ShardWriter`, default
+  `WriteOptions`). Nothing the job could skip is in it.
 
-For each it prints timesteps/s (input timesteps read) and tokens/s (tokens the full job
-tokenized, over each run's time), the ratio full/baseline in speed, the peak RSS of the
-whole process tree (the run and its worker processes, polled with psutil), and the
-output's bytes per token. Then the scaling checks, as ratios measured in this one run:
-the full job on 4x the Atari-like data (time and peak-memory ratio against 1x), and
-2 workers against 1 worker, both `--direct_running_mode=multi_processing`, on 8x the
-Atari-like data. Each measurement runs `--repeat` times (default 2) and the fastest
-counts, since other work on a shared machine only slows runs down.
-
-Sizes at 1x (`FULL_SIZES`): Atari-like 64 episodes x 1000 steps, control-suite-like
-64 x 1001, BabyAI-like 128 x 200; 2 episodes per input shard. They are large enough that
-the job's fixed cost (pipeline construction, ~20 Beam stages, worker start-up: ~1 s) is
-not most of a run, so the ratios measure what each timestep costs.
+One line per kind: `<kind>: marginal full/floor <x>x, full <a> us/ts, floor <b> us/ts,
+fixed <c> s`, then its details. `--compare_tree DIR` runs the full job of another source
+tree (e.g. `git archive <old commit>`) on the large Atari-like size in the same run, for
+a before/after figure. `--scaling` adds the 4x-data and 2-worker checks of issue 7.
+Each measurement runs `--repeat` times (default 2) and the fastest counts, since other
+work on a shared machine only slows runs down.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import resource
@@ -51,17 +52,19 @@ RESULT_PREFIX = "BENCH_RESULT "
 POLL_SECONDS = 0.05
 _PNG_MAGIC = b"\x89PNG"
 
-# Targets of issue 7 (ratios within one run).
-TARGET_FULL_OVER_BASELINE = 0.5
+# Targets (ratios within one run): issue 16 (marginal cost), issue 7 (scaling, --scaling).
+TARGET_MARGINAL_OVER_FLOOR = 2.0
 TARGET_TIME_4X = 4.4
 TARGET_MEMORY_4X = 1.2
 TARGET_TWO_WORKERS = 1.6
-WORKERS_SCALE = 8  # the data of the 2-worker comparison, as a multiple of 1x
+TARGET_FULL_OVER_BASELINE = 0.5
+WORKERS_SCALE = 8  # the data of the 2-worker comparison, as a multiple of the large size
+SMALL_DIVISOR = 8  # the small size has 1/8 of the large size's episodes
 
 
 @dataclasses.dataclass(frozen=True)
 class Sizes:
-    """Episodes x RLDS steps of each kind at 1x, and episodes per input shard."""
+    """Episodes x RLDS steps of each kind at the large size, and episodes per input shard."""
 
     atari: tuple[int, int]
     control_suite: tuple[int, int]
@@ -70,7 +73,7 @@ class Sizes:
 
 
 FULL_SIZES = Sizes(atari=(64, 1000), control_suite=(64, 1001), babyai=(128, 200), episodes_per_shard=2)
-QUICK_SIZES = Sizes(atari=(2, 40), control_suite=(2, 40), babyai=(2, 20), episodes_per_shard=1)
+QUICK_SIZES = Sizes(atari=(8, 40), control_suite=(8, 40), babyai=(8, 20), episodes_per_shard=1)
 
 
 # --- One measured run (in a child process) ------------------------------------------------
@@ -138,6 +141,72 @@ def run_full(data: SyntheticSet, beam_args: Sequence[str], output_dir: str) -> d
     }
 
 
+def _shard_files(data: SyntheticSet) -> list[str]:
+    from planning.plan import plan_work
+
+    return sorted({item.shard_path for item in plan_work(data.kind, data_dir=data.data_dir).work_items})
+
+
+def _best(fn: Any, repeat: int = 3) -> float:
+    """The fastest of `repeat` timed calls of `fn` (seconds)."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def run_floor(data: SyntheticSet, job_output: str) -> dict[str, Any]:
+    """The floor's parts on the records of `data`, each timed alone (fastest of 3).
+
+    read: TFRecord framing with both crc32c checks, every record of every shard;
+    decode: every PNG frame with the fastest pixel-identical decoder (pyspng, else Pillow);
+    write: the job's own output tables (`job_output`'s sequence shards) written again
+    with `ShardWriter` and default `WriteOptions` (zstd 3, 128-row groups, dictionaries).
+    """
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    from formats.parquet_shards import ShardWriter, WriteOptions
+    from formats.tfrecord import iter_records
+    from tensorflow_datasets.proto import tf_example_pb2
+    from transforms.images import _decode_png_pillow, _spng
+
+    files = _shard_files(data)
+
+    def read() -> list[bytes]:
+        records: list[bytes] = []
+        for path in files:
+            with open(path, "rb") as f:
+                records += iter_records(f)
+        return records
+
+    pngs = [v for record in read() for feature in tf_example_pb2.Example.FromString(record).features.feature.values()
+            for v in feature.bytes_list.value if v[:4] == _PNG_MAGIC]
+    spng = _spng()
+    decode_one = (lambda b: spng.load(b)) if spng is not None else (lambda b: _decode_png_pillow(b, 0))
+    tables = [pq.read_table(p) for p in sorted(Path(job_output, "sequences").rglob("*.parquet"))]
+
+    def write() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            for i, table in enumerate(tables):
+                writer = ShardWriter(kind="sequences", dataset=data.kind, task="floor", work_item=i,
+                                     schema=table.schema, options=WriteOptions(output_dir=tmp), attempt="floor")
+                for batch in table.to_batches(max_chunksize=20):  # about one episode's rows at a time
+                    writer.write(batch)
+                writer.close()
+
+    return {
+        "read": _best(read),
+        "decode": _best(lambda: [decode_one(b) for b in pngs]) if pngs else 0.0,
+        "write": _best(write),
+        "frames": len(pngs),
+        "decoder": "none" if not pngs else "pyspng" if spng is not None else "Pillow",
+    }
+
+
 def _child(spec: dict[str, Any]) -> None:
     # Imports are not the job's time: import what the run uses here, once, as a
     # long-running worker would have (the reader no longer imports TensorFlow).
@@ -149,6 +218,8 @@ def _child(spec: dict[str, Any]) -> None:
     started = time.perf_counter()
     if spec["mode"] == "baseline":
         result = run_baseline(data, spec["beam_args"])
+    elif spec["mode"] == "floor":
+        result = run_floor(data, spec["output_dir"])
     else:
         result = run_full(data, spec["beam_args"], spec["output_dir"])
     result["seconds"] = time.perf_counter() - started
@@ -172,24 +243,28 @@ def _tree_rss(process: Any) -> int:
 
 def measure(
     mode: str, data: SyntheticSet, *, workers: int, work_dir: Path, label: str,
-    running_mode: str = "in_memory",
+    running_mode: str = "in_memory", script: Path | None = None, keep_output: bool = False,
+    output_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Runs one configuration in a child process, polling its process tree's RSS."""
+    """Runs one configuration in a child process (`script`'s, by default this file's),
+    polling its process tree's RSS. The run's output is removed unless `keep_output`."""
     import psutil
 
+    script = script or Path(__file__)
     spec = {
         "mode": mode,
         "data": dataclasses.asdict(data),
         "beam_args": ["--runner=DirectRunner", f"--direct_num_workers={workers}",
                       f"--direct_running_mode={running_mode}"],
-        "output_dir": str(work_dir / label),
+        "output_dir": str(output_dir or work_dir / label),
     }
     log_path = work_dir / f"{label}.log"
+    env = {**os.environ, "PYTHONPATH": str(script.resolve().parent.parent)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(log_path, "w") as log:
         child = subprocess.Popen(
-            [sys.executable, __file__, "--_child", json.dumps(spec)],
-            stdout=subprocess.PIPE, stderr=log, text=True,
+            [sys.executable, str(script), "--_child", json.dumps(spec)],
+            stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=script.resolve().parent.parent,
         )
         process = psutil.Process(child.pid)
         peak = 0
@@ -209,7 +284,8 @@ def measure(
     result["peak_rss"] = peak
     # CPU of the child and every worker process it reaped (the whole run, start-up included).
     result["cpu_seconds"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    shutil.rmtree(spec["output_dir"], ignore_errors=True)
+    if not keep_output and mode != "floor":
+        shutil.rmtree(spec["output_dir"], ignore_errors=True)
     return result
 
 
@@ -237,8 +313,13 @@ def _check(name: str, value: float, target: float, *, at_most: bool = False) -> 
     return f"{name}: {value:.2f}x (target {'<=' if at_most else '>='} {target}x) {'OK' if ok else 'MISSED'}"
 
 
+def _us(seconds: float, timesteps: int) -> float:
+    return seconds / max(1, timesteps) * 1e6
+
+
 def run_suite(
-    cache_dir: Path, sizes: Sizes, *, kinds: Sequence[str], scaling: bool, repeat: int = 2
+    cache_dir: Path, sizes: Sizes, *, kinds: Sequence[str], scaling: bool, repeat: int = 2,
+    compare_tree: Path | None = None,
 ) -> list[str]:
     """Makes the data, runs every measurement, prints and returns the report lines."""
     work_dir = cache_dir / "runs"
@@ -249,29 +330,48 @@ def run_suite(
         print(line, flush=True)
         lines.append(line)
 
-    def dataset(kind: str, scale: int) -> SyntheticSet:
-        episodes, steps = getattr(sizes, kind)
-        return make_dataset(kind, cache_dir=cache_dir / "data", episodes=episodes * scale, steps=steps,
+    def dataset(kind: str, scale: int = 1, *, episodes: int | None = None) -> SyntheticSet:
+        large, steps = getattr(sizes, kind)
+        return make_dataset(kind, cache_dir=cache_dir / "data", episodes=episodes or large * scale, steps=steps,
                             episodes_per_shard=sizes.episodes_per_shard)
 
-    datasets = {kind: dataset(kind, 1) for kind in kinds}
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     say(f"machine: {os.cpu_count()} cores, load average {load} before the runs; DirectRunner; "
         f"python {sys.version.split()[0]}")
     full_runs: dict[str, dict[str, Any]] = {}
-    for kind, data in datasets.items():
-        base = measure_best("baseline", data, repeat=repeat, workers=1, work_dir=work_dir, label=f"{kind}-baseline")
-        full = measure_best("full", data, repeat=repeat, workers=1, work_dir=work_dir, label=f"{kind}-full")
-        full_runs[kind] = full
-        tokens = full["episode_tokens"]
-        say(f"{kind}: {data.episodes} episodes x {data.steps} steps ({base['timesteps']:,} timesteps, "
-            f"{tokens:,} tokens after filtering {full['kept_episodes']}/{data.episodes} episodes)")
-        for name, run in (("baseline", base), ("full", full)):
-            say(f"  {name:8s} {run['seconds']:7.1f} s  {_rate(base['timesteps'], run['seconds'])} timesteps/s  "
-                f"{_rate(tokens, run['seconds'])} tokens/s  peak {_mib(run['peak_rss'])}")
-        say(f"  output: {full['output_bytes'] / max(1, full['written_tokens']):.3f} bytes/token "
-            f"({full['written_tokens']:,} tokens in {full['rows']:,} rows, {full['output_bytes']:,} bytes)")
-        say("  " + _check("full/baseline speed", base["seconds"] / full["seconds"], TARGET_FULL_OVER_BASELINE))
+    for kind in kinds:
+        large_data = dataset(kind)
+        small_data = dataset(kind, episodes=max(1, large_data.episodes // SMALL_DIVISOR))
+        one_data = dataset(kind, episodes=1)
+        run = functools.partial(measure_best, "full", repeat=repeat, workers=1, work_dir=work_dir)
+        one = run(one_data, label=f"{kind}-e1-full")
+        small = one if small_data == one_data else run(small_data, label=f"{kind}-small-full")
+        large = run(large_data, label=f"{kind}-large-full", keep_output=True)
+        full_runs[kind] = large
+        floor = measure("floor", large_data, workers=1, work_dir=work_dir, label=f"{kind}-floor",
+                        output_dir=work_dir / f"{kind}-large-full")
+        shutil.rmtree(work_dir / f"{kind}-large-full", ignore_errors=True)
+        span = large_data.timesteps - small_data.timesteps
+        marginal = _us(large["seconds"] - small["seconds"], span)
+        floor_us = _us(floor["read"] + floor["decode"] + floor["write"], large_data.timesteps)
+        say(f"{kind}: marginal full/floor {marginal / floor_us:.1f}x, full {marginal:.1f} us/ts, "
+            f"floor {floor_us:.1f} us/ts, fixed {one['seconds']:.1f} s")
+        say(f"  full job: 1 episode {one['seconds']:.2f} s; {small_data.episodes} x {small_data.steps} steps "
+            f"({small_data.timesteps:,} ts) {small['seconds']:.2f} s; {large_data.episodes} x {large_data.steps} "
+            f"({large_data.timesteps:,} ts) {large['seconds']:.2f} s = {_rate(large_data.timesteps, large['seconds'])} "
+            f"timesteps/s, peak {_mib(large['peak_rss'])}")
+        say(f"  floor per timestep: read {_us(floor['read'], large_data.timesteps):.2f} us, decode "
+            f"{_us(floor['decode'], large_data.timesteps):.2f} us ({floor['frames']:,} frames, {floor['decoder']}), "
+            f"write {_us(floor['write'], large_data.timesteps):.2f} us")
+        say(f"  output: {large['output_bytes'] / max(1, large['written_tokens']):.3f} bytes/token "
+            f"({large['written_tokens']:,} tokens in {large['rows']:,} rows, kept {large['kept_episodes']}/"
+            f"{large_data.episodes} episodes)")
+        say("  " + _check("marginal full/floor", marginal / floor_us, TARGET_MARGINAL_OVER_FLOOR, at_most=True))
+        if compare_tree is not None and kind == "atari":
+            old = measure_best("full", large_data, repeat=repeat, workers=1, work_dir=work_dir,
+                               label="atari-large-full-compare", script=compare_tree / "benchmarks" / "bench_pipeline.py")
+            say(f"  same data, {compare_tree}: {old['seconds']:.2f} s = {_rate(large_data.timesteps, old['seconds'])} "
+                f"timesteps/s; this tree {large['seconds']:.2f} s: {old['seconds'] / large['seconds']:.2f}x faster")
 
     if scaling:
         one = full_runs["atari"]
@@ -312,7 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--cache_dir", default=str(_ROOT / "bench_out"), help="synthetic data and run outputs")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, figures meaningless")
     p.add_argument("--kinds", default="atari,control_suite,babyai", help="comma-separated dataset kinds")
-    p.add_argument("--no_scaling", action="store_true", help="skip the 4x-data and 2-worker runs")
+    p.add_argument("--scaling", action="store_true", help="add the 4x-data and 2-worker runs (issue 7)")
+    p.add_argument("--compare_tree", type=Path, help="another source tree whose full job runs on the same data")
     p.add_argument("--repeat", type=int, default=2, help="runs per measurement; the fastest counts")
     p.add_argument("--_child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -322,7 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     kinds = [k for k in args.kinds.split(",") if k]
     run_suite(Path(args.cache_dir), QUICK_SIZES if args.quick else FULL_SIZES, kinds=kinds,
-              scaling=not args.no_scaling and "atari" in kinds, repeat=max(1, args.repeat))
+              scaling=args.scaling and "atari" in kinds, repeat=max(1, args.repeat),
+              compare_tree=args.compare_tree.resolve() if args.compare_tree else None)
     print(f"suite: {time.perf_counter() - started:.0f} s", flush=True)
     return 0
 
