@@ -28,7 +28,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import weakref
 from collections.abc import Sequence
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions, StandardOptions, TestOptions
@@ -47,6 +49,29 @@ RUNNER_EXTRAS = {
     "dataflow": ("apache_beam.runners.dataflow.internal.apiclient", "dataflow"),
     **{name.rsplit(".", 1)[-1]: ("pipeline.dask_runner", "dask") for name in DASK_RUNNER_NAMES},
 }
+
+
+# Each options object's views, one per class (`ViewCachingOptions`); weak, so that a
+# finished pipeline's options go, and outside the object, so that nothing pickles them.
+_VIEWS: weakref.WeakKeyDictionary[PipelineOptions, dict[type, Any]] = weakref.WeakKeyDictionary()
+
+
+class ViewCachingOptions(PipelineOptions):
+    """PipelineOptions whose `view_as(cls)` is made once per class.
+
+    Beam asks the pipeline's options for a view (TypeOptions, StandardOptions, ...) about
+    four times per transform while building, and each new view parses every flag again
+    through argparse: ~750 parses, most of a one-episode job's construction time. A view
+    keeps no values of its own (they live in the `_all_options` dict it shares with this
+    object, so a write through any view shows in all), which makes one view per class
+    equivalent to a new one per call.
+    """
+
+    def view_as(self, cls: type[Any]) -> Any:
+        views = _VIEWS.setdefault(self, {})
+        if cls not in views:
+            views[cls] = super().view_as(cls)
+        return views[cls]
 
 
 def local_runner(options: PipelineOptions) -> PipelineRunner:
@@ -117,7 +142,7 @@ def workers_see_local_disk(options: PipelineOptions) -> bool:
 def make_pipeline(beam_args: Sequence[str]) -> beam.Pipeline:
     """A `beam.Pipeline` for Beam's command-line flags; local runs use `local_runner`,
     Dask runs `pipeline.dask_runner.DaskRunner` (module doc)."""
-    options = PipelineOptions(list(beam_args))
+    options = ViewCachingOptions(list(beam_args))
     if is_local(options):
         return beam.Pipeline(runner=local_runner(options), options=options)
     if is_dask(options):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 from apache_beam.runners.portability import prism_runner
 from apache_beam.runners.portability.fn_api_runner import fn_runner
@@ -109,3 +110,19 @@ def test_a_runner_without_its_extra_names_the_extra(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ValueError, match=r'^--runner=DataflowRunner needs the dataflow extra .*pip install -e "\.\[dataflow\]"$'):
         require_runner_installed(PipelineOptions(["--runner=DataflowRunner"]))
     require_runner_installed(PipelineOptions(["--runner=DirectRunner"]))  # the local runner needs no extra
+
+
+def test_cached_views_equal_new_views_and_share_their_values() -> None:
+    from apache_beam.options.pipeline_options import DirectOptions, TypeOptions
+
+    from pipeline.runner import ViewCachingOptions
+
+    args = ["--runner=DirectRunner", "--direct_num_workers=2", "--direct_running_mode=in_memory"]
+    cached, plain = ViewCachingOptions(args), PipelineOptions(args)
+    for cls in (StandardOptions, DirectOptions, TypeOptions):
+        assert cached.view_as(cls) is cached.view_as(cls)  # made once
+        assert cached.view_as(cls).get_all_options() == plain.view_as(cls).get_all_options()
+    cached.view_as(TypeOptions).pipeline_type_check = False  # a write through one view ...
+    assert cached.view_as(TypeOptions).pipeline_type_check is False  # ... shows in the next
+    assert cached.get_all_options()["pipeline_type_check"] is False
+    assert make_pipeline(args)._options.view_as(DirectOptions).direct_num_workers == 2
