@@ -10,7 +10,10 @@ components, `glob_relative` and `list_names` answer relative to the URL they wer
 for code that checks, moves or removes files under it (`formats/manifest.py`,
 `formats/output_dir.py`). `write_bytes`: one whole small file (the statistics, the
 report) at a relative path of safe components (`formats.paths.path_under`), its
-directories created. `sha256_and_size`: what the manifest records of a file.
+directories created. `HashingWriter`: a file open for writing that hashes the bytes it
+passes on, so a writer knows what the manifest records of its file (sha256 and bytes)
+without reading it back. `sha256_and_size`: the same figures of a file on disk, read in
+full (the reader's and the audit's check).
 
 A full disk is one clear error wherever we write: `raise_if_no_space(path)` turns an
 `OSError` with errno `ENOSPC` (or `EDQUOT`) into `NoSpaceLeftError("no space left on
@@ -23,6 +26,7 @@ import contextlib
 import errno
 import hashlib
 from collections.abc import Iterator
+from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -126,6 +130,60 @@ def write_bytes(output_dir: str, relative: str, payload: bytes) -> None:
         fs.makedirs(local.rsplit("/", 1)[0], exist_ok=True)
         with fs.open(local, "wb") as handle:
             handle.write(payload)
+
+
+class HashingWriter:
+    """A binary file open for writing that hashes what it passes on.
+
+    Invariant: `sha256` and `size` describe exactly the bytes the wrapped file accepted,
+    in order, so once it is closed they are the file's own figures. Pass it wherever a
+    writable file object goes (pyarrow's ParquetWriter included); it closes the wrapped file.
+    """
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+        self._digest = hashlib.sha256()
+        self._size = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        written = self._file.write(view)
+        count = view.nbytes if written is None else int(written)
+        self._digest.update(view[:count])  # only what the file took: a short write is not hashed twice
+        self._size += count
+        return count
+
+    def tell(self) -> int:
+        return self._size
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._file.closed)
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
+    @property
+    def sha256(self) -> str:
+        """Hex sha256 of the bytes written so far."""
+        return self._digest.hexdigest()
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        return self._size
 
 
 def sha256_and_size(fs: fsspec.AbstractFileSystem, path: str) -> tuple[str, int]:

@@ -13,23 +13,26 @@ So a crashed job leaves no manifest, and readers refuse such a directory.
   temporaries (`_tmp/`, `.manifest.json.*.tmp`), staging directories of runs that did
   not finish, and the files of an unfinished output. With a `run_id`, the job's staging
   directory `_staging/<run id>` is made and returned: the job writes there.
-- `finalize_shards` after the write barrier: moves each `ShardEntry` of one kind from
-  `_tmp/<kind>/...` to its final name, measures bytes and sha256 for the manifest, and
-  deletes `_tmp/<kind>`, which removes the orphans of failed attempts. Idempotent (a
-  retry skips shards already moved); two entries with one final path (a work item's rows
-  split across bundles) are an error, never a silent overwrite.
+- After the write barrier, shards move into place: `move_shard` moves one `ShardEntry`
+  from `_tmp/<kind>/...` to its final name and returns its manifest entry, with the bytes
+  and sha256 the writer measured while writing (no shard is read again). It is
+  idempotent (a retry finds the shard already moved), so the job runs it as one element
+  per shard, in parallel (`pipeline/write_shards.py`). `duplicate_paths` names final
+  paths two entries share (a work item's rows split across bundles): an error, never a
+  silent overwrite. `remove_temporaries` then deletes `_tmp/<kind>`, with the orphans of
+  failed attempts. `finalize_shards` is the three in one call, for callers without Beam.
 
 All file access goes through fsspec, so `gs://bucket/out` works like a local path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import fsspec
 
-from formats.files import move_file, output_filesystem, raise_if_no_space, sha256_and_size
+from formats.files import move_file, output_filesystem, raise_if_no_space
 from formats.layout import (
     FOREIGN,
     MANIFEST,
@@ -100,6 +103,63 @@ def prepare_output_dir(output_dir: str, *, overwrite: bool, run_id: str | None =
     return target
 
 
+def duplicate_paths(entries: Iterable[ShardEntry]) -> list[str]:
+    """The final paths more than one entry names, sorted."""
+    seen: set[str] = set()
+    twice: set[str] = set()
+    for entry in entries:
+        (twice if entry.path in seen else seen).add(entry.path)
+    return sorted(twice)
+
+
+def written_twice_error(paths: Sequence[str]) -> ValueError:
+    """The error for shards two entries name (`duplicate_paths`)."""
+    return ValueError(
+        f"shards written twice: {list(paths[:5])}; one work item's rows must reach "
+        "WriteShards in a single bundle (do not reshuffle between Read and Write)"
+    )
+
+
+def manifest_entry(entry: ShardEntry) -> dict[str, Any]:
+    """What the manifest lists of a shard (keys `S_*`)."""
+    return {
+        S_PATH: entry.path,
+        S_DATASET: entry.dataset,
+        S_TASK: entry.task,
+        S_ROWS: entry.rows,
+        S_TOKENS: entry.tokens,
+        S_BYTES: entry.bytes,
+        S_SHA256: entry.sha256,
+    }
+
+
+def move_shard(output_dir: str, entry: ShardEntry) -> dict[str, Any]:
+    """Move one shard from its temporary place to its final name; its manifest entry.
+
+    Idempotent: a shard already moved (a retry) is left in place. The file is never
+    opened: bytes and sha256 are the writer's (`ShardEntry`).
+    """
+    fs, root = output_filesystem(output_dir)
+    _, temp = fsspec.core.url_to_fs(entry.temp_path)
+    final = path_under(root, *entry.path.split("/"))
+    if fs.exists(temp):
+        with raise_if_no_space(final):
+            fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+            move_file(fs, temp, final)
+    elif not fs.exists(final):
+        raise FileNotFoundError(f"shard {entry.path} is neither at {temp} nor in place")
+    return manifest_entry(entry)
+
+
+def remove_temporaries(output_dir: str, *, kind: str) -> None:
+    """Delete `_tmp/<kind>` (the orphans of failed attempts); only this kind's: the other
+    kind may still be writing."""
+    fs, root = output_filesystem(output_dir)
+    tmp = f"{root}/{TMP_DIR}/{kind}"
+    if fs.exists(tmp):
+        fs.rm(tmp, recursive=True)
+
+
 def finalize_shards(output_dir: str, entries: Iterable[ShardEntry], *, kind: str) -> list[dict[str, Any]]:
     """Move `kind` shards into their final names; manifest entries sorted by path.
 
@@ -108,39 +168,9 @@ def finalize_shards(output_dir: str, entries: Iterable[ShardEntry], *, kind: str
     a work item's rows were split across bundles: an error, not a silent overwrite.
     """
     chosen = sorted((e for e in entries if e.kind == kind), key=lambda e: e.path)
-    paths = [e.path for e in chosen]
-    duplicates = sorted({p for p in paths if paths.count(p) > 1})
+    duplicates = duplicate_paths(chosen)
     if duplicates:
-        raise ValueError(
-            f"shards written twice: {duplicates[:5]}; one work item's rows must reach "
-            "WriteShards in a single bundle (do not reshuffle between Read and Write)"
-        )
-    fs, root = fsspec.core.url_to_fs(output_dir)
-    root = root.rstrip("/")
-    result: list[dict[str, Any]] = []
-    for entry in chosen:
-        _, temp = fsspec.core.url_to_fs(entry.temp_path)
-        final = path_under(root, *entry.path.split("/"))
-        if fs.exists(temp):
-            with raise_if_no_space(final):
-                fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
-                move_file(fs, temp, final)
-        elif not fs.exists(final):
-            raise FileNotFoundError(f"shard {entry.path} is neither at {temp} nor in place")
-        sha, size = sha256_and_size(fs, final)
-        result.append(
-            {
-                S_PATH: entry.path,
-                S_DATASET: entry.dataset,
-                S_TASK: entry.task,
-                S_ROWS: entry.rows,
-                S_TOKENS: entry.tokens,
-                S_BYTES: size,
-                S_SHA256: sha,
-            }
-        )
-    # Only this kind's temporaries: the other kind may still be writing.
-    tmp = f"{root}/{TMP_DIR}/{kind}"
-    if fs.exists(tmp):
-        fs.rm(tmp, recursive=True)
+        raise written_twice_error(duplicates)
+    result = [move_shard(output_dir, entry) for entry in chosen]
+    remove_temporaries(output_dir, kind=kind)
     return result

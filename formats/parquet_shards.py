@@ -17,13 +17,15 @@ rejects likewise under `rejects/`. Names pass through `formats.paths.safe_compon
 - `ShardWriter`: the rows of one (kind, dataset, task, work item) into consecutive shards,
   closed at row-group boundaries once `rows_per_shard` rows or `max_shard_bytes` of Arrow
   data are reached (`WriteOptions`). Memory: one row group plus the Parquet writer's pages.
+  Each shard is written through a `formats.files.HashingWriter`, so its entry carries the
+  file's bytes and sha256 (what the manifest records) without the file being read again.
 
 Determinism: shard and row-group boundaries depend only on row counts and Arrow sizes,
 and files carry no timestamps or ids, so the same rows in the same order give
 byte-identical files (the Write stage, `pipeline/write_shards.py`, gets one work item's
 rows in input order in one bundle). Atomicity: a shard is written under
 `_tmp/<kind>/<attempt>/...` and reported as a `ShardEntry` (final relative path,
-temporary path, rows, tokens); `formats.output_dir.finalize_shards` moves it into place.
+temporary path, rows, tokens, bytes, sha256); `formats.output_dir` moves it into place.
 A full disk while writing a shard removes the partial file and raises
 `formats.files.NoSpaceLeftError` ("no space left on <path>").
 """
@@ -43,7 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from formats.files import NoSpaceLeftError, is_no_space, no_space_error
+from formats.files import HashingWriter, NoSpaceLeftError, is_no_space, no_space_error
 from formats.manifest import canonical_json, fields_metadata
 from formats.paths import path_under, relative_path, safe_component
 from schemas.fields import FieldSpec
@@ -198,7 +200,11 @@ def reject_sort_key(reject: Reject) -> tuple[str, str, str, str, str]:
 
 @dataclasses.dataclass(frozen=True)
 class ShardEntry:
-    """A closed shard waiting in its temporary place; `path` is final and relative."""
+    """A closed shard waiting in its temporary place; `path` is final and relative.
+
+    `bytes` and `sha256` are those of the file at `temp_path`, measured while it was
+    written (moving it does not change them).
+    """
 
     kind: str  # SEQUENCES_DIR or REJECTS_DIR
     path: str
@@ -207,6 +213,8 @@ class ShardEntry:
     task: str
     rows: int
     tokens: int
+    bytes: int
+    sha256: str
 
 
 def shard_path(kind: str, dataset: str, task: str, work_item: int, shard: int) -> str:
@@ -240,7 +248,7 @@ class ShardWriter:
         self._pending_rows = 0
         self._shard = 0
         self._writer: pq.ParquetWriter | None = None
-        self._file: Any = None
+        self._file: HashingWriter | None = None
         self._rows = self._tokens = self._bytes = 0
         self._path = self._temp_path = ""
 
@@ -301,7 +309,7 @@ class ShardWriter:
         )
         fs, path = fsspec.core.url_to_fs(self._temp_path)
         fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        self._file = fs.open(path, "wb")
+        self._file = HashingWriter(fs.open(path, "wb"))
         self._writer = pq.ParquetWriter(
             self._file,
             self._schema,
@@ -334,7 +342,8 @@ class ShardWriter:
 
     def _close_shard(self) -> ShardEntry:
         self._writer.close()  # type: ignore[union-attr]
-        self._file.close()
+        file = self._file
+        file.close()  # type: ignore[union-attr]
         self._writer = self._file = None
         entry = ShardEntry(
             kind=self._kind,
@@ -344,6 +353,8 @@ class ShardWriter:
             task=self._task,
             rows=self._rows,
             tokens=self._tokens,
+            bytes=file.size,  # type: ignore[union-attr]
+            sha256=file.sha256,  # type: ignore[union-attr]
         )
         self._shard += 1
         self._rows = self._tokens = self._bytes = 0

@@ -96,3 +96,48 @@ def test_reading_listing_and_globbing_answer_in_the_callers_form(tmp_path: Path,
     finally:
         if kind == "memory":
             fsspec.filesystem("memory").rm("/files-test", recursive=True)
+
+
+def test_a_hashing_writer_knows_the_digest_and_size_of_what_it_wrote(tmp_path: Path) -> None:
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from formats.files import HashingWriter
+
+    table = pa.table({"x": list(range(1000)), "y": [str(i) for i in range(1000)]})
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(table, plain)
+    with fsspec.open(str(tmp_path / "hashed.parquet"), "wb") as raw:
+        hashed = HashingWriter(raw)
+        writer = pq.ParquetWriter(hashed, table.schema)  # pyarrow writes through it like any file
+        writer.write_table(table)
+        writer.close()
+        hashed.close()
+    payload = (tmp_path / "hashed.parquet").read_bytes()
+    assert payload == plain.read_bytes()  # the wrapper changes no byte
+    assert (hashed.size, hashed.sha256) == (len(payload), hashlib.sha256(payload).hexdigest())
+    assert hashed.closed and hashed.tell() == len(payload)
+
+
+def test_a_hashing_writer_hashes_only_what_a_short_write_took() -> None:
+    import hashlib
+
+    from formats.files import HashingWriter
+
+    class Short:
+        closed = False
+
+        def __init__(self) -> None:
+            self.taken = b""
+
+        def write(self, data: memoryview) -> int:
+            self.taken += bytes(data[:2])
+            return 2
+
+    short = Short()
+    hashed = HashingWriter(short)
+    assert hashed.write(b"abcdef") == 2 and hashed.write(bytearray(b"gh")) == 2
+    assert short.taken == b"abgh"
+    assert (hashed.size, hashed.sha256) == (4, hashlib.sha256(b"abgh").hexdigest())

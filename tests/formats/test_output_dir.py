@@ -15,6 +15,7 @@ from formats.parquet_shards import WriteOptions
 from schemas.output import M_SHARDS, MANIFEST_FILE, REJECTS_DIR, SEQUENCES_DIR, TMP_DIR
 from tests.formats.manifest_fixtures import make_finished_output, make_manifest
 from tests.formats.shard_fixtures import write_stream
+from tests.fs_spy import spy_on_files
 
 
 def _files(root: Path) -> list[str]:
@@ -104,7 +105,7 @@ def test_finalize_removes_orphans_refuses_duplicates_and_is_idempotent(tmp_path:
     assert finalize_shards(out, entries, kind=REJECTS_DIR) == []
 
 
-def test_finalize_moves_shards_into_place_with_their_size_and_digest(tmp_path: Path) -> None:
+def test_finalize_moves_shards_into_place_with_the_writers_size_and_digest(tmp_path: Path) -> None:
     from formats.parquet_shards import ShardEntry
 
     temp = tmp_path / TMP_DIR / SEQUENCES_DIR / "a1" / "x.parquet"
@@ -113,15 +114,30 @@ def test_finalize_moves_shards_into_place_with_their_size_and_digest(tmp_path: P
     rejects_tmp = tmp_path / TMP_DIR / REJECTS_DIR / "a1" / "r.parquet"
     rejects_tmp.parent.mkdir(parents=True)
     rejects_tmp.write_bytes(b"r")
-    entry = ShardEntry(SEQUENCES_DIR, "sequences/d/t/part-00000-000.parquet", str(temp), "d", "t", rows=3, tokens=7)
+    digest = hashlib.sha256(b"12345").hexdigest()
+    entry = ShardEntry(SEQUENCES_DIR, "sequences/d/t/part-00000-000.parquet", str(temp), "d", "t", rows=3, tokens=7,
+                       bytes=5, sha256=digest)
     [listed] = finalize_shards(str(tmp_path), [entry], kind=SEQUENCES_DIR)
     assert listed == {"path": entry.path, "dataset": "d", "task": "t", "rows": 3, "tokens": 7,
-                      "bytes": 5, "sha256": hashlib.sha256(b"12345").hexdigest()}
+                      "bytes": 5, "sha256": digest}
     assert (tmp_path / entry.path).read_bytes() == b"12345" and not temp.exists()
     assert rejects_tmp.exists()  # the other kind may still be writing
-    missing = ShardEntry(SEQUENCES_DIR, "sequences/d/t/part-00001-000.parquet", str(temp), "d", "t", 1, 1)
+    missing = ShardEntry(SEQUENCES_DIR, "sequences/d/t/part-00001-000.parquet", str(temp), "d", "t", 1, 1, 1, "0")
     with pytest.raises(FileNotFoundError, match="shard sequences/d/t/part-00001-000.parquet is neither at"):
         finalize_shards(str(tmp_path), [missing], kind=SEQUENCES_DIR)
+
+
+def test_finalize_never_reads_a_shard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 14, item 4: the writer hashed each shard while writing it; finalizing only moves
+    # files (at scale, reading the output again on one worker was a second full download).
+    entries = write_stream(WriteOptions(str(tmp_path), rows_per_shard=4), "t", 0, 3)
+    assert len(entries) > 1
+    spy = spy_on_files(monkeypatch)
+    listed = finalize_shards(str(tmp_path), entries, kind=SEQUENCES_DIR)
+    assert spy.read() == []
+    for shard in listed:
+        payload = (tmp_path / shard["path"]).read_bytes()
+        assert (shard["bytes"], shard["sha256"]) == (len(payload), hashlib.sha256(payload).hexdigest())
 
 
 def test_prepare_creates_a_missing_directory(tmp_path: Path) -> None:
