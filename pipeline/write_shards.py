@@ -12,15 +12,18 @@ input gives byte-identical files whatever the runner. Files carry no timestamps 
 Atomicity: paths are relative to `WriteOptions.output_dir`, which in a job is the run's
 staging directory `<output_dir>/_staging/<run id>` (`pipeline/job.py`), so a shard's path
 names the run that wrote it. `WriteShards` writes to `_tmp/<kind>/<attempt uuid>/...` and emits a
-`ShardEntry` per closed shard; `FinalizeShards` (after a barrier: only entries of
-committed bundles reach it) moves each into its final name, measures bytes and sha256,
-and deletes `_tmp/<kind>`, which removes the orphans of failed attempts.
+`ShardEntry` per closed shard, with the bytes and sha256 the writer measured while writing.
+`FinalizeShards` groups the entries by final path (the barrier: only entries of committed
+bundles reach it; a path named twice is an error), moves each shard into its final name as
+its own element, in parallel, gathers only the small manifest entries, and then deletes
+`_tmp/<kind>`, which removes the orphans of failed attempts. No shard is read again.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
@@ -28,7 +31,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from formats.output_dir import finalize_shards
+from formats.output_dir import move_shard, remove_temporaries, written_twice_error
 from formats.parquet_shards import (
     ShardEntry,
     ShardWriter,
@@ -37,7 +40,7 @@ from formats.parquet_shards import (
     rejects_record_batch,
     sequence_record_batch,
 )
-from schemas.output import REJECTS_DIR, REJECTS_SCHEMA, SEQUENCES_DIR
+from schemas.output import REJECTS_DIR, REJECTS_SCHEMA, S_PATH, SEQUENCES_DIR
 from transforms.episode import EpisodeKey, Reject, TaskKey
 from transforms.sequence import SequenceBatch
 
@@ -47,7 +50,7 @@ class WriteShards(beam.DoFn):
 
     Streams stay open while their work item's rows arrive and close when the next work
     item starts or at `finish_bundle`, so a work item's rows form consecutive shards. A
-    work item seen again later would reuse shard names: `finalize_shards` refuses that.
+    work item seen again later would reuse shard names: `FinalizeShards` refuses that.
     Temporary names are unique per bundle attempt.
     """
 
@@ -116,10 +119,35 @@ class WriteRejects(beam.PTransform):
         )
 
 
+class _MoveShardFn(beam.DoFn):
+    """(final path, its entries) -> the shard's manifest entry, once it is in place.
+
+    Idempotent (`move_shard`), so a retried bundle moves nothing twice.
+    """
+
+    def __init__(self, output_dir: str) -> None:
+        self._output_dir = output_dir
+
+    def process(self, element: tuple[str, Iterable[ShardEntry]]) -> Iterator[dict[str, Any]]:
+        path, entries = element
+        entries = list(entries)
+        if len(entries) > 1:
+            raise written_twice_error([path])
+        yield move_shard(self._output_dir, entries[0])
+
+
+def _remove_temporaries(entries: list[dict[str, Any]], *, output_dir: str, kind: str) -> list[dict[str, Any]]:
+    """After every move: `_tmp/<kind>` goes; the entries sorted by path for the manifest."""
+    remove_temporaries(output_dir, kind=kind)
+    return sorted(entries, key=lambda e: e[S_PATH])
+
+
 class FinalizeShards(beam.PTransform):
     """ShardEntry -> one element: the manifest entries of every `kind` shard, sorted by path.
 
-    `ToList` is the barrier: it fires once every write bundle has committed.
+    Grouping by final path is the barrier (it fires once every write bundle has committed)
+    and spreads the moves: one element per shard. Only the small manifest entries are
+    gathered; `_tmp/<kind>` is removed after every move.
     """
 
     def __init__(self, output_dir: str, *, kind: str) -> None:
@@ -131,6 +159,10 @@ class FinalizeShards(beam.PTransform):
         output_dir, kind = self._output_dir, self._kind
         return (
             entries
-            | "Barrier" >> beam.combiners.ToList()
-            | "MoveIntoPlace" >> beam.Map(lambda es: finalize_shards(output_dir, es, kind=kind))
+            | "OfKind" >> beam.Filter(lambda e: e.kind == kind)
+            | "KeyByPath" >> beam.Map(lambda e: (e.path, e))
+            | "GroupByPath" >> beam.GroupByKey()
+            | "MoveIntoPlace" >> beam.ParDo(_MoveShardFn(output_dir))
+            | "Entries" >> beam.combiners.ToList()
+            | "RemoveTemporaries" >> beam.Map(_remove_temporaries, output_dir=output_dir, kind=kind)
         )

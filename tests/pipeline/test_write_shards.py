@@ -4,6 +4,7 @@ two workers, a rerun after a crash."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -11,15 +12,18 @@ from pathlib import Path
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
 
 from formats.manifest import build_manifest, read_manifest, write_manifest
+from formats.output_dir import manifest_entry, move_shard
 from formats.parquet_shards import WriteOptions
 from pipeline.write_shards import FinalizeShards, WriteRejects, WriteShards
 from schemas.output import M_REJECTS, M_SHARDS, REJECTS_DIR, REJECTS_SCHEMA, SEQUENCES_DIR, TMP_DIR
 from schemas.vocab import GATO, Modality
-from tests.formats.shard_fixtures import FIELDS, L, SCHEMA, toy_episodes
+from tests.formats.shard_fixtures import FIELDS, L, SCHEMA, toy_episodes, write_stream
 from transforms.episode import Reject
 
 
@@ -171,3 +175,35 @@ def test_two_runs_write_identical_rejects_shards_whatever_the_reprs_in_details(t
         assert (tmp_path / "one" / shard["path"]).read_bytes() == (tmp_path / "two" / shard["path"]).read_bytes()
     details = pq.read_table(tmp_path / "one" / one[M_REJECTS][0]["path"]).column("detail").to_pylist()
     assert "cannot identify image file <object object>" in details[0]
+
+
+def test_finalize_moves_each_shard_as_its_own_element(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 14, item 4: the moves are one element per shard after the barrier, not a loop
+    # on one worker, and the manifest has the writer's bytes and sha256.
+    from pipeline import write_shards
+
+    out = tmp_path / "out"
+    moved: list[str] = []
+    real_move = write_shards.move_shard
+    monkeypatch.setattr(write_shards, "move_shard", lambda o, e: moved.append(e.path) or real_move(o, e))
+    manifest = _job(str(out), "BundleBasedDirectRunner")
+    listed = manifest[M_SHARDS] + manifest[M_REJECTS]
+    assert sorted(moved) == sorted(s["path"] for s in listed) and len(moved) > 4
+    for shard in listed:
+        payload = (out / shard["path"]).read_bytes()
+        assert (shard["bytes"], shard["sha256"]) == (len(payload), hashlib.sha256(payload).hexdigest())
+
+
+def test_finalize_refuses_two_entries_with_one_final_path(tmp_path: Path) -> None:
+    out = str(tmp_path / "out")
+    entries = write_stream(WriteOptions(out, rows_per_shard=100), "toy/a", 0, 2)
+    with pytest.raises(Exception, match=r"shards written twice: \['sequences/toy/toy__a/part-00000-000.parquet'\]"):
+        with TestPipeline(runner="BundleBasedDirectRunner") as p:
+            _ = p | beam.Create(entries + entries) | FinalizeShards(out, kind=SEQUENCES_DIR)
+    # Nothing of the other kind is touched, and a retry after a partial move still finishes.
+    first = move_shard(out, entries[0])
+    assert move_shard(out, entries[0]) == first
+    with TestPipeline(runner="BundleBasedDirectRunner") as p:
+        listed = p | beam.Create(entries) | FinalizeShards(out, kind=SEQUENCES_DIR)
+        assert_that(listed, equal_to([[manifest_entry(e) for e in entries]]))
+    assert not (tmp_path / "out" / TMP_DIR / SEQUENCES_DIR).exists()
