@@ -3,8 +3,9 @@
 `build_manifest` gathers the configuration and its hash, the vocabulary layout, sequence
 length, image normalization, per-field specs and per-timestep shapes, suggested sampling
 weights, the shard lists (sorted by path; each shard with rows, tokens, bytes and
-sha256) and the statistics files. `write_manifest` checks the run's claim and every listed
-shard's bytes and sha256, removes `_tmp/` and then writes `manifest.json` atomically
+sha256, measured while each shard was written) and the statistics files. `write_manifest`
+checks the run's claim and that every listed shard is there with its bytes (from
+directory listings: no shard is read again), removes `_tmp/` and then writes `manifest.json` atomically
 (temporary name, then rename; from a staging directory it switches the output into place,
 `formats/publish.py`), so an output directory is finished exactly when the file exists. `read_manifest` is the one reader of manifest
 files (`reader/`, tests), given an output directory or its manifest.json: no
@@ -166,7 +167,7 @@ def write_manifest(output_dir: str, manifest: Mapping[str, Any]) -> str:
 
     Called after every shard is finalized. Checks first that this run still holds the
     output directory's claim and that every listed shard (sequences and rejects) exists
-    with its bytes and sha256; then removes `_tmp/` and writes the manifest atomically
+    with its bytes (`formats.publish.verify_shards`); then removes `_tmp/` and writes the manifest atomically
     (temporary name, then rename). From a staging directory `<root>/_staging/<run id>`
     the output is switched into `<root>` and the path of `<root>/manifest.json` returned.
     """

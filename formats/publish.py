@@ -7,59 +7,92 @@
    (`formats/layout.py`), the claim on `<root>` must still name that run
    (`formats.claim.check_claim`); a directory written without a claim must not be claimed
    by another job (`refuse_if_claimed`).
-2. Every listed shard exists under `output_dir` with the bytes and sha256 the manifest
-   records (`ManifestMismatchError` otherwise). Shards under a run's staging directory were
-   written by that run: nothing else writes there.
+2. Every listed shard exists under `output_dir` with the bytes the manifest records
+   (`ManifestMismatchError` otherwise), checked from one listing per directory, never by
+   reading a shard: each shard's sha256 and bytes were measured while it was written
+   (`formats.files.HashingWriter`). Shards under a run's staging directory were written by
+   that run (the claim): nothing else writes there, so a listed file that changed since
+   has been damaged from outside. A change of size is caught here; a same-size change is
+   caught by whoever reads the bytes, `gato-audit` (`audit/verify.py`) and the reader
+   (`reader/checksum.py`), which both check every shard's sha256.
 3. `_tmp/` goes, then the manifest is written atomically (temporary name, then rename).
    From a staging directory, the switch happens only now: the old `manifest.json` (if any)
    is removed first, so the root reads as unfinished while files move; the staged files
-   take their final names (the layout of a finished output is unchanged); files of the
-   old output that the new one does not have are removed; `manifest.json` is written
-   last; the staging directory is removed. Until step 3 the old output is untouched, so a
-   run that fails leaves it valid and readable.
+   take their final names (the layout of a finished output is unchanged), moved in
+   parallel (`_MOVE_THREADS`: on an object store a move is a server-side copy), all of
+   them before anything else happens; files of the old output that the new one does not
+   have are removed; `manifest.json` is written last; the staging directory is removed.
+   Until step 3 the old output is untouched, so a run that fails leaves it valid and
+   readable.
 
 Nothing random enters the published files: the run id is only in the claim and the path.
 """
 
 from __future__ import annotations
 
+import posixpath
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import fsspec
 
 from formats.claim import check_claim, refuse_if_claimed
-from formats.files import move_file, output_filesystem, raise_if_no_space, sha256_and_size
+from formats.files import move_file, output_filesystem, raise_if_no_space
 from formats.layout import PUBLISHED, list_output, manifest_temp_name, remove_empty_dirs, split_staging
-from schemas.output import MANIFEST_FILE, OUTPUT_SUBDIRS, S_BYTES, S_PATH, S_SHA256, STAGING_DIR, TMP_DIR
+from schemas.output import MANIFEST_FILE, OUTPUT_SUBDIRS, S_BYTES, S_PATH, STAGING_DIR, TMP_DIR
 
-_HASH_THREADS = 8
+_LIST_THREADS = 8
+_MOVE_THREADS = 16
 _NAMED = 5
 
 
 class ManifestMismatchError(ValueError):
-    """A shard the manifest lists is missing or differs from its recorded bytes or sha256."""
+    """A shard the manifest lists is missing or differs from its recorded bytes."""
 
 
-def _mismatch(fs: fsspec.AbstractFileSystem, root: str, shard: Mapping[str, Any]) -> str | None:
-    path = f"{root}/{shard[S_PATH]}"
-    if not fs.exists(path):
+def _in_parallel(function: Callable[[Any], Any], items: Iterable[Any], *, threads: int) -> list[Any]:
+    """`function` of every item, on a thread pool; returns once all are done (the first
+    error is raised then, after every other call has finished)."""
+    items = list(items)
+    if len(items) <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
+        futures = [pool.submit(function, item) for item in items]
+    return [future.result() for future in futures]
+
+
+def _file_sizes(fs: fsspec.AbstractFileSystem, directory: str) -> dict[str, int]:
+    """{name: bytes} of the files directly in `directory`, from one listing ({} if it is missing)."""
+    fs.invalidate_cache(directory)  # a cached listing may predate the files (gcsfs, s3fs)
+    try:
+        listed = fs.ls(directory, detail=True)
+    except FileNotFoundError:
+        return {}
+    return {posixpath.basename(info["name"].rstrip("/")): int(info["size"]) for info in listed
+            if info.get("type") == "file"}
+
+
+def _mismatch(shard: Mapping[str, Any], sizes: Mapping[str, int]) -> str | None:
+    size = sizes.get(posixpath.basename(shard[S_PATH]))
+    if size is None:
         return f"{shard[S_PATH]} is missing"
-    if S_SHA256 not in shard:
-        return None
-    sha, size = sha256_and_size(fs, path)
-    if sha != shard[S_SHA256] or (S_BYTES in shard and size != shard[S_BYTES]):
-        return f"{shard[S_PATH]} has sha256 {sha[:12]}... and {size} bytes, the manifest says {shard[S_SHA256][:12]}..."
+    if S_BYTES in shard and size != shard[S_BYTES]:
+        return f"{shard[S_PATH]} has {size} bytes, the manifest says {shard[S_BYTES]}"
     return None
 
 
 def verify_shards(output_dir: str, shards: Sequence[Mapping[str, Any]]) -> None:
-    """Raises `ManifestMismatchError` unless every shard exists with its bytes and sha256."""
+    """Raises `ManifestMismatchError` unless every shard exists with its bytes (module
+    docstring, step 2). One listing per directory; no shard is opened."""
     fs, root = output_filesystem(output_dir)
-    with ThreadPoolExecutor(max_workers=_HASH_THREADS) as pool:
-        problems = [p for p in pool.map(lambda s: _mismatch(fs, root, s), shards) if p]
+    directories = sorted({posixpath.dirname(f"{root}/{shard[S_PATH]}") for shard in shards})
+    listings = dict(zip(directories, _in_parallel(lambda d: _file_sizes(fs, d), directories, threads=_LIST_THREADS)))
+    problems = [
+        problem for shard in shards
+        if (problem := _mismatch(shard, listings[posixpath.dirname(f"{root}/{shard[S_PATH]}")]))
+    ]
     if problems:
         more = f" and {len(problems) - _NAMED} more" if len(problems) > _NAMED else ""
         raise ManifestMismatchError(
@@ -84,13 +117,16 @@ def _switch(fs: fsspec.AbstractFileSystem, root: str, stage: str, payload: bytes
     new = sorted(r for r, kind in list_output(fs, stage).items() if kind == PUBLISHED)
     if fs.exists(f"{root}/{MANIFEST_FILE}"):
         fs.rm(f"{root}/{MANIFEST_FILE}")  # from here the root reads as unfinished, never mixed
-    for relative in new:
-        target = f"{root}/{relative}"
-        with raise_if_no_space(target):
-            fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-            move_file(fs, f"{stage}/{relative}", target)
-    for relative in sorted(old - set(new)):
-        fs.rm(f"{root}/{relative}")
+    for directory in sorted({posixpath.dirname(f"{root}/{relative}") for relative in new}):
+        with raise_if_no_space(directory):
+            fs.makedirs(directory, exist_ok=True)  # once each, before the moves that need it
+
+    def move(relative: str) -> None:
+        with raise_if_no_space(f"{root}/{relative}"):
+            move_file(fs, f"{stage}/{relative}", f"{root}/{relative}")
+
+    _in_parallel(move, new, threads=_MOVE_THREADS)
+    _in_parallel(lambda relative: fs.rm(f"{root}/{relative}"), sorted(old - set(new)), threads=_MOVE_THREADS)
     remove_empty_dirs(fs, root, OUTPUT_SUBDIRS)
     final = _write_atomically(fs, root, payload)
     if fs.exists(stage):  # an object store has no empty directories: nothing may be left of it

@@ -194,7 +194,7 @@ def test_write_manifest_refuses_shards_missing_or_rewritten_by_another_run(tmp_p
     (out / entries[1]["path"]).unlink()
     with pytest.raises(ManifestMismatchError, match=(
         r"the manifest does not match the files \(sequences/a/t1/part-00001-000.parquet is missing; "
-        r"sequences/b/t2/part-00000-000.parquet has sha256 [0-9a-f]{12}\.\.\. and 22 bytes")):
+        r"sequences/b/t2/part-00000-000.parquet has 22 bytes, the manifest says 43\)")):
         write_manifest(str(out), _manifest(shards=entries))
     assert not (out / MANIFEST_FILE).exists()
 

@@ -1,6 +1,7 @@
 """formats/publish.py: a staged output is verified, then switched into place (issue 13,
 defects 1 and 9): the old output stays valid until the switch, a run that lost its claim
-or whose files do not match its manifest publishes nothing."""
+or whose files do not match its manifest publishes nothing. Verifying reads no shard and
+lists each directory once; the switch moves files in parallel (issue 14)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from formats.output_dir import prepare_output_dir
 from formats.publish import ManifestMismatchError, verify_shards
 from schemas.output import CLAIM_FILE, M_SHARDS, MANIFEST_FILE
 from tests.formats.manifest_fixtures import make_finished_output, make_manifest, write_shard_files
+from tests.fs_spy import spy_on_files
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -84,3 +86,82 @@ def test_verify_shards_accepts_entries_without_a_digest_if_the_file_exists(tmp_p
     verify_shards(str(tmp_path), [{"path": "f"}])
     with pytest.raises(ManifestMismatchError, match="g is missing"):
         verify_shards(str(tmp_path), [{"path": "f"}, {"path": "g"}])
+
+
+def _staged_shards(stage: Path, count: int) -> list[dict]:
+    shards = [{"path": f"sequences/a/t{i % 2}/part-{i:05d}-000.parquet", "dataset": "a", "task": f"t{i % 2}",
+               "rows": 1, "tokens": 10} for i in range(count)]
+    return write_shard_files(stage, shards)
+
+
+def test_publishing_reads_no_shard_and_lists_each_directory_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 14, item 4: sha256 was measured while each shard was written; verifying
+    # re-hashed every shard on one worker (a second download of the output at scale).
+    out = tmp_path / "out"
+    claim, stage = _stage(out)
+    entries = _staged_shards(stage, 40)
+    spy = spy_on_files(monkeypatch)
+    verify_shards(str(stage), entries)
+    assert spy.read() == []
+    assert spy.calls["ls"] == 2 and spy.calls["info"] == 0  # two task directories, no stat per shard
+    write_manifest(str(stage), make_manifest(shards=entries))
+    assert spy.read(".parquet") == []
+    assert [s["path"] for s in read_manifest(str(out))[M_SHARDS]] == sorted(s["path"] for s in entries)
+    release_claim(str(out), claim.run_id)
+    assert all((out / s["path"]).read_bytes() == f"shard {s['path']}".encode() for s in entries)
+
+
+def test_a_shard_of_another_size_or_missing_is_not_published(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _, stage = _stage(out)
+    entries = _staged_shards(stage, 3)
+    (stage / entries[1]["path"]).write_bytes(b"longer than what was written")
+    (stage / entries[2]["path"]).unlink()
+    with pytest.raises(ManifestMismatchError) as refused:
+        write_manifest(str(stage), make_manifest(shards=entries))
+    assert str(refused.value) == (
+        f"{stage}: the manifest does not match the files ({entries[2]['path']} is missing; "  # in the manifest's order
+        f"{entries[1]['path']} has 28 bytes, the manifest says {entries[1]['bytes']}); not published"
+    )
+    assert not (out / MANIFEST_FILE).exists()
+
+
+def test_a_same_size_change_after_writing_is_left_to_the_readers_checks(tmp_path: Path) -> None:
+    # The guarantee issue 14 changed: publishing checks presence and size, not content.
+    # A staging directory is written by its run alone (the claim), so a same-size change
+    # there is outside damage; gato-audit and the reader, which hash every shard, report it.
+    from audit.verify import verify_output
+
+    out = tmp_path / "out"
+    claim, stage = _stage(out)
+    entries = _staged_shards(stage, 2)
+    path = stage / entries[0]["path"]
+    path.write_bytes(bytes(reversed(path.read_bytes())))
+    write_manifest(str(stage), make_manifest(shards=entries))
+    release_claim(str(out), claim.run_id)
+    assert any(f"sha256 {hashlib.sha256((out / entries[0]['path']).read_bytes()).hexdigest()}, the manifest lists"
+               in problem for problem in verify_output(str(out), []))
+
+
+def test_the_switch_moves_every_file_before_writing_the_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The moves run on a thread pool; one that fails leaves no manifest (the old one is
+    # already gone: the root reads as unfinished, never as a mix of two outputs).
+    import fsspec.implementations.local as local
+
+    out = tmp_path / "out"
+    make_finished_output(out)
+    claim, stage = _stage(out)
+    entries = _staged_shards(stage, 12)
+    real_mv = local.LocalFileSystem.mv
+
+    def mv(self, path1: str, path2: str, **kwargs) -> None:
+        if path2.endswith("part-00005-000.parquet"):
+            raise OSError("injected failure of one move")
+        real_mv(self, path1, path2, **kwargs)
+
+    monkeypatch.setattr(local.LocalFileSystem, "mv", mv)
+    with pytest.raises(OSError, match="injected failure of one move"):
+        write_manifest(str(stage), make_manifest(shards=entries))
+    assert not (out / MANIFEST_FILE).exists()
+    moved = [s for s in entries if (out / s["path"]).exists()]
+    assert len(moved) == 11  # every other move finished before the error surfaced

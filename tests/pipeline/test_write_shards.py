@@ -24,6 +24,7 @@ from pipeline.write_shards import FinalizeShards, WriteRejects, WriteShards
 from schemas.output import M_REJECTS, M_SHARDS, REJECTS_DIR, REJECTS_SCHEMA, SEQUENCES_DIR, TMP_DIR
 from schemas.vocab import GATO, Modality
 from tests.formats.shard_fixtures import FIELDS, L, SCHEMA, toy_episodes, write_stream
+from tests.fs_spy import spy_on_files
 from transforms.episode import Reject
 
 
@@ -177,18 +178,23 @@ def test_two_runs_write_identical_rejects_shards_whatever_the_reprs_in_details(t
     assert "cannot identify image file <object object>" in details[0]
 
 
-def test_finalize_moves_each_shard_as_its_own_element(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_finalize_moves_each_shard_as_its_own_element_and_nothing_reads_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Issue 14, item 4: the moves are one element per shard after the barrier, not a loop
-    # on one worker, and the manifest has the writer's bytes and sha256.
+    # on one worker; neither finalizing nor publishing reads a shard again (the manifest
+    # has the writer's bytes and sha256).
     from pipeline import write_shards
 
     out = tmp_path / "out"
+    spy = spy_on_files(monkeypatch)
     moved: list[str] = []
     real_move = write_shards.move_shard
     monkeypatch.setattr(write_shards, "move_shard", lambda o, e: moved.append(e.path) or real_move(o, e))
     manifest = _job(str(out), "BundleBasedDirectRunner")
     listed = manifest[M_SHARDS] + manifest[M_REJECTS]
     assert sorted(moved) == sorted(s["path"] for s in listed) and len(moved) > 4
+    assert spy.read(".parquet") == []
     for shard in listed:
         payload = (out / shard["path"]).read_bytes()
         assert (shard["bytes"], shard["sha256"]) == (len(payload), hashlib.sha256(payload).hexdigest())
