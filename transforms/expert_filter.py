@@ -10,9 +10,10 @@ Per task, with N episodes in collection order and returns R_1..R_N:
 - `expert_return`: W, E and the threshold of one task's finite returns in linear time.
   `window_sums` adds block suffixes and prefixes, never subtracting two large prefix
   sums; near-best windows are settled with exact sums (math.fsum); the first best wins.
-- `TaskReturns`: one task's (sort key, return) pairs as compact columns, about 100 bytes
-  per episode: all the filter ever holds per task. Its collection order refuses a
-  repeated sort key (an episode read twice) and order keys that do not compare.
+- `TaskReturns`: one task's (sort key, return) pairs as compact columns, about 40 bytes
+  per episode when order keys are integers (`OrderKeys`): all the filter ever holds per
+  task. Its collection order refuses a repeated sort key (an episode read twice) and
+  order keys that do not compare.
 - `decide`: one episode's `FilterDecision`. Non-finite returns never get here: they are
   rejects (`transforms/verdict.py`, `non_finite_return`), in both passes.
 
@@ -190,16 +191,84 @@ def collection_order(task: TaskKey, sort_keys: Sequence[tuple[Any, ...]]) -> np.
     return np.asarray(order, dtype=np.int64)
 
 
-class TaskReturns:
-    """One task's (sort key, return) pairs as compact columns: about 100 bytes per episode.
+def _int64(value: Any) -> bool:
+    return type(value) is int and -(2**63) <= value < 2**63  # bool and numpy scalars: as tuples
 
-    The order key tuples are kept as they are (the registry decides their types); file
-    names are stored once each and referenced by index, record indices and returns
-    live in typed arrays. This is all the filter ever holds per task.
+
+class OrderKeys:
+    """One task's order keys: int64 columns while every key is a tuple of Python ints of
+    one length (the registry's ids: 8 bytes a position), else the tuples as they are.
+
+    Either way they sort exactly as Python compares the tuples; a key that fits no
+    column turns the columns back into tuples, so mixed types still fail to compare.
     """
 
     def __init__(self) -> None:
-        self.order_keys: list[tuple[Any, ...]] = []
+        self.count = 0
+        self.columns: list[array.array] | None = None  # one "q" array a position; None before the first key
+        self.tuples: list[tuple[Any, ...]] | None = None  # instead of the columns, once a key does not fit
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        if self.tuples is not None:
+            return self.tuples[index]
+        return tuple(column[index] for column in self.columns or ())
+
+    def _fits(self, key: tuple[Any, ...]) -> bool:
+        if self.tuples is not None or not isinstance(key, tuple) or not all(map(_int64, key)):
+            return False
+        return self.columns is None or len(key) == len(self.columns)
+
+    def _as_tuples(self) -> list[tuple[Any, ...]]:
+        if self.tuples is None:
+            columns = [column.tolist() for column in self.columns or ()]
+            self.tuples = list(zip(*columns)) if columns else [()] * self.count
+            self.columns = None
+        return self.tuples
+
+    def append(self, key: tuple[Any, ...]) -> None:
+        if self._fits(key):
+            if self.columns is None:
+                self.columns = [array.array("q") for _ in key]
+            for column, part in zip(self.columns, key):
+                column.append(part)
+        else:
+            self._as_tuples().append(tuple(key))
+        self.count += 1
+
+    def extend(self, other: OrderKeys) -> None:
+        theirs = other.int_columns()
+        if not other.count:
+            return
+        if theirs is not None and self.tuples is None and (self.columns is None or len(self.columns) == len(theirs)):
+            if self.columns is None:
+                self.columns = [array.array("q") for _ in theirs]
+            for column, more in zip(self.columns, other.columns or ()):
+                column.extend(more)
+        else:
+            self._as_tuples().extend(other[i] for i in range(other.count))
+        self.count += other.count
+
+    def int_columns(self) -> list[np.ndarray] | None:
+        """The keys as int64 columns (first position first), or None when kept as tuples."""
+        if self.tuples is not None:
+            return None
+        return [np.frombuffer(column, np.int64) for column in self.columns or ()]
+
+
+class TaskReturns:
+    """One task's (sort key, return) pairs as compact columns: about 40 bytes per episode
+    with integer order keys.
+
+    The order keys are `OrderKeys` (the registry decides their types); file names are
+    stored once each and referenced by index, record indices and returns live in typed
+    arrays. This is all the filter ever holds per task.
+    """
+
+    def __init__(self) -> None:
+        self.order_keys = OrderKeys()
         self.files: list[str] = []
         self.file_ids: dict[str, int] = {}
         self.file_index = array.array("q")
@@ -237,6 +306,10 @@ class TaskReturns:
         file_rank[np.argsort(np.asarray(self.files, dtype=object), kind="stable")] = np.arange(len(self.files))
         files = file_rank[np.asarray(self.file_index, dtype=np.int64)]
         records = np.asarray(self.records, dtype=np.int64)
+        columns = self.order_keys.int_columns()
+        if columns is not None:
+            # lexsort's last key is the primary one: order key positions, then file, then record.
+            return self._checked(task, np.lexsort((records, files, *reversed(columns))), files, records)
         by_file_and_record = np.lexsort((records, files))
         try:
             # Python's sort is stable: sorting the (file, record) order by order key gives
@@ -249,6 +322,10 @@ class TaskReturns:
                 f"task {task}: order keys are not comparable with each other ({error}); "
                 "the registry's order key must have the same types for every episode"
             ) from error
+        return self._checked(task, order, files, records)
+
+    def _checked(self, task: TaskKey, order: np.ndarray, files: np.ndarray, records: np.ndarray) -> np.ndarray:
+        """`order`, once no two episodes in it share a sort key (they would be neighbours)."""
         same_place = np.flatnonzero((files[order[1:]] == files[order[:-1]]) & (records[order[1:]] == records[order[:-1]]))
         for i in same_place.tolist():
             if self.order_keys[order[i]] == self.order_keys[order[i + 1]]:

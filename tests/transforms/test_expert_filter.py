@@ -4,6 +4,7 @@ computation: W, E, the threshold rule, collection order and the keep-or-drop dec
 from __future__ import annotations
 
 import math
+import pickle
 import random
 
 import numpy as np
@@ -19,6 +20,7 @@ from schemas.output import (
 from tests.episode_fixtures import brute_force
 from transforms.episode import EpisodeKey
 from transforms.expert_filter import (
+    TaskReturns,
     TaskThreshold,
     collection_order,
     decide,
@@ -233,3 +235,50 @@ def test_decide_codes() -> None:
     with pytest.raises(NonFiniteReturn, match=r"file 'f0' \(record 0\), task 't', episode 'a': the return .* is nan") as error:
         decide(key, float("nan"), threshold, no_filter=False)
     assert error.value.reason == NON_FINITE_RETURN
+
+
+# --- OrderKeys: integer order keys as columns (issue 14) ---
+
+
+def _state(sort_keys: list, *, parts: int = 1) -> TaskReturns:
+    """TaskReturns of `sort_keys`, built in `parts` accumulators merged as a combiner does."""
+    chunks = [TaskReturns() for _ in range(parts)]
+    for i, key in enumerate(sort_keys):
+        chunks[i % parts].add(key, float(i))
+    merged = TaskReturns()
+    for chunk in chunks:
+        merged.merge(pickle.loads(pickle.dumps(chunk)))
+    return merged
+
+
+def test_integer_order_keys_sort_exactly_like_the_tuples() -> None:
+    rng = random.Random(11)
+    for width, parts in ((2, 1), (2, 4), (1, 3), (0, 2), (3, 5)):
+        keys = [(tuple(rng.randint(-3, 3) for _ in range(width)), f"f{rng.randint(0, 2)}", i) for i in range(300)]
+        rng.shuffle(keys)
+        state = _state(keys, parts=parts)
+        assert state.order_keys.int_columns() is not None  # held as columns
+        # Merged in chunk order: chunk p holds keys[p::parts].
+        expected = collection_order(("a", "t"), [k for p in range(parts) for k in keys[p::parts]])
+        assert state.collection_order(("a", "t")).tolist() == expected.tolist()
+
+
+def test_other_order_keys_fall_back_to_tuples_and_still_compare_like_python() -> None:
+    ints = [((i % 5, i), "f", i) for i in range(40)]
+    for odd in (((2.5, 0), "f", 99), ((True, 1), "f", 98), ((2**70, 0), "f", 97), ((1,), "f", 96)):
+        keys = ints[:20] + [odd] + ints[20:]
+        state = _state(keys, parts=3)
+        assert state.order_keys.int_columns() is None
+        flat = [k for p in range(3) for k in keys[p::3]]
+        assert state.collection_order(("a", "t")).tolist() == collection_order(("a", "t"), flat).tolist()
+    with pytest.raises(ValueError, match="not comparable"):
+        _state(ints + [(("x", 1), "f", 95)], parts=2).collection_order(("a", "t"))
+    with pytest.raises(ValueError, match="read twice"):
+        _state(ints + [ints[7]], parts=2).collection_order(("a", "t"))
+
+
+def test_a_million_integer_order_keys_take_8_bytes_a_position() -> None:
+    state = TaskReturns()
+    for i in range(1_000_000):
+        state.add(((i // 50, i), "gs://bucket/f", i), 1.0)
+    assert len(pickle.dumps(state.order_keys)) < 17 * 1_000_000
