@@ -161,9 +161,12 @@ FILTER_BELOW_THRESHOLD = "below_threshold"
 FILTER_NO_FILTER = "no_filter"  # --no_filter: kept whatever the return
 
 # Files, relative to the output directory ('/'-separated).
-STATS_PARQUET_FILE = "stats/stats.parquet"
-STATS_JSON_FILE = "stats/stats.json"
-STATS_EPISODES_FILE = "stats/episodes.parquet"
+STATS_DIR = "stats"
+STATS_PARQUET_FILE = f"{STATS_DIR}/stats.parquet"
+STATS_JSON_FILE = f"{STATS_DIR}/stats.json"
+STATS_EPISODES_FILE = f"{STATS_DIR}/episodes.parquet"
+# Rows per row group of episodes.parquet; each task starts a row group of its own.
+STATS_EPISODES_ROW_GROUP_ROWS = 1 << 16
 REPORT_FILE = "report.html"
 VIEWER_FILE = "viewer.html"  # the token viewer (audit/viewer.py), listed under M_STATS beside the report
 CARD_FILE = "README.md"  # the dataset card (formats/dataset_card.py), written just before the manifest
@@ -278,10 +281,10 @@ STATS_EPISODES_SCHEMA = pa.schema(
 # --- Output directory names (relative to --output_dir) of the sequences/rejects writer. ---
 SEQUENCES_DIR = "sequences"
 REJECTS_DIR = "rejects"
-TMP_DIR = "_tmp"  # per-attempt temporary shards; removed when shards are finalized
+TMP_DIR = "_tmp"  # per-attempt temporary shards (and per-task episode tables); removed once moved or merged
 SHARD_NAME_FORMAT = "part-{work_item:05d}-{shard:03d}.parquet"
 # Sub-directories an unfinished output may hold (removed before a rerun reuses it).
-OUTPUT_SUBDIRS = (SEQUENCES_DIR, REJECTS_DIR, TMP_DIR, "stats")
+OUTPUT_SUBDIRS = (SEQUENCES_DIR, REJECTS_DIR, TMP_DIR, STATS_DIR)
 # One writer per output directory (formats/claim.py): created exclusively at start-up,
 # names the run id, removed when the job ends. Never part of a finished output's bytes.
 CLAIM_FILE = "_claim.json"

@@ -1,37 +1,41 @@
-"""Per-task books and the stats record (spec section 4). Pure numpy, no Beam.
+"""Per-task books (spec section 4): every episode read counted exactly once. Pure numpy, no Beam.
 
-`check_books` orders and checks what the job knows about one task (threshold, returns,
+`check_columns` joins and checks what the job knows about one task (threshold, returns,
 filter decisions, kept and tokenized episodes, rejects, summed sequencing counts) into
 `TaskBooks`: read = kept + dropped + rejected; a kept episode is tokenized or rejected,
 never lost; a tokenized episode a later stage (sequencing) rejects counts as rejected;
 the copies of a duplicate id are counted one by one; with sequencing counts, every kept
-episode was sequenced exactly once. `summarize_books`
-turns the books into the stats record, `formats.stats_files.episodes_table` into the
-per-episode audit table. The row types are the compact per-episode tuples the Beam stage
-groups per task (plain tuples in the same field order work too).
+episode was sequenced exactly once. `check_books` is the same for row tuples (the row
+types below, or plain tuples in the same field order).
+
+Scale: the per-episode rows arrive as compact columns (`transforms.book_columns`), and
+the join is numpy over them: every episode id becomes an integer code (`np.unique`),
+and each check is a boolean mask over the codes. Nothing builds a dict or an object per
+episode, so a task of a million episodes costs a few hundred bytes each.
+`transforms.book_summary` turns the books into the stats record,
+`formats.stats_files.episodes_table` into the per-episode audit table.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from schemas import output as out
-from transforms.episode import TaskKey
-from transforms.expert_filter import (
-    DEFAULT_CAP,
-    DEFAULT_FRACTION,
-    TaskThreshold,
-    collection_order,
-    window_sums,
+from transforms.book_columns import (
+    DecisionColumns,
+    KeptColumns,
+    ReturnColumns,
+    StringColumn,
+    key_text,
+    text_keys,
 )
+from transforms.episode import TaskKey
+from transforms.expert_filter import DEFAULT_CAP, DEFAULT_FRACTION, TaskThreshold
 from transforms.sequence import SequenceBatch
 from transforms.verdict import DUPLICATE_EPISODE_ID
-
 
 @dataclasses.dataclass(frozen=True)
 class SequenceCounts:
@@ -109,58 +113,49 @@ class StatsOptions:
     max_curve_points: int = MAX_CURVE_POINTS
 
 
+# Outcomes of the episodes with a return, in `TaskBooks.outcome`.
+KEPT, DROPPED, REJECTED = 0, 1, 2
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class TaskBooks:
-    """The checked books of one task (`check_books`).
+    """The checked books of one task (`check_columns`), as columns.
 
-    Invariants: `returns` is in collection order and `values[i] == returns[i].value`;
-    every episode with a return is in `decided` or `rejected_ids`, and every decided one
-    has a return; `tokenized` holds only episodes the filter kept and none of
-    `rejected_ids`; no rejected episode was dropped; `reject_rows` has one row per
-    rejected episode (plus one per unreadable record); `sequences.episodes == kept` when
-    the job sequenced (all zeros when it did not).
+    The episodes with a return are indexed in collection order: `order[i]` is the row of
+    the i-th in `episode_ids` and `file_index`; `values[i]` its return; `outcome[i]` is
+    KEPT (tokenized, not rejected), DROPPED or REJECTED and `reason[i]` its reason (the
+    filter's for kept and dropped, the reject's for rejected) in `reasons`. `kept_values`
+    holds the tokenized episodes' returns. `reject_rows` has one row per rejected episode
+    (plus one per unreadable record); `orphans` are those without a return, in the audit
+    table's order. `sequences.episodes == kept` when the job sequenced (zeros otherwise).
     """
 
     task: TaskKey
     threshold: TaskThreshold | None
-    returns: tuple[ReturnRow, ...]
-    values: np.ndarray  # float64, one per return
-    decided: Mapping[str, DecisionRow]
-    tokenized: Mapping[str, KeptRow]
-    rejected_ids: Mapping[str, RejectRow]
+    episode_ids: StringColumn
+    order: np.ndarray  # int64 [n]
+    values: np.ndarray  # float64 [n], collection order
+    file_index: np.ndarray  # int64 [n], collection order, into `files`
+    files: tuple[str, ...]
+    outcome: np.ndarray  # int8 [n], collection order
+    reason: np.ndarray  # int32 [n], collection order, into `reasons`
+    reasons: tuple[str, ...]
+    kept_values: np.ndarray  # float64, one per kept episode
+    kept_timesteps: int
+    kept_tokens: int
+    dropped: int
     reject_rows: tuple[RejectRow, ...]
+    orphans: tuple[RejectRow, ...]
     sequences: SequenceCounts
 
     @property
     def counts(self) -> tuple[int, int, int]:
         """(kept, dropped, rejected); their sum is the episodes read."""
-        dropped = sum(1 for row in self.decided.values() if not row.kept)
-        return len(self.tokenized), dropped, len(self.reject_rows)
+        return int(self.kept_values.size), self.dropped, len(self.reject_rows)
 
-
-def _summary(values: np.ndarray) -> tuple[float | None, float | None, float | None]:
-    """(min, median, max), all None for an empty set."""
-    if values.size == 0:
-        return None, None, None
-    return float(values.min()), float(np.median(values)), float(values.max())
-
-
-def histogram_edges(values: np.ndarray, bins: int) -> np.ndarray:
-    """`bins` equal bins over [min, max] of `values` (a unit-wide range around a single value)."""
-    if values.size == 0:
-        return np.zeros(0, dtype=np.float64)
-    low, high = float(values.min()), float(values.max())
-    if low == high:
-        low, high = low - 0.5, high + 0.5
-    return np.linspace(low, high, bins + 1)
-
-
-def downsample_curve(curve: np.ndarray, max_points: int, must_include: int) -> np.ndarray:
-    """At most `max_points` (+1 for `must_include`) evenly spaced indices into `curve`, sorted."""
-    if curve.size <= max_points:
-        return np.arange(curve.size, dtype=np.int64)
-    picks = np.round(np.linspace(0, curve.size - 1, max_points)).astype(np.int64)
-    return np.unique(np.append(picks, must_include))
+    def ids_in_order(self) -> list[str]:
+        """The episode ids with a return, in collection order (for tests and small tasks)."""
+        return [self.episode_ids.text(int(i)) for i in self.order]
 
 
 def _dedupe_rejects(rejects: Iterable[RejectRow]) -> list[RejectRow]:
@@ -181,85 +176,6 @@ def _dedupe_rejects(rejects: Iterable[RejectRow]) -> list[RejectRow]:
     return list(by_episode.values()) + unnamed
 
 
-def _ordered_returns(
-    task: TaskKey, *, returns: Iterable[ReturnRow], threshold: TaskThreshold | None
-) -> tuple[ReturnRow, ...]:
-    """The returns in collection order; one per episode, as many as the threshold saw."""
-    rows = [ReturnRow._make(row) for row in returns]
-    order = collection_order(task, [row.sort_key for row in rows])
-    ordered = tuple(rows[i] for i in order)
-    ids = [row.episode_id for row in ordered]
-    if len(set(ids)) != len(ids):
-        duplicate = next(i for i, c in collections.Counter(ids).items() if c > 1)
-        raise ValueError(f"task {task}: episode id {duplicate!r} has two returns (read twice?)")
-    if threshold is not None and threshold.n != len(ordered):
-        raise ValueError(f"task {task}: the threshold was computed over {threshold.n} episodes but "
-                         f"{len(ordered)} returns reached the statistics")
-    if threshold is None and ordered:
-        raise ValueError(f"task {task}: {len(ordered)} valid episodes but no threshold")
-    return ordered
-
-
-def _decided(task: TaskKey, *, decisions: Iterable[DecisionRow]) -> dict[str, DecisionRow]:
-    """The filter's decisions by episode id; an episode filtered twice is an error."""
-    decided: dict[str, DecisionRow] = {}
-    for row in map(DecisionRow._make, decisions):
-        if row.episode_id in decided:
-            raise ValueError(f"task {task}: episode {row.episode_id!r} was filtered twice")
-        decided[row.episode_id] = row
-    return decided
-
-
-def _tokenized(
-    task: TaskKey, *, kept: Iterable[KeptRow], decided: Mapping[str, DecisionRow]
-) -> dict[str, KeptRow]:
-    """The tokenized episodes by id; each tokenized once, and only if the filter kept it."""
-    tokenized: dict[str, KeptRow] = {}
-    for row in map(KeptRow._make, kept):
-        if row.episode_id in tokenized:
-            raise ValueError(f"task {task}: episode {row.episode_id!r} was tokenized twice")
-        decision = decided.get(row.episode_id)
-        if decision is None or not decision.kept:
-            raise ValueError(f"task {task}: episode {row.episode_id!r} was tokenized but not kept by the filter")
-        tokenized[row.episode_id] = row
-    return tokenized
-
-
-def _check_balance(
-    task: TaskKey,
-    *,
-    returns: tuple[ReturnRow, ...],
-    decided: Mapping[str, DecisionRow],
-    tokenized: Mapping[str, KeptRow],
-    rejected_ids: Mapping[str, RejectRow],
-) -> None:
-    """Every episode is counted exactly once: dropped, kept (tokenized) or rejected."""
-    # Membership tests instead of set algebra: no copy of a million-episode id set.
-    both = sorted(e for e in rejected_ids if e in decided and not decided[e].kept)
-    if both:
-        raise ValueError(f"task {task}: episode {both[0]!r} is counted both as rejected and as dropped")
-    lost = sorted(
-        episode_id
-        for episode_id, row in decided.items()
-        if row.kept and episode_id not in tokenized and episode_id not in rejected_ids
-    )
-    if lost:
-        raise ValueError(
-            f"task {task}: {len(lost)} episode(s) kept by the filter were neither tokenized nor "
-            f"rejected, e.g. {lost[0]!r}"
-        )
-    id_set = {row.episode_id for row in returns}
-    unknown = sorted(e for e in decided if e not in id_set)
-    if unknown:
-        raise ValueError(f"task {task}: episode {unknown[0]!r} was filtered but has no pass-1 return")
-    missing = sorted(e for e in (row.episode_id for row in returns) if e not in decided and e not in rejected_ids)
-    if missing:
-        raise ValueError(
-            f"task {task}: {len(missing)} valid episode(s) never reached the filter nor a reject, "
-            f"e.g. {missing[0]!r}"
-        )
-
-
 def _check_sequence_counts(task: TaskKey, *, counts: SequenceCounts, n_kept: int) -> None:
     """Every kept episode (tokenized, not rejected) is sequenced exactly once, and every
     row is either prompted or not."""
@@ -274,6 +190,151 @@ def _check_sequence_counts(task: TaskKey, *, counts: SequenceCounts, n_kept: int
                          f"{counts.unprompted} unprompted rows")
 
 
+def _orphan_sort_key(row: RejectRow) -> tuple[str, str, str, str]:
+    return (row.source_file, "" if row.episode_id is None else row.episode_id, row.reason, row.detail)
+
+
+def _mask(size: int, codes: np.ndarray) -> np.ndarray:
+    mask = np.zeros(size, dtype=bool)
+    mask[codes] = True
+    return mask
+
+
+class _Codes:
+    """Every episode id of the task as an integer code (codes follow the ids' UTF-8 order),
+    and the codes of each kind of row."""
+
+    def __init__(self, *kinds: np.ndarray) -> None:
+        keys = np.concatenate(kinds) if any(k.size for k in kinds) else np.zeros(0, dtype="S1")
+        self.unique, inverse = np.unique(keys, return_inverse=True)
+        self.of = np.split(inverse.reshape(-1), np.cumsum([k.size for k in kinds])[:-1])
+        self.size = int(self.unique.size)
+
+    def name(self, code: int) -> str:
+        return key_text(self.unique[code])
+
+    def first_repeated(self, codes: np.ndarray) -> str | None:
+        """The id (least in code order) appearing more than once in `codes`, if any."""
+        repeated = np.flatnonzero(np.bincount(codes, minlength=self.size) > 1)
+        return self.name(int(repeated[0])) if repeated.size else None
+
+
+def _check_returns(task: TaskKey, codes: _Codes, returns: np.ndarray, threshold: TaskThreshold | None) -> None:
+    """One return per episode, as many as the threshold saw."""
+    twice = codes.first_repeated(returns)
+    if twice is not None:
+        raise ValueError(f"task {task}: episode id {twice!r} has two returns (read twice?)")
+    if threshold is not None and threshold.n != returns.size:
+        raise ValueError(f"task {task}: the threshold was computed over {threshold.n} episodes but "
+                         f"{returns.size} returns reached the statistics")
+    if threshold is None and returns.size:
+        raise ValueError(f"task {task}: {returns.size} valid episodes but no threshold")
+
+
+def _check_tokenized(task: TaskKey, codes: _Codes, kept: np.ndarray, *, kept_by_filter: np.ndarray) -> None:
+    """Each episode tokenized once, and only if the filter kept it."""
+    twice = codes.first_repeated(kept)
+    if twice is not None:
+        raise ValueError(f"task {task}: episode {twice!r} was tokenized twice")
+    unkept = kept[~kept_by_filter[kept]]
+    if unkept.size:
+        raise ValueError(f"task {task}: episode {codes.name(int(unkept.min()))!r} was tokenized but not kept by the filter")
+
+
+def _check_balance(
+    task: TaskKey, codes: _Codes, *, decided: np.ndarray, kept_by_filter: np.ndarray, tokenized: np.ndarray,
+    rejected: np.ndarray, has_return: np.ndarray,
+) -> None:
+    """Every episode is counted exactly once: dropped, kept (tokenized) or rejected (masks over codes)."""
+    both = np.flatnonzero(rejected & decided & ~kept_by_filter)
+    if both.size:
+        raise ValueError(f"task {task}: episode {codes.name(int(both[0]))!r} is counted both as rejected and as dropped")
+    lost = np.flatnonzero(decided & kept_by_filter & ~tokenized & ~rejected)
+    if lost.size:
+        raise ValueError(
+            f"task {task}: {lost.size} episode(s) kept by the filter were neither tokenized nor "
+            f"rejected, e.g. {codes.name(int(lost[0]))!r}"
+        )
+    unknown = np.flatnonzero(decided & ~has_return)
+    if unknown.size:
+        raise ValueError(f"task {task}: episode {codes.name(int(unknown[0]))!r} was filtered but has no pass-1 return")
+    missing = np.flatnonzero(has_return & ~decided & ~rejected)
+    if missing.size:
+        raise ValueError(
+            f"task {task}: {missing.size} valid episode(s) never reached the filter nor a reject, "
+            f"e.g. {codes.name(int(missing[0]))!r}"
+        )
+
+
+def check_columns(
+    task: TaskKey,
+    *,
+    threshold: TaskThreshold | None,
+    returns: ReturnColumns,
+    decisions: DecisionColumns,
+    kept: KeptColumns,
+    rejects: Iterable[RejectRow],
+    sequences: SequenceCounts | None = None,
+) -> TaskBooks:
+    """The task's books, joined and checked (`TaskBooks` invariants); `sequences` is the
+    task's summed sequencing counts (None: not sequenced).
+
+    Raises ValueError naming task and episode when the books do not balance (an episode
+    lost between stages, counted twice, kept and rejected at once, or sequenced a different
+    number of times than kept): trainers must trust that exactly the counted episodes went in.
+    Where several episodes break one rule, the least id (in UTF-8 order) is named.
+    """
+    order = returns.returns.collection_order(task)  # refuses an episode read twice
+    reject_rows = tuple(_dedupe_rejects(rejects))
+    reject_reason = {row.episode_id: row.reason for row in reject_rows if row.episode_id is not None}
+    codes = _Codes(returns.ids.keys(), decisions.ids.keys(), kept.ids.keys(), text_keys(reject_reason))
+    return_codes, decision_codes, kept_codes, reject_codes = codes.of
+    _check_returns(task, codes, return_codes, threshold)
+    twice = codes.first_repeated(decision_codes)
+    if twice is not None:
+        raise ValueError(f"task {task}: episode {twice!r} was filtered twice")
+    decided = _mask(codes.size, decision_codes)
+    kept_by_filter = np.zeros(codes.size, dtype=bool)
+    kept_by_filter[decision_codes] = np.frombuffer(decisions.kept, np.uint8).astype(bool)
+    _check_tokenized(task, codes, kept_codes, kept_by_filter=kept_by_filter)
+    rejected = _mask(codes.size, reject_codes)
+    # A stage after tokenization (sequencing) may still reject a tokenized episode: it never
+    # reaches the output, so it counts as rejected, not kept.
+    tokenized = _mask(codes.size, kept_codes) & ~rejected
+    has_return = _mask(codes.size, return_codes)
+    _check_balance(task, codes, decided=decided, kept_by_filter=kept_by_filter, tokenized=tokenized,
+                   rejected=rejected, has_return=has_return)
+    kept_rows = tokenized[kept_codes]
+    if sequences is not None:
+        _check_sequence_counts(task, counts=sequences, n_kept=int(kept_rows.sum()))
+    # Reasons: the filter's by code, then the rejects' (one vocabulary for the audit table).
+    reasons = list(decisions.reasons.words)
+    reason_of = np.full(codes.size, -1, dtype=np.int32)
+    reason_of[decision_codes] = np.frombuffer(decisions.reason_codes, np.int32)
+    reject_reasons = {word: len(reasons) + i for i, word in enumerate(sorted(set(reject_reason.values())))}
+    reasons += list(reject_reasons)
+    reason_of_reject = np.full(codes.size, -1, dtype=np.int32)
+    reason_of_reject[reject_codes] = [reject_reasons[r] for r in reject_reason.values()]
+    in_order = return_codes[order]
+    outcome = np.where(tokenized[in_order], KEPT, np.where(rejected[in_order], REJECTED, DROPPED)).astype(np.int8)
+    with_return = dict(zip(reject_reason, has_return[reject_codes].tolist()))
+    return TaskBooks(
+        task=task, threshold=threshold, episode_ids=returns.ids, order=order,
+        values=np.frombuffer(returns.returns.values, np.float64)[order],
+        file_index=np.frombuffer(returns.returns.file_index, np.int64)[order], files=tuple(returns.returns.files),
+        outcome=outcome,
+        reason=np.where(outcome == REJECTED, reason_of_reject[in_order], reason_of[in_order]).astype(np.int32),
+        reasons=tuple(reasons),
+        kept_values=np.frombuffer(kept.values, np.float64)[kept_rows],
+        kept_timesteps=int(np.frombuffer(kept.timesteps, np.int64)[kept_rows].sum()),
+        kept_tokens=int(np.frombuffer(kept.tokens, np.int64)[kept_rows].sum()),
+        dropped=int((decided & ~kept_by_filter).sum()),
+        reject_rows=reject_rows,
+        orphans=tuple(sorted((r for r in reject_rows if not with_return.get(r.episode_id, False)), key=_orphan_sort_key)),
+        sequences=sequences if sequences is not None else SequenceCounts(),
+    )
+
+
 def check_books(
     task: TaskKey,
     *,
@@ -284,92 +345,8 @@ def check_books(
     rejects: Iterable[RejectRow],
     sequences: SequenceCounts | None = None,
 ) -> TaskBooks:
-    """The task's books, ordered and checked (`TaskBooks` invariants); `sequences` is the
-    task's summed sequencing counts (None: not sequenced).
-
-    Raises ValueError naming task and episode when the books do not balance (an episode
-    lost between stages, counted twice, kept and rejected at once, or sequenced a different
-    number of times than kept): trainers must trust that exactly the counted episodes went in.
-    """
-    ordered = _ordered_returns(task, returns=returns, threshold=threshold)
-    values = np.fromiter((row.value for row in ordered), dtype=np.float64, count=len(ordered))
-    decided = _decided(task, decisions=decisions)
-    tokenized = _tokenized(task, kept=kept, decided=decided)
-    reject_rows = tuple(_dedupe_rejects(rejects))
-    rejected_ids = {row.episode_id: row for row in reject_rows if row.episode_id is not None}
-    # A stage after tokenization (sequencing) may still reject a tokenized episode: it never
-    # reaches the output, so it counts as rejected, not kept.
-    for episode_id in [e for e in tokenized if e in rejected_ids]:
-        del tokenized[episode_id]
-    _check_balance(task, returns=ordered, decided=decided, tokenized=tokenized, rejected_ids=rejected_ids)
-    if sequences is not None:
-        _check_sequence_counts(task, counts=sequences, n_kept=len(tokenized))
-    return TaskBooks(
-        task=task, threshold=threshold, returns=ordered, values=values, decided=decided, tokenized=tokenized,
-        rejected_ids=rejected_ids, reject_rows=reject_rows,
-        sequences=sequences if sequences is not None else SequenceCounts(),
+    """`check_columns` of row tuples (the row types above, in any order)."""
+    return check_columns(
+        task, threshold=threshold, returns=ReturnColumns.of(returns), decisions=DecisionColumns.of(decisions),
+        kept=KeptColumns.of(kept), rejects=rejects, sequences=sequences,
     )
-
-
-def _windowed_mean(books: TaskBooks, *, options: StatsOptions) -> tuple[np.ndarray, np.ndarray]:
-    """The windowed mean return over collection order and the indices reported of it."""
-    threshold = books.threshold
-    if threshold is None:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty
-    curve = window_sums(books.values, threshold.window) / threshold.window
-    return curve, downsample_curve(curve, options.max_curve_points, threshold.window_start)
-
-
-def summarize_books(books: TaskBooks, *, options: StatsOptions = StatsOptions()) -> dict[str, Any]:
-    """The stats record of checked books (keys `schemas.output.ST_*`, in the files' order).
-
-    Empty statistics are None (never NaN); without a threshold, fraction and cap are the
-    options' (what the filter would have used).
-    """
-    dataset, task_name = books.task
-    threshold, values, tokenized, sequenced = books.threshold, books.values, books.tokenized, books.sequences
-    n_kept, n_dropped, n_rejected = books.counts
-    by_reason = collections.Counter(row.reason for row in books.reject_rows)
-    kept_values = np.fromiter((row.value for row in tokenized.values()), dtype=np.float64, count=n_kept)
-    all_min, all_median, all_max = _summary(values)
-    kept_min, kept_median, kept_max = _summary(kept_values)
-    edges = histogram_edges(values, options.bins)
-    hist_all = np.histogram(values, edges)[0] if edges.size else np.zeros(0, np.int64)
-    hist_kept = np.histogram(kept_values, edges)[0] if edges.size else np.zeros(0, np.int64)
-    curve, picks = _windowed_mean(books, options=options)
-    return {
-        out.DATASET: dataset,
-        out.TASK: task_name,
-        out.ST_EPISODES_READ: n_kept + n_dropped + n_rejected,
-        out.ST_EPISODES_WITH_RETURN: len(books.returns),
-        out.ST_WINDOW: threshold.window if threshold is not None else None,
-        out.ST_EXPERT_RETURN: threshold.expert_return if threshold is not None else None,
-        out.ST_THRESHOLD: threshold.threshold if threshold is not None else None,
-        out.ST_FRACTION: float(threshold.fraction if threshold is not None else options.fraction),
-        out.ST_CAP: int(threshold.cap if threshold is not None else options.cap),
-        out.ST_NO_FILTER: bool(options.no_filter),
-        out.ST_WINDOW_START: threshold.window_start if threshold is not None else None,
-        out.ST_KEPT: n_kept,
-        out.ST_DROPPED: n_dropped,
-        out.ST_REJECTED: n_rejected,
-        out.ST_REJECTED_BY_REASON: dict(sorted(by_reason.items())),
-        out.ST_RETURN_MIN: all_min,
-        out.ST_RETURN_MEDIAN: all_median,
-        out.ST_RETURN_MAX: all_max,
-        out.ST_KEPT_RETURN_MIN: kept_min,
-        out.ST_KEPT_RETURN_MEDIAN: kept_median,
-        out.ST_KEPT_RETURN_MAX: kept_max,
-        out.ST_KEPT_TIMESTEPS: int(sum(row.timesteps for row in tokenized.values())),
-        out.ST_KEPT_TOKENS: int(sum(row.tokens for row in tokenized.values())),
-        out.ST_HISTOGRAM_EDGES: [float(x) for x in edges],
-        out.ST_HISTOGRAM_ALL: [int(x) for x in hist_all],
-        out.ST_HISTOGRAM_KEPT: [int(x) for x in hist_kept],
-        out.ST_WINDOWED_MEAN_START: [int(x) for x in picks],
-        out.ST_WINDOWED_MEAN: [float(curve[i]) for i in picks],
-        out.ST_SEQUENCES: int(sequenced.sequences),
-        out.ST_PROMPTED_SEQUENCES: int(sequenced.prompted),
-        out.ST_UNPROMPTED_SEQUENCES: int(sequenced.unprompted),
-        out.ST_PROMPTS_UNAVAILABLE: int(sequenced.prompts_unavailable),
-        out.ST_SEQUENCE_TOKENS: int(sequenced.tokens),
-    }

@@ -1,5 +1,5 @@
 """The statistics files (formats/stats_files.py): the per-episode table, stats.{json,parquet},
-episodes.parquet, and reading them back."""
+episodes.parquet (streamed from per-task parts), and reading them back."""
 
 from __future__ import annotations
 
@@ -9,20 +9,25 @@ import os
 import pathlib
 import random
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from audit.report import write_report
 from formats.stats_files import (
+    episodes_batches,
     episodes_table,
     read_stats_records,
+    remove_episodes_parts,
     stats_json,
     stats_table,
     task_statistics,
+    write_episodes_part,
     write_statistics,
 )
 from schemas import output as out
 from tests.transforms.test_books import TASK, book_rows, return_rows
+from transforms.book_summary import summarize_books
 from transforms.books import SequenceCounts, check_books
 
 GOLDEN = pathlib.Path(__file__).resolve().parents[1] / "golden" / "stats"
@@ -135,3 +140,51 @@ def test_reading_stats_of_another_format_version_is_an_error(tmp_path: pathlib.P
     path.write_text(json.dumps({out.SJ_FORMAT_VERSION: -1, out.SJ_TASKS: []}))
     with pytest.raises(ValueError, match="stats format version -1, expected"):
         read_stats_records(str(tmp_path))
+
+
+def test_episodes_stream_from_per_task_parts_one_row_group_per_task(tmp_path: pathlib.Path) -> None:
+    # Issue 14, item 4: each task's table is written on its own and streamed into
+    # episodes.parquet, so no step holds every task's per-episode table at once.
+    results = _golden_results()
+    write_statistics(str(tmp_path / "tables"), results)
+    parts = [(record, write_episodes_part(str(tmp_path / "parts"), table.to_batches(),
+                                          task=(record[out.DATASET], record[out.TASK]), attempt="a" * 32))
+             for record, table in results]
+    assert all(isinstance(part, str) and "/_tmp/stats/" in part for _, part in parts)
+    write_statistics(str(tmp_path / "parts"), parts)
+    for name in (out.STATS_PARQUET_FILE, out.STATS_JSON_FILE, out.STATS_EPISODES_FILE):
+        assert (tmp_path / "parts" / name).read_bytes() == (tmp_path / "tables" / name).read_bytes()
+    metadata = pq.ParquetFile(tmp_path / "parts" / out.STATS_EPISODES_FILE).metadata
+    # (dataset, task) order: atari/Pong (22 episodes + 1 unreadable record), then dmc/walker_walk (30).
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [23, 30]
+    remove_episodes_parts(str(tmp_path / "parts"))
+    assert not (tmp_path / "parts" / out.TMP_DIR / "stats").exists()
+    remove_episodes_parts(str(tmp_path / "parts"))  # nothing left: no error
+
+
+def test_large_tasks_are_cut_into_row_groups_of_one_size_whatever_the_path(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Row groups of 7 rows stand in for 65,536: a task's rows, then its rejects without a
+    # return, cut at the same places whether the table is in memory or in a part.
+    monkeypatch.setattr(out, "STATS_EPISODES_ROW_GROUP_ROWS", 7)
+    values = [float(v % 5) for v in range(16)]
+    threshold, decisions, kept, rejects = book_rows(values, tokenize_reject={"e4"})
+    rejects += [(None, f"shard-{i}", "corrupt_record", None, "bad CRC") for i in range(4)]
+    books = check_books(TASK, threshold=threshold, returns=return_rows(values), decisions=decisions, kept=kept,
+                        rejects=rejects)
+    batches = list(episodes_batches(books, rows=7))
+    assert [b.num_rows for b in batches] == [7, 7, 6]  # 16 with a return, then 4 unreadable records
+    table = episodes_table(books)
+    assert pa.Table.from_batches(batches).equals(table)
+    rows = table.to_pylist()
+    assert [r[out.EP_COLLECTION_INDEX] for r in rows] == list(range(16)) + [None] * 4
+    assert [r[out.SOURCE_FILE] for r in rows[16:]] == [f"shard-{i}" for i in range(4)]
+    record = summarize_books(books)
+    write_statistics(str(tmp_path / "tables"), [(record, table)])
+    part = write_episodes_part(str(tmp_path / "parts"), batches, task=TASK, attempt="b" * 32)
+    write_statistics(str(tmp_path / "parts"), [(record, part)])
+    written = (tmp_path / "parts" / out.STATS_EPISODES_FILE).read_bytes()
+    assert written == (tmp_path / "tables" / out.STATS_EPISODES_FILE).read_bytes()
+    metadata = pq.ParquetFile(tmp_path / "parts" / out.STATS_EPISODES_FILE).metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [7, 7, 6]

@@ -107,7 +107,7 @@ def test_episode_broken_only_in_fields_pass_1_reads_light_gets_no_return_and_cou
 def test_stats_count_an_episode_with_a_return_rejected_by_pass_2_as_rejected() -> None:
     # The books behind the run above (formats/stats_files.py), with the same three episodes.
     task = ("d", "t")
-    returns = [((i,), str(i), float(i), "f") for i in range(3)]
+    returns = [(((i,), "f", i), str(i), float(i), "f") for i in range(3)]  # sort key: (order key, file, record)
     threshold = TaskThreshold(n=3, window=3, expert_return=1.0, threshold=-1.0, window_start=0, fraction=0.8, cap=1000)
     reject = ("1", "f", RLDS_STEP_LENGTHS, "observation/joints", "lengths differ")
     record, table = task_statistics(

@@ -62,8 +62,8 @@ def _synthetic_job_inputs() -> tuple[list, list, list, list, set[str]]:
     return returns, decisions, kept, rejects, expected_kept
 
 
-def test_beam_stage_writes_balanced_books(tmp_path: pathlib.Path) -> None:
-    returns, decisions, kept, rejects, expected_kept = _synthetic_job_inputs()
+def _run_stage(output_dir: pathlib.Path, returns: list, decisions: list, kept: list, rejects: list) -> None:
+    """TaskStatistics on the job's elements (thresholds from ExpertThresholds, as in the job)."""
     with TestPipeline(runner="BundleBasedDirectRunner") as pipeline:
         returns_pc = pipeline | "Returns" >> beam.Create(returns)
         inputs = {
@@ -73,12 +73,17 @@ def test_beam_stage_writes_balanced_books(tmp_path: pathlib.Path) -> None:
             KEPT: pipeline | "Kept" >> beam.Create(kept),
             REJECTS: pipeline | "Rejects" >> beam.Create(rejects),
         }
-        paths = inputs | TaskStatistics(str(tmp_path))
+        paths = inputs | TaskStatistics(str(output_dir))
         assert_that(
             paths,
             equal_to([{"parquet": out.STATS_PARQUET_FILE, "json": out.STATS_JSON_FILE,
                        "episodes": out.STATS_EPISODES_FILE, "report": out.REPORT_FILE}]),
         )
+
+
+def test_beam_stage_writes_balanced_books(tmp_path: pathlib.Path) -> None:
+    returns, decisions, kept, rejects, expected_kept = _synthetic_job_inputs()
+    _run_stage(tmp_path, returns, decisions, kept, rejects)
     records = read_stats_records(str(tmp_path))
     table = pq.read_table(tmp_path / out.STATS_PARQUET_FILE)
     assert table.schema.equals(out.STATS_SCHEMA)
@@ -219,3 +224,26 @@ def test_prompts_reach_the_statistics_and_a_one_episode_task_gets_none(tmp_path:
     assert normal[out.ST_SEQUENCE_TOKENS] > normal[out.ST_KEPT_TOKENS]  # prompts included
     report = (tmp_path / out.REPORT_FILE).read_text()
     assert report.count("no other eligible episode for prompts") == 2  # the solo task's table row and section
+
+
+def test_only_small_records_and_part_paths_are_gathered(tmp_path: pathlib.Path, monkeypatch) -> None:
+    # Issue 14, item 4: "AllTasks" used to gather every task's (record, per-episode table)
+    # on one worker; now each task's table is written by its own element and only
+    # (record, part path) pairs meet, streamed one part at a time into episodes.parquet.
+    from pipeline import task_statistics as stage
+
+    gathered: list = []
+    real_write = stage.write_statistics
+
+    def spy(output_dir: str, results: list) -> dict:
+        gathered.extend(results)
+        return real_write(output_dir, results)
+
+    monkeypatch.setattr(stage, "write_statistics", spy)
+    returns, decisions, kept, rejects, _ = _synthetic_job_inputs()
+    _run_stage(tmp_path, returns, decisions, kept, rejects)
+    assert len(gathered) == 3 and all(isinstance(part, str) for _, part in gathered)
+    assert all(f"/{out.TMP_DIR}/stats/" in part for _, part in gathered)
+    assert not (tmp_path / out.TMP_DIR / "stats").exists()  # the parts are gone once merged
+    metadata = pq.ParquetFile(tmp_path / out.STATS_EPISODES_FILE).metadata
+    assert metadata.num_row_groups == 3  # one per task
