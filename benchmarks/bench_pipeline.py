@@ -229,7 +229,8 @@ def _child(spec: dict[str, Any]) -> None:
 # --- The suite (parent process) -----------------------------------------------------------
 
 
-def _tree_rss(process: Any) -> int:
+def tree_rss(process: Any) -> int:
+    """RSS of `process` (a psutil.Process) and all its descendants."""
     import psutil
 
     total = 0
@@ -241,6 +242,20 @@ def _tree_rss(process: Any) -> int:
     return total
 
 
+def poll_peak_rss(child: subprocess.Popen) -> int:
+    """The highest `tree_rss` of `child`, polled every POLL_SECONDS until it exits."""
+    import psutil
+
+    process, peak = psutil.Process(child.pid), 0
+    while child.poll() is None:
+        try:
+            peak = max(peak, tree_rss(process))
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(POLL_SECONDS)
+    return peak
+
+
 def measure(
     mode: str, data: SyntheticSet, *, workers: int, work_dir: Path, label: str,
     running_mode: str = "in_memory", script: Path | None = None, keep_output: bool = False,
@@ -248,8 +263,6 @@ def measure(
 ) -> dict[str, Any]:
     """Runs one configuration in a child process (`script`'s, by default this file's),
     polling its process tree's RSS. The run's output is removed unless `keep_output`."""
-    import psutil
-
     script = script or Path(__file__)
     spec = {
         "mode": mode,
@@ -266,14 +279,7 @@ def measure(
             [sys.executable, str(script), "--_child", json.dumps(spec)],
             stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=script.resolve().parent.parent,
         )
-        process = psutil.Process(child.pid)
-        peak = 0
-        while child.poll() is None:
-            try:
-                peak = max(peak, _tree_rss(process))
-            except psutil.NoSuchProcess:
-                break
-            time.sleep(POLL_SECONDS)
+        peak = poll_peak_rss(child)
         stdout = child.stdout.read() if child.stdout else ""
         child.wait()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
