@@ -76,3 +76,16 @@ def test_tensorflow_is_an_extra_for_writing_tfds_datasets_only() -> None:
     assert "tensorflow-cpu" in _requirements(extras["tfds-write"])
     for needs_writers in ("test", "samples"):  # fixtures and samples are written in the TFDS format
         assert "gato-data[tfds-write]" in extras[needs_writers], needs_writers
+
+
+def test_every_apache_beam_requirement_is_the_tested_release() -> None:
+    """Core and extras name one Beam release line: a fresh install took 2.78, whose type
+    inference refuses our stages, and the Dask runner subclass is written against 2.77."""
+    from packaging.specifiers import SpecifierSet
+
+    optional = PYPROJECT["project"]["optional-dependencies"]
+    lines = [*PYPROJECT["project"]["dependencies"], *(r for extra in optional.values() for r in extra)]
+    beams = [Requirement(line) for line in lines if line.startswith("apache-beam")]
+    assert len(beams) == 3  # core, dask, dataflow
+    for requirement in beams:
+        assert requirement.specifier == SpecifierSet(">=2.77,<2.78"), str(requirement)
