@@ -61,16 +61,16 @@ def _parse_info(builder_dir: str) -> Any:
     return json_format.Parse(text, dataset_info_pb2.DatasetInfo(), ignore_unknown_fields=True)
 
 
-def read_info_names(builder_dir: str) -> tuple[str, str, str]:
-    """(name, config, version) from dataset_info.json, falling back to the dir names
+def _names(builder_dir: str, proto: Any) -> tuple[str, str, str]:
+    """(name, config, version) of a parsed dataset_info.json, falling back to the dir names
     `<name>/[<config>/]<version>` as TFDS lays them out."""
-    info = json.loads(read_bytes(join_url(builder_dir, DATASET_INFO_FILE)))
     parts = builder_dir.rstrip("/").split("/")
-    return (
-        info.get("name") or parts[-2],
-        info.get("configName", "") or "",
-        info.get("version") or parts[-1],
-    )
+    return proto.name or parts[-2], proto.config_name, proto.version or parts[-1]
+
+
+def read_info_names(builder_dir: str) -> tuple[str, str, str]:
+    """(name, config, version) from dataset_info.json (`_names`)."""
+    return _names(builder_dir, _parse_info(builder_dir))
 
 
 def _split_files(builder_dir: str, proto: Any, split: Any) -> SplitFiles:
@@ -103,12 +103,12 @@ def read_builder_info(builder_dir: str) -> BuilderInfo:
     """The metadata of the builder dir at `builder_dir` (module doc). Raises OSError or
     ValueError for missing or malformed files."""
     proto = _parse_info(builder_dir)
-    parts = builder_dir.rstrip("/").split("/")
+    name, config, version = _names(builder_dir, proto)
     return BuilderInfo(
         path=builder_dir,
-        name=proto.name or parts[-2],
-        config=proto.config_name,
-        version=proto.version or parts[-1],
+        name=name,
+        config=config,
+        version=version,
         splits={s.name: _split_files(builder_dir, proto, s) for s in proto.splits},
         features=read_features(builder_dir, proto),
     )
