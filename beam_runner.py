@@ -175,7 +175,9 @@ def unknown_flags_message(unknown: Sequence[str], known: Sequence[str]) -> str:
 
 def our_flags() -> list[str]:
     """Every `--flag` of this command line."""
-    return [s for a in build_parser()._actions for s in a.option_strings if s.startswith("--")]
+    from pipeline.runner import long_flags  # Beam imports only once our flags are valid
+
+    return long_flags(build_parser())
 
 
 def summary_table(records: Sequence[Mapping[str, Any]], output_dir: str) -> str:

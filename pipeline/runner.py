@@ -186,10 +186,15 @@ def _beam_parser() -> argparse.ArgumentParser:
     return parsers[0]
 
 
+def long_flags(parser: argparse.ArgumentParser) -> list[str]:
+    """Every `--flag` `parser` defines, in its order."""
+    # argparse lists its options only through `_actions`.
+    return [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+
+
 def beam_flags() -> list[str]:
     """Every `--flag` Beam defines (sorted)."""
-    # argparse lists its options only through `_actions`.
-    return sorted(s for a in _beam_parser()._actions for s in a.option_strings if s.startswith("--"))
+    return sorted(long_flags(_beam_parser()))
 
 
 def unknown_beam_flags(beam_args: Sequence[str]) -> list[str]:
