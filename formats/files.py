@@ -106,16 +106,12 @@ def list_names(url: str) -> set[str]:
     return {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)}
 
 
-def is_local(fs: fsspec.AbstractFileSystem) -> bool:
-    return isinstance(fs, LocalFileSystem)
-
-
 def move_file(fs: fsspec.AbstractFileSystem, source: str, target: str) -> None:
     """Moves one file: a rename on a local disk; on an object store a server-side copy,
     then the source removed. Object stores have no rename (gcsfs's `mv` first tries GCS's
     `moveTo`, which only some buckets and no emulator offer, retrying it for ~30 s before
     it falls back to this same copy and delete)."""
-    if is_local(fs):
+    if isinstance(fs, LocalFileSystem):
         fs.mv(source, target)
     else:
         fs.copy(source, target)
