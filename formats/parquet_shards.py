@@ -73,6 +73,7 @@ from schemas.output import (
     SEQUENCE_SCHEMA,
     SHARD_NAME_FORMAT,
     SOURCE_FILE,
+    SOURCE_KEYS,
     TASK,
     TIMESTEP,
     TMP_DIR,
@@ -153,7 +154,10 @@ def sequence_record_batch(key: EpisodeKey, batch: SequenceBatch, schema: pa.Sche
     columns = {
         DATASET: _dictionary(key.dataset, rows),
         TASK: _dictionary(key.task, rows),
-        EPISODE_ID: pa.array([key.episode_id] * rows, pa.string()),
+        EPISODE_ID: pa.array(
+            list(batch.row_episode_ids) if batch.row_episode_ids is not None else [key.episode_id] * rows,
+            pa.string(),
+        ),
         SEQUENCE_INDEX: pa.array(batch.sequence_index, pa.int32()),
         NUM_TOKENS: pa.array(batch.num_tokens, pa.int32()),
         TOKENS: _rows_of(batch.tokens, pa.int32()),
@@ -166,6 +170,8 @@ def sequence_record_batch(key: EpisodeKey, batch: SequenceBatch, schema: pa.Sche
         PATCH_PIXELS: pa.ListArray.from_arrays(row_patches, pixels),
         PATCH_POSITIONS: positions,
     }
+    if SOURCE_KEYS in schema.names:
+        columns[SOURCE_KEYS] = pa.array([list(k) for k in batch.source_keys or ((),) * rows], pa.list_(pa.string()))
     return pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 

@@ -40,6 +40,8 @@ PROMPT_EPISODE_ID = "prompt_episode_id"  # null when the row has no prompt
 PATCH_PIXELS = "patch_pixels"  # one binary of 16*16*C uint8 (HWC) per image token, token order
 PATCH_POSITIONS = "patch_positions"  # 4 int16 per image token: row_lo, row_hi, col_lo, col_hi
 
+SOURCE_KEYS = "source_keys"  # vision-language rows only: the source key of each unit in the row
+
 PATCH_POSITION_WIDTH = 4
 NO_TIMESTEP = -1  # `timestep` value of prompt and padding tokens
 
@@ -75,6 +77,11 @@ SEQUENCE_COLUMN_DOCS: dict[str, tuple[str, str]] = {
         "square, quantized to 128 bins",
         "1/128 of the image side",
     ),
+    SOURCE_KEYS: (
+        "vision-language and text rows: the source of each unit in the row, in order: "
+        "`<record key>#<caption index>` for pairs, the record key for documents",
+        "key",
+    ),
 }
 
 
@@ -103,6 +110,11 @@ SEQUENCE_SCHEMA = pa.schema(
             pa.field(PATCH_POSITIONS, pa.list_(pa.int16()), nullable=False),
         )
     ]
+)
+
+# Vision-language and text rows (spec section 8): the same columns, plus the source keys.
+VL_SEQUENCE_SCHEMA = SEQUENCE_SCHEMA.append(
+    _documented(pa.field(SOURCE_KEYS, pa.list_(pa.string()), nullable=False))
 )
 
 # --- Rejects table: one row per episode that could not be used (spec section 7). ---

@@ -116,6 +116,10 @@ class SequenceBatch:
     patch_positions: np.ndarray  # int16[P, 4]
     row_patch_starts: np.ndarray  # int64[S+1]
     prompts_unavailable: int  # rows that drew a prompt but had no eligible candidate
+    # Vision-language rows (transforms/vl_sequence.py): each row's own id (its first unit's
+    # record key) and the source keys of its units; None for episodes (every row is `episode_id`'s).
+    row_episode_ids: tuple[str, ...] | None = None
+    source_keys: tuple[tuple[str, ...], ...] | None = None
 
     @property
     def num_sequences(self) -> int:
