@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--dataset", required=True,
-        help="registry name (atari, dmlab, control_suite, metaworld, babyai) or rlds:<dir>")
+        help="registry name: agent data (atari, dmlab, control_suite, metaworld, babyai), rlds:<dir>, "
+        "or vision-language and text data (coco_captions, conceptual_captions, vqav2, okvqa, text, interleaved)")
     add("--tasks", default="*",
         help="comma-separated globs over the dataset's task names ('*': every task)")
     add("--data_dir", default=None,
@@ -105,6 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="prompt budget in tokens (not given: a quarter of --sequence_length)")
     add("--prompt_pool_size", type=int, default=defaults["prompt_pool_size"],
         help="prompt candidate episodes kept per task")
+    add("--format", default=None,
+        help="vision-language input format: parquet, webdataset, tfds, jsonl or txt "
+        "(not given: the dataset's default, README's table)")
+    add("--fields", default="",
+        help="vision-language field mapping overrides, comma-separated <part>=<name>[|<name>...], "
+        "e.g. image=jpg,captions=caption (README's table lists the parts)")
+    add("--vl_spec", default=None,
+        help="TOML file with a vision-language `format` and a [fields] table (flags win over it)")
+    add("--image_size", type=int, default=defaults["image_size"],
+        help="vision-language images are resized and centre-cropped to S x S (a multiple of 16)")
     add("--rows_per_shard", type=int, default=defaults["rows_per_shard"],
         help="sequences per Parquet shard, at most")
     add("--overwrite", action="store_true", help="replace a finished output")
@@ -140,6 +151,10 @@ def parse(argv: Sequence[str]) -> tuple[JobOptions, list[str]]:
         prompt_tokens=args.prompt_tokens,
         prompt_pool_size=args.prompt_pool_size,
         rows_per_shard=args.rows_per_shard,
+        format=args.format,
+        fields=tuple(f.strip() for f in args.fields.split(",") if f.strip()),
+        vl_spec=args.vl_spec,
+        image_size=args.image_size,
         overwrite=args.overwrite,
         strict=args.strict,
     )

@@ -113,9 +113,10 @@ def sequence_schema(
     layout: VocabLayout,
     fields: Mapping[str, Mapping[str, FieldSpec]],
     sequence_length: int,
+    base: pa.Schema = SEQUENCE_SCHEMA,
 ) -> pa.Schema:
-    """`SEQUENCE_SCHEMA` with the metadata every sequences shard carries."""
-    return SEQUENCE_SCHEMA.with_metadata(
+    """`base` (SEQUENCE_SCHEMA, or VL_SEQUENCE_SCHEMA) with the metadata every sequences shard carries."""
+    return base.with_metadata(
         {
             META_LAYOUT: canonical_json(layout.to_metadata()).encode(),
             META_FIELDS: canonical_json(fields_metadata(fields)).encode(),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +47,7 @@ from pipeline.runner import (
     require_runner_installed,
     workers_see_local_disk,
 )
+from pipeline.vl_passes import VLJobParts, build_vl_pipeline
 from planning.options import JobOptions
 from planning.plan import plan_work
 from planning.text_model import (
@@ -54,6 +56,7 @@ from planning.text_model import (
     needs_text_model,
     text_model_digest,
 )
+from planning.vl_plan import VLPlan, plan_vl_work
 from planning.work import Plan
 from planning.worker_paths import refuse_launcher_paths, require_storage
 from schemas.output import STAGING_DIR
@@ -98,21 +101,17 @@ def run_job(options: JobOptions, *, beam_args: Sequence[str] = ("--runner=Direct
     """
     beam_options = PipelineOptions(list(beam_args))
     check_runner(options, beam_options)
-    plan = plan_work(
-        options.dataset, data_dir=options.data_dir, tasks=options.tasks, rlds_spec=options.rlds_spec
-    )
-    extra_config: dict[str, Any] = {}
-    if needs_text_model(plan):
-        if not options.sentencepiece_model:
-            options = dataclasses.replace(options, sentencepiece_model=DEFAULT_SENTENCEPIECE_MODEL)
-            log.info(
-                "no --sentencepiece_model: text fields use the bundled model %s", DEFAULT_SENTENCEPIECE_MODEL
-            )
-        SentencePieceTokenizer.from_path(options.sentencepiece_model)  # fail now, not on a worker
-        extra_config[SENTENCEPIECE_SHA256] = text_model_digest(options.sentencepiece_model)
+    if options.is_vision_language:
+        options, build, plan = plan_vision_language(options)
+    else:
+        plan = plan_work(
+            options.dataset, data_dir=options.data_dir, tasks=options.tasks, rlds_spec=options.rlds_spec
+        )
+        options, extra_config, _ = with_text_model(options, needed=needs_text_model(plan))
+        build = functools.partial(build_pipeline, plan=plan, extra_config=extra_config)
     log.info(
-        "dataset %s: %d tasks, %d input shards -> %s",
-        plan.dataset.name, len(plan.tasks), len(plan.work_items), options.output_dir,
+        "dataset %s: %d tasks, %d input files -> %s",
+        options.dataset, len(plan.tasks), len(plan.work_items), options.output_dir,
     )
     claim = unwritable_as_value_error(take_claim, options.output_dir)
     try:
@@ -123,7 +122,7 @@ def run_job(options: JobOptions, *, beam_args: Sequence[str] = ("--runner=Direct
         log.info("running the job (%s)", beam_options.view_as(StandardOptions).runner)
         pipeline = make_pipeline(beam_args)
         staged = dataclasses.replace(options, output_dir=target)
-        build_pipeline(pipeline, staged, plan=plan, extra_config=extra_config)
+        build(pipeline, staged)
         result = pipeline.run()
         result.wait_until_finish()
         if is_dry_run(beam_options):  # built, not run: nothing of this run may stay
@@ -142,6 +141,36 @@ def run_job(options: JobOptions, *, beam_args: Sequence[str] = ("--runner=Direct
     log.info("finished in %.1f s", time.monotonic() - started)
     log.debug("counters per task:\n%s", format_summary(summary))
     return summary
+
+
+def with_text_model(options: JobOptions, *, needed: bool) -> tuple[JobOptions, dict[str, Any], int | None]:
+    """Where text is tokenized: the options with the model in force (the bundled one by
+    default), opened once here so a bad model fails now and not on a worker; the model's
+    sha256 for the configuration; its end-of-sequence id."""
+    if not needed:
+        return options, {}, None
+    if not options.sentencepiece_model:
+        options = dataclasses.replace(options, sentencepiece_model=DEFAULT_SENTENCEPIECE_MODEL)
+        log.info("no --sentencepiece_model: text fields use the bundled model %s", DEFAULT_SENTENCEPIECE_MODEL)
+    tokenizer = SentencePieceTokenizer.from_path(options.sentencepiece_model)
+    return options, {SENTENCEPIECE_SHA256: text_model_digest(options.sentencepiece_model)}, tokenizer.eos_id
+
+
+def plan_vision_language(options: JobOptions) -> tuple[JobOptions, Callable[[beam.Pipeline, JobOptions], None], VLPlan]:
+    """Plans a vision-language or text job (`planning/vl_plan.py`): the options with the
+    text model in force, the function that builds its pipeline, and the plan. The resolved
+    format and field mapping, S and E enter the configuration (and its hash)."""
+    plan = plan_vl_work(
+        options.dataset, data_dir=options.data_dir, format=options.format, fields=options.fields,
+        vl_spec=options.vl_spec,
+    )
+    options, extra_config, eos_id = with_text_model(options, needed=True)
+    extra_config.update(vl_format=plan.format, vl_fields=plan.mapping.to_metadata(), end_of_sequence_id=eos_id)
+
+    def build(pipeline: beam.Pipeline, staged: JobOptions) -> None:
+        build_vl_pipeline(pipeline, VLJobParts(options=staged, plan=plan, eos_id=eos_id, extra_config=extra_config))
+
+    return options, build, plan
 
 
 def unwritable_as_value_error(step: Callable[..., T], output_dir: str, **kwargs: Any) -> T:

@@ -24,14 +24,23 @@ from collections.abc import Mapping
 from typing import Any
 
 from formats.manifest import config_hash
-from schemas.vocab import DEFAULT_SEQUENCE_LENGTH, LAYOUTS
+from schemas.vl import DEFAULT_IMAGE_SIZE, is_vl_dataset
+from schemas.vocab import DEFAULT_SEQUENCE_LENGTH, LAYOUTS, PATCH_SIZE
 
 # The bundled sample datasets (samples/README.md), used when no --data_dir is given.
 SAMPLES_DIR = str(pathlib.Path(__file__).resolve().parent.parent / "samples")
 SAMPLES_DATA_DIR = f"{SAMPLES_DIR}/data"
 # Fields that say where things are: not recorded in the manifest (module doc). The
 # SentencePiece model enters by content (`run_job` adds its sha256), not by path.
-_LOCATIONS = frozenset({"output_dir", "data_dir", "sentencepiece_model"})
+_LOCATIONS = frozenset({"output_dir", "data_dir", "sentencepiece_model", "vl_spec"})
+# Options of one kind of data only: left out of the other kind's configuration, so adding
+# vision-language options left agent outputs' manifests as they were. A vision-language
+# job records its resolved format and field mapping instead of the flags (`run_job`).
+_VL_ONLY = frozenset({"format", "fields", "vl_spec", "image_size"})
+_VL_RESOLVED = frozenset({"format", "fields"})
+_AGENT_ONLY = frozenset(
+    {"filter_fraction", "window_cap", "no_filter", "prompt_fraction", "prompt_tokens", "prompt_pool_size", "rlds_spec"}
+)
 # Fields that only say where or how to run, never what is written: left out of the hash.
 _NOT_HASHED = _LOCATIONS | {"overwrite", "strict"}
 
@@ -64,6 +73,11 @@ class JobOptions:
     rows_per_shard: int = 2048
     overwrite: bool = False
     strict: bool = False
+    # Vision-language and text datasets (spec section 8, `planning/vl_plan.py`).
+    format: str | None = None  # None: the registry entry's default format
+    fields: tuple[str, ...] = ()  # field mapping overrides, `<part>=<name>[|<name>...]`
+    vl_spec: str | None = None  # a TOML file with `format` and a `[fields]` table
+    image_size: int = DEFAULT_IMAGE_SIZE  # S
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ValueError:
@@ -91,6 +105,12 @@ class JobOptions:
             raise bad("prompt_pool_size", "must be at least 1")
         if self.rows_per_shard < 1:
             raise bad("rows_per_shard", "must be at least 1")
+        if self.image_size < PATCH_SIZE or self.image_size % PATCH_SIZE:
+            raise bad("image_size", f"must be a positive multiple of {PATCH_SIZE}")
+
+    @property
+    def is_vision_language(self) -> bool:
+        return is_vl_dataset(self.dataset)
 
     @property
     def effective_prompt_tokens(self) -> int:
@@ -102,9 +122,14 @@ class JobOptions:
     def to_config(self) -> dict[str, Any]:
         """JSON-able configuration, as recorded in the manifest: every field but the
         locations (module doc)."""
-        config = {k: v for k, v in dataclasses.asdict(self).items() if k not in _LOCATIONS}
+        if self.is_vision_language:
+            left_out = _LOCATIONS | _AGENT_ONLY | _VL_RESOLVED
+        else:
+            left_out = _LOCATIONS | _VL_ONLY
+        config = {k: v for k, v in dataclasses.asdict(self).items() if k not in left_out}
         config["tasks"] = list(self.tasks)
-        config["prompt_tokens"] = self.effective_prompt_tokens
+        if not self.is_vision_language:
+            config["prompt_tokens"] = self.effective_prompt_tokens
         return config
 
     def config_hash(self, extra: Mapping[str, Any] | None = None) -> str:

@@ -83,6 +83,12 @@ class SentencePieceTokenizer:
         return int(self._sp.GetPieceSize())
 
     @property
+    def eos_id(self) -> int | None:
+        """The model's end-of-sequence id (spec section 8's E); None when it has none."""
+        eos = int(self._sp.eos_id())
+        return eos if eos >= 0 else None
+
+    @property
     def source(self) -> str:
         return self._source
 

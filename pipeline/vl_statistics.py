@@ -1,0 +1,95 @@
+"""The statistics stage of vision-language and text data (spec section 8, "Stats per
+task"): record outcomes and written rows -> stats/stats.{parquet,json} and report.html.
+
+Outcomes and rows are combined per task into `transforms.vl_stats.VLTaskBook`s (Beam
+lifts the combiner, so only the small books are shuffled); the books are gathered once,
+and the files written with a few decoded rows per task read back from the finalized
+shards (`formats.vl_stats_files.sample_rows`), so the report shows what was written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import apache_beam as beam
+
+from formats.files import join_url
+from formats.vl_stats_files import sample_rows, write_vl_stats
+from schemas.output import S_PATH
+from transforms.episode import TaskKey
+from transforms.sequence import SequenceBatch
+from transforms.vl_stats import VLTaskBook
+from transforms.vl_types import RecordOutcome
+
+# Keys of the dict of PCollections `VLStatistics` takes.
+OUTCOMES = "outcomes"  # RecordOutcome of every record read
+ROWS = "rows"  # (EpisodeKey, SequenceBatch) as written
+SHARDS = "shards"  # one element: the manifest entries of the sequences shards
+
+
+class CombineBooks(beam.CombineFn):
+    """Outcomes and row batches of one task -> its VLTaskBook (merge order does not matter)."""
+
+    def create_accumulator(self) -> VLTaskBook:
+        return VLTaskBook()
+
+    def add_input(self, book: VLTaskBook, element: RecordOutcome | SequenceBatch) -> VLTaskBook:
+        if isinstance(element, RecordOutcome):
+            book.add_outcome(element)
+        else:
+            book.add_rows(element)
+        return book
+
+    def merge_accumulators(self, books: Iterable[VLTaskBook]) -> VLTaskBook:
+        merged = VLTaskBook()
+        for book in books:
+            merged = merged.merge(book)
+        return merged
+
+    def extract_output(self, book: VLTaskBook) -> VLTaskBook:
+        return book
+
+
+def _write(
+    _: None,
+    *,
+    books: Sequence[tuple[TaskKey, VLTaskBook]],
+    shards: Sequence[Mapping[str, Any]],
+    output_dir: str,
+    text_model: str | None,
+) -> dict[str, str]:
+    summaries = [book.summary(dataset, task) for (dataset, task), book in sorted(books, key=lambda b: b[0])]
+    paths = sorted(join_url(output_dir, s[S_PATH]) for s in shards)
+    return write_vl_stats(output_dir, summaries, report_rows=sample_rows(paths), text_model=text_model)
+
+
+class VLStatistics(beam.PTransform):
+    """{OUTCOMES, ROWS, SHARDS} -> one element: the manifest's stats entry."""
+
+    def __init__(self, output_dir: str, *, text_model: str | None) -> None:
+        super().__init__()
+        self._output_dir = output_dir
+        self._text_model = text_model
+
+    def expand(self, inputs: Mapping[str, beam.PCollection]) -> beam.PCollection:
+        outcomes = inputs[OUTCOMES] | "KeyOutcomes" >> beam.Map(lambda o: ((o.record.dataset, o.record.task), o))
+        rows = inputs[ROWS] | "KeyRows" >> beam.MapTuple(lambda key, batch: (key.task_key, batch))
+        books = (
+            (outcomes, rows)
+            | "Together" >> beam.Flatten()
+            | "BookPerTask" >> beam.CombinePerKey(CombineBooks())
+        )
+        return (
+            inputs[SHARDS].pipeline
+            | "StatsTrigger" >> beam.Create([None])
+            | "WriteStats" >> beam.Map(
+                _write,
+                books=beam.pvalue.AsList(books),
+                shards=beam.pvalue.AsSingleton(inputs[SHARDS]),
+                output_dir=self._output_dir,
+                text_model=self._text_model,
+            )
+        )
+
+
