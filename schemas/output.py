@@ -304,3 +304,55 @@ CLAIM_FILE = "_claim.json"
 # `_staging/<run id>/` holds the same layout as the output directory.
 STAGING_DIR = "_staging"
 MANIFEST_TEMP_SUFFIX = ".tmp"  # `.manifest.json.<hex>.tmp`: the manifest before its rename
+
+# --- Vision-language and text outputs (spec section 8): per-task statistics. ---
+# Same files as the agent statistics (STATS_PARQUET_FILE, STATS_JSON_FILE with
+# SJ_FORMAT_VERSION / SJ_TASKS, REPORT_FILE; no episodes.parquet), one record per task
+# keyed by DATASET, TASK and the VST_* names below (built by `transforms/vl_stats.py`).
+# Records are counted read = kept + rejected (a record is kept if any of its units is);
+# statistics of an empty set are null.
+VST_RECORDS_READ = "records_read"
+VST_RECORDS_KEPT = "records_kept"
+VST_RECORDS_REJECTED = "records_rejected"
+VST_REJECTED_BY_REASON = ST_REJECTED_BY_REASON  # rejected records: map reason code -> count
+VST_UNITS_REJECTED_BY_REASON = "units_rejected_by_reason"  # pairs dropped from kept records, by reason
+VST_UNITS = "units"  # units (pairs, documents) of the kept records
+VST_SEQUENCE_LENGTH = "sequence_length"  # L of the rows
+VST_ROWS = "rows"
+VST_TOKENS = "tokens"  # tokens of the rows before padding
+VST_TEXT_TOKENS = "text_tokens"  # of them, modality TEXT (E included)
+VST_IMAGE_TOKENS = "image_tokens"  # of them, modality IMAGE (one per patch)
+VST_LOSS_TOKENS = "loss_tokens"
+VST_PADDING_TOKENS = "padding_tokens"  # rows * L - tokens
+VST_PADDING_FRACTION = "padding_fraction"  # padding_tokens / (rows * L)
+VST_UNITS_PER_ROW_MEAN = "units_per_row_mean"  # source keys per row, averaged over rows
+VST_UNITS_PER_ROW_HISTOGRAM = "units_per_row_histogram"  # rows with 1, 2, ..., MAX_PAIRS_PER_ROW units
+VST_UNIT_TEXT_TOKENS_MIN = "unit_text_tokens_min"  # text tokens (E included) per unit of a kept record
+VST_UNIT_TEXT_TOKENS_MEDIAN = "unit_text_tokens_median"  # exact; the mean of the middle two for an even count
+VST_UNIT_TEXT_TOKENS_MAX = "unit_text_tokens_max"
+
+VL_STATS_SCHEMA = pa.schema(
+    [
+        pa.field(DATASET, pa.string(), nullable=False),
+        pa.field(TASK, pa.string(), nullable=False),
+        pa.field(VST_RECORDS_READ, pa.int64(), nullable=False),
+        pa.field(VST_RECORDS_KEPT, pa.int64(), nullable=False),
+        pa.field(VST_RECORDS_REJECTED, pa.int64(), nullable=False),
+        pa.field(VST_REJECTED_BY_REASON, pa.map_(pa.string(), pa.int64()), nullable=False),
+        pa.field(VST_UNITS_REJECTED_BY_REASON, pa.map_(pa.string(), pa.int64()), nullable=False),
+        pa.field(VST_UNITS, pa.int64(), nullable=False),
+        pa.field(VST_SEQUENCE_LENGTH, pa.int64(), nullable=False),
+        pa.field(VST_ROWS, pa.int64(), nullable=False),
+        pa.field(VST_TOKENS, pa.int64(), nullable=False),
+        pa.field(VST_TEXT_TOKENS, pa.int64(), nullable=False),
+        pa.field(VST_IMAGE_TOKENS, pa.int64(), nullable=False),
+        pa.field(VST_LOSS_TOKENS, pa.int64(), nullable=False),
+        pa.field(VST_PADDING_TOKENS, pa.int64(), nullable=False),
+        pa.field(VST_PADDING_FRACTION, pa.float64(), nullable=True),
+        pa.field(VST_UNITS_PER_ROW_MEAN, pa.float64(), nullable=True),
+        pa.field(VST_UNITS_PER_ROW_HISTOGRAM, pa.list_(pa.int64()), nullable=False),
+        pa.field(VST_UNIT_TEXT_TOKENS_MIN, pa.int64(), nullable=True),
+        pa.field(VST_UNIT_TEXT_TOKENS_MEDIAN, pa.float64(), nullable=True),
+        pa.field(VST_UNIT_TEXT_TOKENS_MAX, pa.int64(), nullable=True),
+    ]
+)
