@@ -156,3 +156,17 @@ def test_a_repeated_bad_text_names_its_first_index(tiny_tokenizer: SentencePiece
     with pytest.raises(TokenizationError) as info:
         tiny_tokenizer.encode_batch([b"ok", b"bad \xff", b"ok", b"bad \xff"])
     assert (info.value.reason, info.value.timestep) == (INVALID_UTF8, 1)
+
+
+def test_eos_id_is_the_models_end_of_sequence_id_or_none(tiny_tokenizer: SentencePieceTokenizer) -> None:
+    import io
+
+    import sentencepiece as spm
+
+    assert SentencePieceTokenizer.from_path(BUNDLED_MODEL).eos_id == 2 and tiny_tokenizer.eos_id == 2
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(["the agent moves left", "picks the red block"] * 20), model_writer=model,
+        vocab_size=24, eos_id=-1, minloglevel=2,
+    )
+    assert SentencePieceTokenizer(model.getvalue()).eos_id is None
