@@ -45,6 +45,11 @@ SUMMARY_COLUMNS = (
     (out.ST_EPISODES_READ, "read"), (out.ST_KEPT, "kept"), (out.ST_DROPPED, "dropped"),
     (out.ST_REJECTED, "rejected"), (out.ST_SEQUENCES, "sequences"), (out.ST_SEQUENCE_TOKENS, "tokens"),
 )
+# The same for vision-language and text tasks, whose records carry VST_* keys instead.
+VL_SUMMARY_COLUMNS = (
+    (out.VST_RECORDS_READ, "read"), (out.VST_RECORDS_KEPT, "kept"), (out.VST_RECORDS_REJECTED, "rejected"),
+    (out.VST_UNITS, "units"), (out.VST_ROWS, "rows"), (out.VST_TOKENS, "tokens"),
+)
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -195,15 +200,23 @@ def our_flags() -> list[str]:
     return long_flags(build_parser())
 
 
-def summary_table(records: Sequence[Mapping[str, Any]], output_dir: str) -> str:
-    """What a finished run prints: per task, read/kept/dropped/rejected/sequences/tokens; then
-    the output and the commands to look at it."""
-    header = ["task", *(title for _, title in SUMMARY_COLUMNS)]
-    rows = [[f"{r[out.DATASET]}/{r[out.TASK]}", *(str(r.get(key, "-")) for key, _ in SUMMARY_COLUMNS)]
-            for r in records]
+def _table_lines(records: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> list[str]:
+    header = ["task", *(title for _, title in columns)]
+    rows = [[f"{r[out.DATASET]}/{r[out.TASK]}", *(str(r.get(key, "-")) for key, _ in columns)] for r in records]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-             for row in [header, *rows]]
+    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+            for row in [header, *rows]]
+
+
+def summary_table(records: Sequence[Mapping[str, Any]], output_dir: str) -> str:
+    """What a finished run prints: per task, read/kept/dropped/rejected/sequences/tokens (agent
+    tasks) or read/kept/rejected/units/rows/tokens (vision-language tasks: records with
+    `VST_RECORDS_READ`), a table for each kind present; then the output and the commands."""
+    vl = [r for r in records if out.VST_RECORDS_READ in r]
+    agent = [r for r in records if out.VST_RECORDS_READ not in r]
+    groups = ((agent, SUMMARY_COLUMNS), (vl, VL_SUMMARY_COLUMNS))
+    tables = [_table_lines(group, columns) for group, columns in groups if group] or [_table_lines([], SUMMARY_COLUMNS)]
+    lines = [line for i, table in enumerate(tables) for line in ([""] if i else []) + table]
     report = f"{output_dir.rstrip('/')}/{out.REPORT_FILE}"
     return "\n".join([*lines, "", f"output: {output_dir}",
                       f"next:   gato-audit {output_dir}    # verify it, and every task's filter statistics",

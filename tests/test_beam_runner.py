@@ -191,3 +191,23 @@ def test_the_summary_is_a_table_per_task_then_the_output_and_next_commands() -> 
         "next:   gato-audit out/atari    # verify it, and every task's filter statistics",
         "        out/atari/report.html    # the auditors' report (open in a browser)",
     ]
+
+
+def test_vision_language_tasks_get_their_own_columns_after_the_agent_tasks() -> None:
+    from beam_runner import summary_table
+
+    agent = {"dataset": "atari", "task": "Pong", "episodes_read": 12, "kept": 1, "dropped": 11, "rejected": 0,
+             "sequences": 20, "sequence_tokens": 19000}
+    vl = {"dataset": "coco_captions", "task": "coco_captions", "records_read": 5, "records_kept": 3,
+          "records_rejected": 2, "units": 14, "rows": 3, "tokens": 2890}
+    assert summary_table([vl], "out/coco").splitlines()[:2] == [
+        "task                         read  kept  rejected  units  rows  tokens",
+        "coco_captions/coco_captions     5     3         2     14     3    2890",
+    ]
+    assert summary_table([vl, agent], "out/mix").splitlines()[:5] == [
+        "task        read  kept  dropped  rejected  sequences  tokens",
+        "atari/Pong    12     1       11         0         20   19000",
+        "",
+        "task                         read  kept  rejected  units  rows  tokens",
+        "coco_captions/coco_captions     5     3         2     14     3    2890",
+    ]
