@@ -16,8 +16,8 @@ from schemas.vl import (
     MISSING_IMAGE,
     FieldMapping,
 )
-from tests.formats.vl_fixtures import SAMPLES, hf_image_type, work_item, write_caption_parquet, write_parquet
-from transforms.vl_types import ImageRef, VLRecord
+from tests.formats.vl_fixtures import sample_records, hf_image_type, work_item, write_caption_parquet, write_parquet
+from transforms.vl_types import ImageRef
 
 MAPPING = FieldMapping()
 
@@ -25,11 +25,7 @@ MAPPING = FieldMapping()
 def test_caption_records_in_file_order_with_keys(tmp_path: Path) -> None:
     path = write_caption_parquet(tmp_path / "cc" / "part-0.parquet")
     records = list(read_parquet(work_item(path, tmp_path), kind=KIND_CAPTION, mapping=MAPPING))
-    assert records == [
-        VLRecord(dataset="ds", task="ds", kind=KIND_CAPTION, key=key, source_file="cc/part-0.parquet",
-                 index_in_file=i, work_item=3, segments=(ImageRef(image), *captions))
-        for i, (key, image, captions) in enumerate(SAMPLES)
-    ]
+    assert records == sample_records("cc/part-0.parquet")
 
 
 def test_coco_list_of_struct_captions_give_one_segment_per_caption(tmp_path: Path) -> None:

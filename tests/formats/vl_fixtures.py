@@ -17,7 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from schemas.vl import KIND_CAPTION
 from transforms.episode import WorkItem
+from transforms.vl_types import ImageRef, VLRecord
 
 
 def png_bytes(colour: tuple[int, int, int], size: tuple[int, int] = (4, 3)) -> bytes:
@@ -32,6 +34,15 @@ SAMPLES: list[tuple[str, bytes, list[bytes]]] = [
     ("000000001", png_bytes((0, 255, 0)), [b"a green square"]),
     ("000000002", png_bytes((0, 0, 255)), [b"a blue square"]),
 ]
+
+
+def sample_records(source_file: str) -> list[VLRecord]:
+    """`SAMPLES` as every reader must give them (work item 3 of dataset `ds`)."""
+    return [
+        VLRecord(dataset="ds", task="ds", kind=KIND_CAPTION, key=key, source_file=source_file,
+                 index_in_file=i, work_item=3, segments=(ImageRef(image), *captions))
+        for i, (key, image, captions) in enumerate(SAMPLES)
+    ]
 
 
 def work_item(path: Path, root: Path, *, dataset: str = "ds", index: int = 3, expected: int | None = None) -> WorkItem:
