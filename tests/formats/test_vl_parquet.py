@@ -139,3 +139,11 @@ def test_a_file_that_is_not_parquet_raises_naming_it(tmp_path: Path) -> None:
     path.write_bytes(b"not parquet at all")
     with pytest.raises(ValueError, match=r"^bad.parquet: Parquet file unreadable after row 0"):
         list(read_parquet(work_item(path, tmp_path), kind=KIND_TEXT, mapping=MAPPING))
+
+
+def test_invalid_utf8_inside_a_list_column_passes_through(tmp_path: Path) -> None:
+    texts = pa.array([b"fine", b"\xc3("], pa.binary()).view(pa.string())
+    captions = pa.ListArray.from_arrays(pa.array([0, 2], pa.int32()), texts)  # list<string>
+    path = write_parquet(tmp_path / "l.parquet", {"image": [b"I"], "captions": captions})
+    [record] = read_parquet(work_item(path, tmp_path), kind=KIND_CAPTION, mapping=MAPPING)
+    assert record.segments == (ImageRef(b"I"), b"fine", b"\xc3(")
