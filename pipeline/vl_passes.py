@@ -19,7 +19,7 @@ import apache_beam as beam
 from audit.viewer import write_viewer
 from formats.dataset_card import add_card
 from formats.manifest import build_manifest, write_manifest
-from formats.parquet_shards import WriteOptions
+from formats.parquet_shards import WriteOptions, sequence_schema
 from pipeline import vl_statistics as stats_stage
 from pipeline.read_vl_records import ReadVLRecords
 from pipeline.rejects import REJECTS_TAG
@@ -31,7 +31,6 @@ from planning.vl_plan import VLPlan
 from schemas.fields import FieldSpec, image, text
 from schemas.output import M_STATS, M_STATS_VIEWER, REJECTS_DIR, SEQUENCES_DIR, VL_SEQUENCE_SCHEMA
 from schemas.vocab import get_layout
-from formats.parquet_shards import sequence_schema
 from transforms.vl_units import UnitConfig
 
 M_VISION_LANGUAGE = "vision_language"  # manifest key: {dataset: kind, format, mapping, S, E}
@@ -77,10 +76,8 @@ def build_vl_pipeline(root: beam.Pipeline, parts: VLJobParts) -> None:
     options, spec = parts.options, parts.plan.dataset
     layout = get_layout(options.layout)
     work = root | "WorkItems" >> beam.Create(parts.plan.work_items, reshuffle=False)
-    read = work | "VLRead" >> ReadVLRecords(
-        kind=spec.kind, format=parts.plan.format, mapping=parts.plan.mapping, strict=options.strict
-    )
-    tokenized = read.records | "VLTokenize" >> TokenizeVLRecords(
+    records = work | "VLRead" >> ReadVLRecords(kind=spec.kind, format=parts.plan.format, mapping=parts.plan.mapping)
+    tokenized = records | "VLTokenize" >> TokenizeVLRecords(
         parts.units, sentencepiece_model=options.sentencepiece_model or "", strict=options.strict
     )
     rows = tokenized.outcomes | "VLSequence" >> SequenceVLUnits(
@@ -94,15 +91,16 @@ def build_vl_pipeline(root: beam.Pipeline, parts: VLJobParts) -> None:
         | "Write" >> beam.ParDo(WriteShards(writing, schema))
         | "FinalizeShards" >> FinalizeShards(options.output_dir, kind=SEQUENCES_DIR)
     )
-    rejects = (read[REJECTS_TAG], tokenized[REJECTS_TAG]) | "AllRejects" >> beam.Flatten()
     reject_shards = (
-        rejects
+        tokenized[REJECTS_TAG]
         | "WriteRejects" >> WriteRejects(writing)
         | "FinalizeRejects" >> FinalizeShards(options.output_dir, kind=REJECTS_DIR)
     )
     stats = {
         stats_stage.OUTCOMES: tokenized.outcomes, stats_stage.ROWS: rows, stats_stage.SHARDS: shards,
-    } | "Stats" >> stats_stage.VLStatistics(options.output_dir, text_model=options.sentencepiece_model)
+    } | "Stats" >> stats_stage.VLStatistics(
+        options.output_dir, text_model=options.sentencepiece_model, sequence_length=options.sequence_length, layout=layout
+    )
     _ = (
         root
         | "ManifestTrigger" >> beam.Create([None])

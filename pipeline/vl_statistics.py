@@ -14,12 +14,14 @@ from typing import Any
 
 import apache_beam as beam
 
+from audit.vl_report import write_vl_stats
 from formats.files import join_url
-from formats.vl_stats_files import sample_rows, write_vl_stats
+from formats.vl_stats_files import sample_rows
 from schemas.output import S_PATH
 from transforms.episode import TaskKey
 from transforms.sequence import SequenceBatch
-from transforms.vl_stats import VLTaskBook
+from schemas.vocab import VocabLayout
+from transforms.vl_stats import VLTaskBook, merge_books
 from transforms.vl_types import RecordOutcome
 
 # Keys of the dict of PCollections `VLStatistics` takes.
@@ -31,8 +33,11 @@ SHARDS = "shards"  # one element: the manifest entries of the sequences shards
 class CombineBooks(beam.CombineFn):
     """Outcomes and row batches of one task -> its VLTaskBook (merge order does not matter)."""
 
+    def __init__(self, *, sequence_length: int) -> None:
+        self._length = sequence_length
+
     def create_accumulator(self) -> VLTaskBook:
-        return VLTaskBook()
+        return VLTaskBook(self._length)
 
     def add_input(self, book: VLTaskBook, element: RecordOutcome | SequenceBatch) -> VLTaskBook:
         if isinstance(element, RecordOutcome):
@@ -42,10 +47,7 @@ class CombineBooks(beam.CombineFn):
         return book
 
     def merge_accumulators(self, books: Iterable[VLTaskBook]) -> VLTaskBook:
-        merged = VLTaskBook()
-        for book in books:
-            merged = merged.merge(book)
-        return merged
+        return merge_books(books, sequence_length=self._length)
 
     def extract_output(self, book: VLTaskBook) -> VLTaskBook:
         return book
@@ -58,19 +60,22 @@ def _write(
     shards: Sequence[Mapping[str, Any]],
     output_dir: str,
     text_model: str | None,
+    layout: VocabLayout,
 ) -> dict[str, str]:
     summaries = [book.summary(dataset, task) for (dataset, task), book in sorted(books, key=lambda b: b[0])]
     paths = sorted(join_url(output_dir, s[S_PATH]) for s in shards)
-    return write_vl_stats(output_dir, summaries, report_rows=sample_rows(paths), text_model=text_model)
+    return write_vl_stats(output_dir, summaries, report_rows=sample_rows(paths), text_model=text_model, layout=layout)
 
 
 class VLStatistics(beam.PTransform):
     """{OUTCOMES, ROWS, SHARDS} -> one element: the manifest's stats entry."""
 
-    def __init__(self, output_dir: str, *, text_model: str | None) -> None:
+    def __init__(self, output_dir: str, *, text_model: str | None, sequence_length: int, layout: VocabLayout) -> None:
         super().__init__()
         self._output_dir = output_dir
         self._text_model = text_model
+        self._length = sequence_length
+        self._layout = layout
 
     def expand(self, inputs: Mapping[str, beam.PCollection]) -> beam.PCollection:
         outcomes = inputs[OUTCOMES] | "KeyOutcomes" >> beam.Map(lambda o: ((o.record.dataset, o.record.task), o))
@@ -78,7 +83,7 @@ class VLStatistics(beam.PTransform):
         books = (
             (outcomes, rows)
             | "Together" >> beam.Flatten()
-            | "BookPerTask" >> beam.CombinePerKey(CombineBooks())
+            | "BookPerTask" >> beam.CombinePerKey(CombineBooks(sequence_length=self._length))
         )
         return (
             inputs[SHARDS].pipeline
@@ -89,6 +94,7 @@ class VLStatistics(beam.PTransform):
                 shards=beam.pvalue.AsSingleton(inputs[SHARDS]),
                 output_dir=self._output_dir,
                 text_model=self._text_model,
+                layout=self._layout,
             )
         )
 

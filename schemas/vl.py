@@ -176,6 +176,8 @@ OKVQA = VLDatasetSpec(
 )
 TEXT = VLDatasetSpec(
     name="text", kind=KIND_TEXT, default_format=FORMAT_JSONL, data_subdir="text",
+    # C4's `text`, Wikipedia's `title` + `text`, OSCAR's `content`: every present one, joined.
+    mapping=FieldMapping(text=("title", "text", "content")),
     sample_weight=0.067,
     description="a MassiveText-like text corpus (C4, Wikipedia, OSCAR, ... as JSONL, Parquet or .txt)",
 )

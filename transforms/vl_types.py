@@ -1,5 +1,5 @@
 """The records, units and outcomes of vision-language and text data (spec section 8):
-the contracts between reading (`formats/vl/`), tokenization (`transforms/vl_units.py`),
+the contracts between reading (`formats/vl_*.py`), tokenization (`transforms/vl_units.py`),
 sequencing (`transforms/vl_sequence.py`) and statistics (`transforms/vl_stats.py`).
 
 Readers never decode: images stay encoded bytes and text stays raw bytes (whatever the
