@@ -102,24 +102,30 @@ def iter_samples(url: str, *, source_file: str) -> Iterator[tuple[str, dict[str,
         while True:
             try:
                 member = tar.next()
-                if member is None:
-                    break
-                parts = split_member(member.name) if member.isfile() else None
-                data = tar.extractfile(member).read() if parts and parts[1] in READ_EXTENSIONS else None
             except (tarfile.TarError, OSError, EOFError) as e:
                 raise ValueError(f"{source_file}: broken tar after member {last!r}: {e}") from e
-            last = member.name
+            if member is None:
+                break
+            parts = split_member(member.name) if member.isfile() else None
             if parts is None:
+                last = member.name
                 continue
             if parts[0] != key:
+                # The previous sample is whole once the next one's header is read: yield it
+                # before this member's data, which may be where the shard breaks off.
                 if key is not None:
                     yield key, members
                 if parts[0] in seen:
                     raise ValueError(f"{source_file}: member {member.name!r}: sample {parts[0]!r} comes back after other samples")
                 key, members = parts[0], {}
                 seen.add(key)
-            if data is not None:
+            if parts[1] in READ_EXTENSIONS:
+                try:
+                    data = tar.extractfile(member).read()
+                except (tarfile.TarError, OSError, EOFError) as e:
+                    raise ValueError(f"{source_file}: broken tar in member {member.name!r}: {e}") from e
                 members.setdefault(parts[1], data)
+            last = member.name
     if key is not None:
         yield key, members
 
