@@ -17,7 +17,6 @@ same seed gives the same episodes and, with the same package versions, the same 
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -32,6 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow_datasets as tfds  # noqa: E402
 
 from samples import tfds_builders as gato  # noqa: E402
+from samples.cli import parse_sample_args  # noqa: E402
 from samples.recorders import (  # noqa: E402
     ATARI_STICKY_ACTIONS,
     record_atari_episode,
@@ -85,16 +85,37 @@ def _prepare(builder: tfds.core.DatasetBuilder, num_shards: int) -> None:
 
 
 def write_rlu(
-    public_name: str, config: str, examples: Callable[[], Iterator[Example]], *, out: str, note: str, num_shards: int = 1
+    public_name: str,
+    config: str,
+    examples: Callable[[], Iterator[Example]],
+    *,
+    out: str,
+    note: str,
+    num_shards: int = 1,
+    public_module: bool = False,
 ) -> None:
-    """Write `public_name/config` with the public builder's features from `examples`."""
+    """Write `public_name/config` with the public builder's features from `examples`.
+
+    `public_module`: dataset_info.json names the public builder's module (as the public
+    builder writes it) instead of this script's, which differs by how it is run.
+    """
     public_cls = tfds.builder_cls(public_name)
 
     class Recorded(public_cls, skip_registration=True):  # type: ignore[misc, valid-type]
         name = public_name
+        if public_module:
+            __module__ = public_cls.__module__
 
         def get_description(self) -> str:
             return super().get_description() + note
+
+        def _info(self) -> tfds.core.DatasetInfo:
+            # Builders that pass their description to DatasetInfo (coco_captions) skip
+            # get_description: add the note there too.
+            info = super()._info()
+            if not info.description.endswith(note):
+                info.as_proto.description += note
+            return info
 
         def _split_generators(self, dl_manager: Any) -> dict[str, Any]:
             del dl_manager
@@ -174,21 +195,16 @@ MAKERS: dict[str, Callable[[str, int], None]] = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "data"), help="TFDS data_dir to write")
-    parser.add_argument("--only", default=",".join(MAKERS), help=f"comma-separated subset of {sorted(MAKERS)}")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
-    unknown = sorted(set(chosen) - set(MAKERS))
-    if unknown:
-        parser.error(f"unknown --only {unknown}; choose from {sorted(MAKERS)}")
+    out, chosen, seed = parse_sample_args(
+        argv, description=__doc__.split("\n\n")[0], makers=list(MAKERS),
+        default_out=str(Path(__file__).resolve().parent / "data"),
+    )
     for name in chosen:
-        MAKERS[name](args.out, args.seed)
-    _remove_recording_leftovers(Path(args.out))
+        MAKERS[name](out, seed)
+    remove_recording_leftovers(Path(out))
 
 
-def _remove_recording_leftovers(out: Path) -> None:
+def remove_recording_leftovers(out: Path) -> None:
     """Keep only what readers need: dataset_info.json, features.json and the shards.
 
     TFDS leaves an empty download cache and, per dataset, `.config/metadata.json` naming

@@ -23,14 +23,19 @@ from tests.samples.test_bundled_samples import read_bundled
 SCRIPT = Path(__file__).resolve().parents[2] / "samples" / "make_samples.py"
 
 
-@pytest.fixture(scope="module")
-def make_samples() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_samples", SCRIPT)
+def load_script(path: Path) -> ModuleType:
+    """A script of samples/ as a module named after its file."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def make_samples() -> ModuleType:
+    return load_script(SCRIPT)
 
 
 def _bundled(name: str, config: str, episode: int) -> dict[str, Any]:
