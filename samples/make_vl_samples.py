@@ -37,17 +37,8 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from samples import vl_scenes as scenes  # noqa: E402
 from samples.cli import parse_sample_args  # noqa: E402
-from samples.vl_files import (  # noqa: E402
-    HF_IMAGE,
-    IMAGE_TYPE,
-    PARQUET_SHARD,
-    TAR_MTIME,
-    hf_list,
-    hf_value,
-    sample_members,
-    write_parquet,
-    write_tar,
-)
+from samples.vl_files import HF_IMAGE, IMAGE_TYPE, PARQUET_SHARD, TAR_MTIME, hf_list, hf_value  # noqa: E402
+from samples.vl_files import sample_members, write_parquet, write_tar  # noqa: E402
 from schemas.vl import COCO_CAPTIONS, CONCEPTUAL_CAPTIONS, INTERLEAVED, OKVQA, TEXT, VQAV2  # noqa: E402
 from transforms.hashing import stable_randrange, stable_uniform  # noqa: E402
 
