@@ -14,8 +14,9 @@ has another format version is a ValueError naming the file.
 
 Determinism: `canonical_json` (sorted keys, no whitespace, no NaN) gives the same text
 for the same value, and `config_hash` is its sha256. Sampling weights: a dataset's comes
-from its registry entry (Gato's Table 1), else the mean of the given ones; tasks within a
-dataset are weighted by tokens; each level sums to 1.
+from its registry entry (Gato's Table 1, its share of the whole mix, not rescaled: readers
+renormalize over what they read), else the mean of the given ones; tasks within a dataset
+are weighted by tokens and sum to 1.
 
 All file access goes through fsspec, so `gs://bucket/out` works like a local path.
 """
@@ -84,12 +85,15 @@ def suggested_sampling_weights(
     shards: Sequence[Mapping[str, Any]],
     dataset_weights: Mapping[str, float | None],
 ) -> dict[str, dict[str, Any]]:
-    """{dataset: {"weight": w, "tasks": {task: w}}}; dataset weights sum to 1, and so do
-    the task weights of each dataset.
+    """{dataset: {"weight": w, "tasks": {task: w}}}: each dataset's share of the whole
+    training mix, and its tasks' shares within it (they sum to 1).
 
     A dataset's weight is its entry in `dataset_weights` (Gato's Table 1 where the dataset
-    is in it); a dataset without one gets the mean of the given weights (1 if none is
-    given). Within a dataset, tasks are weighted by their (non-padding) tokens.
+    is in it: atari 0.095, coco_captions 0.0067, ...), as it is, not rescaled within this
+    output: a reader over several outputs renormalizes over the datasets it reads, so one
+    output per dataset mixes by Table 1. A dataset without one gets the mean of the given
+    weights (1 if none is given). Within a dataset, tasks are weighted by their
+    (non-padding) tokens.
     """
     tokens: dict[str, dict[str, int]] = {}
     for shard in shards:
@@ -103,12 +107,11 @@ def suggested_sampling_weights(
     raw = {d: default if w is None else float(w) for d, w in raw.items()}
     if any(not math.isfinite(w) or w < 0 for w in raw.values()):
         raise ValueError(f"sampling weights must be finite and >= 0, got {raw}")
-    total = sum(raw.values())
     result: dict[str, dict[str, Any]] = {}
     for dataset, per_task in sorted(tokens.items()):
         task_total = sum(per_task.values())
         result[dataset] = {
-            "weight": raw[dataset] / total if total > 0 else 0.0,
+            "weight": raw[dataset],
             "tasks": {
                 task: (n / task_total if task_total > 0 else 0.0)
                 for task, n in sorted(per_task.items())

@@ -49,18 +49,26 @@ def test_manifest_content() -> None:
     assert m[M_FIELDS] == {"a": {"observation/x": {"modality": "continuous", "encoding": "mu_law",
                                                    "offset": 0, "image_size": None, "loss": None}}}
     assert m[M_SAMPLING_WEIGHTS] == {
-        "a": {"weight": 0.75, "tasks": {"t0": 0.75, "t1": 0.25}},
-        "b": {"weight": 0.25, "tasks": {"t2": 1.0}},
+        "a": {"weight": 3.0, "tasks": {"t0": 0.75, "t1": 0.25}},
+        "b": {"weight": 1.0, "tasks": {"t2": 1.0}},
     }
     with pytest.raises(ValueError):
         _manifest(config={"x": float("nan")})
 
 
 def test_sampling_weights_without_table_values() -> None:
-    assert suggested_sampling_weights(SHARDS, {})["a"]["weight"] == 0.5
+    assert suggested_sampling_weights(SHARDS, {})["a"]["weight"] == 1.0
     # A dataset missing from the table gets the mean of the given weights.
     weights = suggested_sampling_weights(SHARDS, {"a": 2.0})
-    assert weights["a"]["weight"] == weights["b"]["weight"] == 0.5
+    assert weights["a"]["weight"] == weights["b"]["weight"] == 2.0
+
+
+def test_a_table_1_weight_is_kept_as_the_share_of_the_whole_mix_not_rescaled() -> None:
+    # One output per dataset: the reader renormalizes atari 0.095 vs coco 0.0067 itself.
+    shards = [{"dataset": "coco_captions", "task": "coco_captions", "tokens": 7}]
+    assert suggested_sampling_weights(shards, {"coco_captions": 0.0067}) == {
+        "coco_captions": {"weight": 0.0067, "tasks": {"coco_captions": 1.0}}
+    }
     assert suggested_sampling_weights([], {"a": 1.0}) == {}
     with pytest.raises(ValueError):
         suggested_sampling_weights(SHARDS, {"a": -1.0})
@@ -148,12 +156,16 @@ def test_sampling_weights_of_zero_tokens_and_zero_weights_are_zero_not_nan() -> 
 @given(st.dictionaries(st.sampled_from("abcd"), st.dictionaries(st.sampled_from("tuvw"), st.integers(0, 10**9),
                                                                  min_size=1), min_size=1),
        st.dictionaries(st.sampled_from("abcd"), st.floats(0, 100) | st.none()))
-def test_sampling_weights_sum_to_one_per_level(tokens: dict, weights: dict) -> None:
+def test_dataset_weights_are_the_given_ones_and_task_shares_sum_to_one(tokens: dict, weights: dict) -> None:
     shards = [{"dataset": d, "task": t, "tokens": n} for d, tasks in tokens.items() for t, n in tasks.items()]
     result = suggested_sampling_weights(shards, weights)
     assert sorted(result) == sorted(tokens)
-    total = sum(r["weight"] for r in result.values())
-    assert total == pytest.approx(1.0) or total == 0.0
+    given = [w for d, w in weights.items() if d in tokens and w is not None]
+    for dataset, entry in result.items():
+        expected = weights.get(dataset)
+        if expected is None:
+            expected = sum(given) / len(given) if given else 1.0
+        assert entry["weight"] == pytest.approx(expected)
     for dataset, entry in result.items():
         task_total = sum(entry["tasks"].values())
         assert task_total == pytest.approx(1.0) or sum(tokens[dataset].values()) == 0
