@@ -59,7 +59,8 @@ def test_every_dataset_runs_on_the_samples(dataset: str, tmp_path: Path) -> None
         assert task["kept"] + task["dropped"] + task["rejected"] == task["episodes_read"] > 0
         assert task["rejected"] == 0  # the samples are clean
     assert sum(t["sequences"] for t in stats) == rows
-    assert manifest["sampling_weights"][dataset]["weight"] == pytest.approx(1.0)
+    # The dataset's Table 1 share of the whole mix, not rescaled within the output.
+    assert manifest["sampling_weights"][dataset]["weight"] == get_dataset(dataset).sample_weight
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 import beam_runner
 from reader.batch import SOURCE
 from reader.stream import Batch, GatoReader, ReaderOptions
-from schemas.output import MANIFEST_FILE, M_SAMPLING_WEIGHTS, SW_TABLE1_WEIGHT
+from schemas.output import MANIFEST_FILE, M_SAMPLING_WEIGHTS
 
 DATASETS = ("babyai", "coco_captions", "text")
 TABLE1 = {"babyai": 0.0906, "coco_captions": 0.0067, "text": 0.067}
@@ -44,7 +44,7 @@ def take(stream: Iterator[Batch], n: int) -> list[Batch]:
 def test_the_manifests_carry_table1_weights(outputs: list[str]) -> None:
     for name, out in zip(DATASETS, outputs):
         weights = json.loads((Path(out) / MANIFEST_FILE).read_text())[M_SAMPLING_WEIGHTS]
-        assert weights[name][SW_TABLE1_WEIGHT] == TABLE1[name]
+        assert weights[name]["weight"] == TABLE1[name]
 
 
 def test_source_shares_match_the_renormalized_table1_weights(outputs: list[str]) -> None:
