@@ -33,10 +33,8 @@ def test_manifest_describes_the_vision_language_data(vqav2_output: pathlib.Path)
     manifest = json.loads((vqav2_output / out.MANIFEST_FILE).read_text())
     description = manifest[vl_passes.M_VISION_LANGUAGE][DATASET]
     assert (description["kind"], description["format"], description["prompt_fraction"]) == (KIND_VQA, "parquet", 0.0)
-    # The job passes vqav2's Table 1 weight (0.0067), but the manifest's suggested weights
-    # are normalized over the datasets it holds (formats.manifest.suggested_sampling_weights):
-    # a one-dataset output says 1.0.
-    assert manifest[out.M_SAMPLING_WEIGHTS] == {DATASET: {"weight": 1.0, "tasks": {DATASET: 1.0}}}
+    # vqav2's Table 1 share of the whole mix, not rescaled: readers renormalize over outputs.
+    assert manifest[out.M_SAMPLING_WEIGHTS] == {DATASET: {"weight": 0.0067, "tasks": {DATASET: 1.0}}}
     shards = manifest[out.M_SHARDS]
     assert shards and all(s[out.S_PATH].startswith(f"{out.SEQUENCES_DIR}/{DATASET}/") for s in shards)
     assert all((vqav2_output / s[out.S_PATH]).is_file() for s in shards)
