@@ -7,6 +7,10 @@ episode table, the per-task statistics and, when there are any, the rejects), th
 columns (from the schema's field metadata), the vocabulary layout, the filter summary per
 task, the source's citation and licence (registry entries only; otherwise "see the
 source") and how to load the output with `datasets`, pyarrow, DuckDB, polars and our reader.
+An output of a vision-language dataset (its manifest has a `vision_language` entry) has
+no episode table, and the card's words for it come from `formats/vl_card.py` (`CardText`:
+records and units instead of episodes, the VL statistics, `VL_REGISTRY`); an agent
+output's card is unchanged by it.
 
 Invariants: the same manifest and records give the same bytes (everything sorted, no
 time, no absolute path: the manifest names no location); every `configs:` glob matches
@@ -17,6 +21,7 @@ files of this output only (never `manifest.json`, `report.html` or another table
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import posixpath
 from collections.abc import Mapping, Sequence
@@ -25,9 +30,11 @@ from typing import Any
 import pyarrow as pa
 
 from formats.files import output_filesystem, sha256_and_size, write_bytes
+from formats import vl_card
 from formats.stats_files import read_stats_records
 from schemas import output as out
 from schemas.datasets import REGISTRY, DatasetSpec
+from schemas.vl import VL_REGISTRY, VLDatasetSpec
 from schemas.vocab import LOCAL_POSITION_TABLE, Modality
 
 DEFAULT_CONFIG = "default"
@@ -40,6 +47,92 @@ SEE_THE_SOURCE = "not stated in our registry: see the source"
 # Arrow types `datasets` cannot read (map): left out of the `stats` config, still in
 # stats.parquet and stats.json.
 _HF_SCALARS = {pa.int64(): "int64", pa.float64(): "float64", pa.bool_(): "bool", pa.string(): "string"}
+
+
+@dataclasses.dataclass(frozen=True)
+class CardText:
+    """What the card says that depends on what the rows hold: agent episodes (`agent_text`)
+    or the records of a vision-language dataset (`vl_text`, words from `formats/vl_card.py`)."""
+
+    tags: tuple[str, ...]
+    subject: str  # what was turned into sequences: "Episodes of `atari`"
+    details: str  # a paragraph after the intro, or ""
+    sequence_schema: pa.Schema  # the columns section's columns
+    columns_note: str  # after the columns table, or ""
+    positions: str  # the vocabulary section's local positions rule
+    stats_schema: pa.Schema  # the `stats` config's features
+    tasks_text: str  # the tasks section's heading and prose
+    task_columns: tuple[tuple[str, str], ...]  # (stats record key, header) after dataset, task, config
+    origin: str  # the source section's first sentence
+    spec: DatasetSpec | VLDatasetSpec | None  # homepage, citation, licence
+    loading_extra: str  # more `datasets.load_dataset` lines
+    files: str  # the files section's lines on the shards, stats/ and the reports
+
+
+AGENT_TASK_COLUMNS: tuple[tuple[str, str], ...] = (
+    (out.ST_EPISODES_READ, "read"), (out.ST_KEPT, "kept"), (out.ST_DROPPED, "dropped"), (out.ST_REJECTED, "rejected"),
+    (out.ST_WINDOW, "W"), (out.ST_EXPERT_RETURN, "E"), (out.ST_THRESHOLD, "threshold"),
+    (out.ST_SEQUENCES, "sequences"), (out.ST_SEQUENCE_TOKENS, "tokens"),
+)
+
+
+def agent_text(dataset: str) -> CardText:
+    """The card's words for agent episodes (spec sections 1-7)."""
+    return CardText(
+        tags=("reinforcement-learning", "gato", "rlds"),
+        subject=f"Episodes of `{dataset}`",
+        details="",
+        sequence_schema=out.SEQUENCE_SCHEMA,
+        columns_note="",
+        positions=(
+            "Local positions: observation tokens count 0, 1, ... within their timestep; the separator and every "
+            f"action token take {LOCAL_POSITION_TABLE - 1}, the last index of the {LOCAL_POSITION_TABLE}-entry table."
+        ),
+        stats_schema=out.STATS_SCHEMA,
+        tasks_text=(
+            "## Tasks and the episode filter\n\nPer task, over its episodes in collection order: W = max(1, "
+            "min(cap, floor(0.1 N))), E = the best mean return of W consecutive episodes, an episode is kept "
+            "when its return >= threshold = E - (1 - fraction) |E|; read = kept + dropped + rejected. "
+            "`stats/` and `report.html` hold the rest (histograms, reasons of rejects).\n\n"
+        ),
+        task_columns=AGENT_TASK_COLUMNS,
+        origin=f"Episodes of `{dataset}`, read from its RLDS (TFDS) files.",
+        spec=REGISTRY.get(dataset),
+        loading_extra='\nepisodes = datasets.load_dataset(DIR, "episodes")    # every episode\'s return and filter decision',
+        files=(
+            f"- `{out.SEQUENCES_DIR}/<dataset>/<task>/part-*.parquet`, `{out.REJECTS_DIR}/...`: the shards.\n"
+            "- `stats/`: per-task statistics (`stats.parquet`, `stats.json`) and `episodes.parquet`.\n"
+            f"- `{out.REPORT_FILE}`: the episode filter report; `{out.VIEWER_FILE}`: a few sequences per task as "
+            "the model sees them.\n"
+        ),
+    )
+
+
+def vl_text(manifest: Mapping[str, Any], dataset: str, entry: Mapping[str, Any]) -> CardText:
+    """The card's words for the records of a vision-language dataset (spec section 8); `entry`
+    is the manifest's `vision_language` entry of `dataset`."""
+    spec = VL_REGISTRY.get(dataset)
+    return CardText(
+        tags=vl_card.VL_TAGS[entry[out.VL_KIND]],
+        subject=vl_card.vl_subject(dataset, entry),
+        details=vl_card.vl_details(entry, sequence_length=int(manifest[out.M_SEQUENCE_LENGTH])),
+        sequence_schema=out.VL_SEQUENCE_SCHEMA,
+        columns_note=vl_card.VL_COLUMNS_NOTE,
+        positions=vl_card.VL_POSITIONS,
+        stats_schema=out.VL_STATS_SCHEMA,
+        tasks_text=vl_card.VL_TASKS_TEXT,
+        task_columns=vl_card.VL_TASK_COLUMNS,
+        origin=vl_card.vl_origin(dataset, entry, description=spec.description if spec else ""),
+        spec=spec,
+        loading_extra=vl_card.VL_LOADING_REJECTS if manifest.get(out.M_REJECTS) else "",
+        files=vl_card.VL_FILES,
+    )
+
+
+def card_text(manifest: Mapping[str, Any], dataset: str) -> CardText:
+    """`vl_text` where the manifest describes `dataset` under `vision_language`, else `agent_text`."""
+    entry = vl_card.vl_entry(manifest, dataset)
+    return agent_text(dataset) if entry is None else vl_text(manifest, dataset, entry)
 
 
 def _q(text: str) -> str:
@@ -83,7 +176,8 @@ def card_configs(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
     if out.M_STATS_EPISODES in stats:
         configs.append(entry(EPISODES_CONFIG, stats[out.M_STATS_EPISODES]))
     if out.M_STATS_PARQUET in stats:
-        features = [f for f in (_hf_feature(field) for field in out.STATS_SCHEMA) if f is not None]
+        schema = out.VL_STATS_SCHEMA if out.M_VISION_LANGUAGE in manifest else out.STATS_SCHEMA
+        features = [f for f in (_hf_feature(field) for field in schema) if f is not None]
         configs.append(entry(STATS_CONFIG, stats[out.M_STATS_PARQUET], columns=[f["name"] for f in features], features=features))
     if manifest.get(out.M_REJECTS):
         configs.append(entry(REJECTS_CONFIG, f"{out.REJECTS_DIR}/**/*.parquet"))
@@ -105,8 +199,8 @@ def _yaml_config(config: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def yaml_header(manifest: Mapping[str, Any], title: str) -> str:
-    lines = ["---", f"pretty_name: {_q(title)}", "tags:", "- reinforcement-learning", "- gato", "- rlds", "configs:"]
+def yaml_header(manifest: Mapping[str, Any], title: str, *, tags: Sequence[str]) -> str:
+    lines = ["---", f"pretty_name: {_q(title)}", "tags:", *(f"- {tag}" for tag in tags), "configs:"]
     for config in card_configs(manifest):
         lines += _yaml_config(config)
     return "\n".join([*lines, "---"]) + "\n"
@@ -131,20 +225,21 @@ def _type_name(arrow_type: pa.DataType) -> str:
     return str(arrow_type)
 
 
-def columns_section() -> str:
+def columns_section(text: CardText) -> str:
     """The sequences columns, from the field metadata every shard carries."""
     rows = [
         (f"`{f.name}`", _type_name(f.type), f.metadata[out.FIELD_DESCRIPTION].decode(), f.metadata[out.FIELD_UNITS].decode())
-        for f in out.SEQUENCE_SCHEMA
+        for f in text.sequence_schema
     ]
     return (
         "## Columns\n\nOne row per sequence of L tokens (per-token columns have L entries). The same "
         "descriptions are in each column's Parquet field metadata (`description`, `units`).\n\n"
         + _table(("column", "type", "meaning", "units"), rows)
+        + (f"\n{text.columns_note}" if text.columns_note else "")
     )
 
 
-def vocabulary_section(manifest: Mapping[str, Any]) -> str:
+def vocabulary_section(manifest: Mapping[str, Any], text: CardText) -> str:
     vocab = manifest[out.M_VOCABULARY]
     n = vocab["num_bins"]
     rows = [
@@ -158,51 +253,47 @@ def vocabulary_section(manifest: Mapping[str, Any]) -> str:
     ]
     return (
         f"## Vocabulary\n\nLayout `{vocab['name']}`, {vocab['vocab_size']} ids. Decode a token by its "
-        "`modality`, never by its id alone (text and discrete ids may overlap). Local positions: "
-        f"observation tokens count 0, 1, ... within their timestep; the separator and every action "
-        f"token take {LOCAL_POSITION_TABLE - 1}, the last index of the {LOCAL_POSITION_TABLE}-entry "
-        f"table. Image pixels are stored raw; the model sees `{manifest[out.M_IMAGE_NORMALIZATION]}`.\n\n"
+        f"`modality`, never by its id alone (text and discrete ids may overlap). {text.positions} "
+        f"Image pixels are stored raw; the model sees `{manifest[out.M_IMAGE_NORMALIZATION]}`.\n\n"
         + _table(("modality", "name", "ids", "notes"), rows)
     )
 
 
-def tasks_section(manifest: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
-    """Per task: the config name, the episode filter's books and the sequences written."""
+def tasks_section(manifest: Mapping[str, Any], records: Sequence[Mapping[str, Any]], text: CardText) -> str:
+    """Per task: the config name and the statistics `text.task_columns` names."""
     dirs = task_dirs(manifest)
     rows = []
     for r in sorted(records, key=lambda r: (r[out.DATASET], r[out.TASK])):
         directory = dirs.get((r[out.DATASET], r[out.TASK]))
-        rows.append((
-            f"`{r[out.DATASET]}`", f"`{r[out.TASK]}`", f"`{_config_name(directory)}`" if directory else "-",
-            r[out.ST_EPISODES_READ], r[out.ST_KEPT], r[out.ST_DROPPED], r[out.ST_REJECTED],
-            _number(r.get(out.ST_WINDOW)), _number(r.get(out.ST_EXPERT_RETURN)), _number(r.get(out.ST_THRESHOLD)),
-            _number(r.get(out.ST_SEQUENCES)), _number(r.get(out.ST_SEQUENCE_TOKENS)),
-        ))
-    return (
-        "## Tasks and the episode filter\n\nPer task, over its episodes in collection order: W = max(1, "
-        "min(cap, floor(0.1 N))), E = the best mean return of W consecutive episodes, an episode is kept "
-        "when its return >= threshold = E - (1 - fraction) |E|; read = kept + dropped + rejected. "
-        "`stats/` and `report.html` hold the rest (histograms, reasons of rejects).\n\n"
-        + _table(("dataset", "task", "config", "read", "kept", "dropped", "rejected", "W", "E", "threshold",
-                  "sequences", "tokens"), rows)
-    )
+        config = f"`{_config_name(directory)}`" if directory else "-"
+        rows.append((f"`{r[out.DATASET]}`", f"`{r[out.TASK]}`", config, *(_number(r.get(k)) for k, _ in text.task_columns)))
+    return text.tasks_text + _table(("dataset", "task", "config", *(h for _, h in text.task_columns)), rows)
 
 
-def source_section(dataset: str, spec: DatasetSpec | None) -> str:
-    """Where the episodes come from: homepage, citation and licence as the registry states them."""
+def source_section(text: CardText) -> str:
+    """Where the data comes from: homepage, citation and licence as the registry states them."""
+    spec = text.spec
     homepage = spec.homepage if spec and spec.homepage else SEE_THE_SOURCE
     licence = spec.licence if spec and spec.licence else SEE_THE_SOURCE
-    text = (
-        f"## Source, citation and licence\n\nEpisodes of `{dataset}`, read from its RLDS (TFDS) files. "
+    body = (
+        f"## Source, citation and licence\n\n{text.origin} "
         "This output is a derived work: the source's terms apply.\n\n"
         f"- Homepage: {homepage}\n- Licence: {licence}\n"
     )
     if spec and spec.citation:
-        return text + f"- Citation:\n\n```bibtex\n{spec.citation}\n```\n"
-    return text + f"- Citation: {SEE_THE_SOURCE}\n"
+        return body + f"- Citation:\n\n```bibtex\n{spec.citation}\n```\n"
+    return body + f"- Citation: {SEE_THE_SOURCE}\n"
 
 
-def loading_section(manifest: Mapping[str, Any]) -> str:
+def _left_out(schema: pa.Schema) -> str:
+    """The stats columns the `stats` config leaves out, as the loading section says it."""
+    names = [f"`{field.name}`" for field in schema if _hf_feature(field) is None]
+    if len(names) == 1:
+        return f"{names[0]} (a map, which `datasets` cannot read); it\nis"
+    return f"{' and '.join(names)} (maps, which `datasets` cannot read); they\nare"
+
+
+def loading_section(manifest: Mapping[str, Any], text: CardText) -> str:
     task_config = next((c["config_name"] for c in card_configs(manifest) if CONFIG_SEPARATOR in c["config_name"]), None)
     example = f'\none_task = datasets.load_dataset(DIR, "{task_config}")' if task_config else ""
     return f"""## Loading
@@ -211,8 +302,7 @@ def loading_section(manifest: Mapping[str, Any]) -> str:
 
 ```python
 import datasets
-ds = datasets.load_dataset(DIR)                      # the sequences (config "default"), split "train"{example}
-episodes = datasets.load_dataset(DIR, "episodes")    # every episode's return and filter decision
+ds = datasets.load_dataset(DIR)                      # the sequences (config "default"), split "train"{example}{text.loading_extra}
 
 import pyarrow.parquet as pq
 table = pq.read_table(f"{{DIR}}/sequences")          # not DIR itself: it holds other tables too
@@ -228,21 +318,17 @@ batches = GatoReader([DIR], ReaderOptions(seed=0)).batches(32)
 ```
 
 Glob `sequences/**/*.parquet`, never `**/*.parquet`: the statistics and rejects tables are Parquet
-too. The `stats` config leaves out `rejected_by_reason` (a map, which `datasets` cannot read); it
-is in `stats/stats.json` and `stats/stats.parquet`.
+too. The `stats` config leaves out {_left_out(text.stats_schema)} in `stats/stats.json` and `stats/stats.parquet`.
 """
 
 
-def files_section() -> str:
+def files_section(text: CardText) -> str:
     return f"""## Files
 
 - `{out.MANIFEST_FILE}`: written last; lists every shard with rows, tokens, bytes and sha256, the
   configuration and its hash, the per-field encodings and shapes, the sampling weights and this card
   (with its sha256). A directory without it is unfinished.
-- `{out.SEQUENCES_DIR}/<dataset>/<task>/part-*.parquet`, `{out.REJECTS_DIR}/...`: the shards.
-- `stats/`: per-task statistics (`stats.parquet`, `stats.json`) and `episodes.parquet`.
-- `{out.REPORT_FILE}`: the episode filter report; `{out.VIEWER_FILE}`: a few sequences per task as the model sees them.
-
+{text.files}
 ## Uploading to the Hugging Face Hub
 
 ```sh
@@ -256,19 +342,20 @@ The Hub reads this card's `configs:`; `gato-audit DIR` checks the files against 
 def render_card(manifest: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
     """The card's text (module docstring); deterministic in its arguments."""
     dataset = str((manifest.get(out.M_CONFIG) or {}).get("dataset", "")) or "unknown"
-    spec = REGISTRY.get(dataset)
+    text = card_text(manifest, dataset)
     title = f"Gato training sequences: {dataset}"
     rows = sum(int(s[out.S_ROWS]) for s in manifest.get(out.M_SHARDS) or [])
     intro = (
-        f"# {title}\n\nEpisodes of `{dataset}` turned into Gato training sequences (Reed et al., 2022, "
+        f"# {title}\n\n{text.subject} turned into Gato training sequences (Reed et al., 2022, "
         f"arXiv 2205.06175) by gato-data: {rows} sequences of {manifest[out.M_SEQUENCE_LENGTH]} tokens in "
         f"{len(task_dirs(manifest))} task(s). Configuration hash `{manifest.get(out.M_CONFIG_HASH, '-')}`.\n"
+        + text.details
     )
     sections = (
-        intro, loading_section(manifest), columns_section(), vocabulary_section(manifest),
-        tasks_section(manifest, records), source_section(dataset, spec), files_section(),
+        intro, loading_section(manifest, text), columns_section(text), vocabulary_section(manifest, text),
+        tasks_section(manifest, records, text), source_section(text), files_section(text),
     )
-    return yaml_header(manifest, title) + "\n" + "\n".join(sections)
+    return yaml_header(manifest, title, tags=text.tags) + "\n" + "\n".join(sections)
 
 
 def write_card(output_dir: str, manifest: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -28,12 +28,12 @@ from pipeline.tokenize_vl_records import TokenizeVLRecords
 from pipeline.write_shards import FinalizeShards, WriteRejects, WriteShards
 from planning.options import JobOptions
 from planning.vl_plan import VLPlan
+from schemas import output as out
 from schemas.fields import FieldSpec, image, text
 from schemas.output import M_STATS, M_STATS_VIEWER, REJECTS_DIR, SEQUENCES_DIR, VL_SEQUENCE_SCHEMA
 from schemas.vocab import get_layout
 from transforms.vl_units import UnitConfig
 
-M_VISION_LANGUAGE = "vision_language"  # manifest key: {dataset: kind, format, mapping, S, E}
 IMAGE_FIELD = "image"
 TEXT_FIELD = "text"
 
@@ -63,11 +63,11 @@ class VLJobParts:
         """What the manifest says of the data beyond the agent data's keys."""
         spec = self.plan.dataset
         return {spec.name: {
-            "kind": spec.kind, "format": self.plan.format, "mapping": self.plan.mapping.to_metadata(),
-            "image_size": self.options.image_size, "end_of_sequence_id": self.eos_id,
-            "end_of_sequence": "written after every target text" if self.eos_id is not None
+            out.VL_KIND: spec.kind, out.VL_FORMAT: self.plan.format, out.VL_MAPPING: self.plan.mapping.to_metadata(),
+            out.VL_IMAGE_SIZE: self.options.image_size, out.VL_END_OF_SEQUENCE_ID: self.eos_id,
+            out.VL_END_OF_SEQUENCE: "written after every target text" if self.eos_id is not None
             else "omitted: the text model has no end-of-sequence id",
-            "prompt_fraction": 0.0,
+            out.VL_PROMPT_FRACTION: 0.0,
         }}
 
 
@@ -134,6 +134,6 @@ def _write_manifest(
         config_digest=options.config_hash(extra),
         field_shapes={spec.name: {spec.task: {IMAGE_FIELD: (options.image_size, options.image_size, 3)}}},
     )
-    manifest[M_VISION_LANGUAGE] = parts.description()
+    manifest[out.M_VISION_LANGUAGE] = parts.description()
     manifest[M_STATS][M_STATS_VIEWER] = write_viewer(options.output_dir, manifest, text_model=options.sentencepiece_model)
     return write_manifest(options.output_dir, add_card(options.output_dir, manifest))

@@ -150,6 +150,15 @@ M_SAMPLING_WEIGHTS = "sampling_weights"  # {dataset: {"weight": w, "tasks": {tas
 M_SHARDS = "shards"  # list of shard entries, below
 M_REJECTS = "rejects"  # list of shard entries for rejects files
 M_STATS = "stats"  # {"parquet": path, "json": path}
+# Vision-language and text outputs only (spec section 8): {dataset: {VL_* keys below}}.
+M_VISION_LANGUAGE = "vision_language"
+VL_KIND = "kind"  # schemas.vl KIND_*: what a record is
+VL_FORMAT = "format"  # schemas.vl FORMAT_*: how the records were stored
+VL_MAPPING = "mapping"  # FieldMapping.to_metadata()
+VL_IMAGE_SIZE = "image_size"  # S
+VL_END_OF_SEQUENCE_ID = "end_of_sequence_id"  # E, or null when the text model has none
+VL_END_OF_SEQUENCE = "end_of_sequence"  # E in words (written, or omitted and why)
+VL_PROMPT_FRACTION = "prompt_fraction"  # always 0: no prompts for these kinds
 
 # Keys of one shard entry in M_SHARDS / M_REJECTS.
 S_PATH = "path"  # relative to the output directory, '/'-separated
