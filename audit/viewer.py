@@ -7,7 +7,11 @@ its id, local position and timestep on hover (a `title`, no script); then the ro
 timesteps decoded with `transforms.decode.decode_episode` (images reassembled from their
 patches and cropped to the stored shape, text decoded when the text model is given, other
 fields as numbers). Nothing assumes images exist (control-suite rows have none), and a
-row that cannot be decoded says why instead of failing the job.
+row that cannot be decoded says why instead of failing the job. Rows of a vision-language
+dataset (the manifest describes it under `vision_language`) are decoded instead with
+`transforms.vl_decode.decode_vl_row`: per unit its source key, then its images (at
+`VL_IMAGE_SCALE`: they are already S x S) and text runs in order, each run marked target
+(loss mask 1) or context (no loss), E shown as [E].
 
 One static page, no script, no external asset: frames are inline base64 PNGs (Pillow,
 no time chunks), drawn at `FRAME_SCALE` with `image-rendering: pixelated` inside a
@@ -33,11 +37,14 @@ from schemas.fields import FieldSpec
 from schemas.vocab import Encoding, Modality, VocabLayout
 from transforms.decode import decode_episode
 from transforms.text import SentencePieceTokenizer
+from transforms.vl_decode import IMAGE, decode_vl_row
 
 ROWS_PER_TASK = 3
 MAX_TIMESTEPS = 12  # decoded timesteps shown per row
 MAX_VALUES = 16  # numbers shown per field and timestep
 FRAME_SCALE = 2
+VL_IMAGE_SCALE = 1  # vision-language images are S x S (192 by default) already
+TEXT_CHARS = 300  # characters of a vision-language text run shown (a document's first ones)
 FRAME_BORDER_PX = 2
 FRAME_BORDER = "#ff00ff"  # used by nothing else on the page: tests find frames by it
 MODALITY_COLORS = {
@@ -118,9 +125,14 @@ def _token_strip(row: Mapping[str, Any]) -> str:
 def _frame(frame: np.ndarray, shape: Sequence[int], spec: FieldSpec) -> str:
     if spec.image_size is None and len(shape) >= 2 and shape[0] <= frame.shape[0] and shape[1] <= frame.shape[1]:
         frame = frame[: shape[0], : shape[1]]  # the zero padding to multiples of 16 is not data
+    return _img(frame, FRAME_SCALE)
+
+
+def _img(frame: np.ndarray, scale: int) -> str:
+    """A frame drawn at `scale` inside the FRAME_BORDER border (class "frame")."""
     h, w = frame.shape[0], frame.shape[1]
     return (
-        f'<img class="frame" width="{w * FRAME_SCALE}" height="{h * FRAME_SCALE}" alt="{w}x{h} frame" '
+        f'<img class="frame" width="{w * scale}" height="{h * scale}" alt="{w}x{h} frame" '
         f'src="data:image/png;base64,{png_base64(frame)}">'
     )
 
@@ -154,6 +166,43 @@ def _decoded(row: Mapping[str, Any], specs: Mapping[str, FieldSpec], shapes: Map
     more = len(decoded.timesteps) - MAX_TIMESTEPS
     tail = f'<p class="note">and {more} more timestep(s)</p>' if more > 0 else ""
     return f'<div class="steps">{"".join(cells)}</div>{tail}'
+
+
+def _text_run(run: Mapping[str, Any]) -> str:
+    """One decoded text run: target (loss) or context, its text (ids without a text model)."""
+    shown = repr(run["text"]) if run["text"] is not None else "ids " + " ".join(map(str, run["ids"]))
+    cut = shown[:TEXT_CHARS] + ("\u2026" if len(shown) > TEXT_CHARS else "")
+    label = "target, loss" if run["loss"] else "context, no loss"
+    return f'<div class="field"><b>{label}</b> {html.escape(cut)}{" [E]" if run["end"] else ""}</div>'
+
+
+def _vl_decoded(row: Mapping[str, Any], *, layout: VocabLayout, text: SentencePieceTokenizer | None,
+                image_size: int | None) -> str:
+    """The row's units: each one's source key, then its images and text runs in order."""
+    try:
+        units = decode_vl_row(row, layout=layout, tokenizer=text, image_size=image_size)
+    except ValueError as e:
+        return f'<p class="note">not decoded: {html.escape(str(e))}</p>'
+    cells = []
+    for i, unit in enumerate(units):
+        images, runs = iter(unit["images"]), iter(unit["texts"])
+        parts = [_img(next(images), VL_IMAGE_SCALE) if kind == IMAGE else _text_run(next(runs)) for kind in unit["order"]]
+        when = html.escape(f"unit {i}: {unit['source_key']}")
+        cells.append(f'<div class="step"><div class="when">{when}</div>{"".join(parts)}</div>')
+    note = "" if text is not None else '<p class="note">no text model given: text runs as ids</p>'
+    return f'{note}<div class="steps">{"".join(cells)}</div>'
+
+
+def _vl_row_section(row: Mapping[str, Any], *, layout: VocabLayout, text: SentencePieceTokenizer | None,
+                    image_size: int | None) -> str:
+    head = (
+        f"row {row[out.SEQUENCE_INDEX]} of {row[out.EPISODE_ID]}, {row[out.NUM_TOKENS]} tokens before padding, "
+        f"{len(row[out.SOURCE_KEYS])} unit(s)"
+    )
+    return (
+        f'<div class="row"><h3>{html.escape(head)}</h3>{_token_strip(row)}'
+        f"{_vl_decoded(row, layout=layout, text=text, image_size=image_size)}</div>"
+    )
 
 
 def _row_section(row: Mapping[str, Any], *, specs: Mapping[str, FieldSpec], shapes: Mapping[str, Any],
@@ -191,18 +240,27 @@ def render_viewer(manifest: Mapping[str, Any], rows: Mapping[tuple[str, str], Se
     legend = "".join(f'<span class="t m{int(m)}"></span>{m.name.lower()}' for m in MODALITY_COLORS) + (
         '<span class="t m4 loss"></span>loss mask 1<span class="t m4 prompt"></span>prompt'
     )
+    described = manifest.get(out.M_VISION_LANGUAGE) or {}
     sections = []
     for (dataset, task), task_rows_ in sorted(rows.items()):
-        specs = {p: field_spec(m) for p, m in (manifest.get(out.M_FIELDS) or {}).get(dataset, {}).items()}
-        shapes = (manifest.get(out.M_FIELD_SHAPES) or {}).get(dataset, {}).get(task, {})
-        body = "".join(_row_section(r, specs=specs, shapes=shapes, layout=layout, text=text) for r in task_rows_)
+        if dataset in described:
+            size = described[dataset].get(out.VL_IMAGE_SIZE)
+            body = "".join(_vl_row_section(r, layout=layout, text=text, image_size=size) for r in task_rows_)
+        else:
+            specs = {p: field_spec(m) for p, m in (manifest.get(out.M_FIELDS) or {}).get(dataset, {}).items()}
+            shapes = (manifest.get(out.M_FIELD_SHAPES) or {}).get(dataset, {}).get(task, {})
+            body = "".join(_row_section(r, specs=specs, shapes=shapes, layout=layout, text=text) for r in task_rows_)
         sections.append(f"<section><h2>{html.escape(f'{dataset} / {task}')}</h2>{body}</section>")
+    decoded = (
+        "the row's units decoded (each image as stored, then its text runs: target where the loss mask is 1, "
+        "context where it is 0; [E] is the end-of-sequence token)." if described
+        else f"the row's timesteps decoded. Frames are shown at {FRAME_SCALE}x."
+    )
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>Gato data: token viewer</title><style>{_STYLE}</style></head><body>"
         "<h1>Token viewer</h1><p>A few sequences per task as the model sees them: one box per token "
-        "(hover for id, local position and timestep), then the row's timesteps decoded. Frames are "
-        f"shown at {FRAME_SCALE}x.</p>"
+        f"(hover for id, local position and timestep), then {decoded}</p>"
         f'<p class="legend">{legend}</p>{"".join(sections)}</body></html>\n'
     )
 

@@ -159,10 +159,10 @@ def vl_details(entry: Mapping[str, Any], *, sequence_length: int) -> str:
 
 
 def vl_origin(dataset: str, entry: Mapping[str, Any], *, description: str) -> str:
-    """The source section's first sentence: the records, their registry description, format."""
+    """The source section's first sentences: the records, their format, the registry's description."""
     fmt = str(entry.get(out.VL_FORMAT))
-    what = f"Records of `{dataset}`" + (f" ({description})" if description else "")
     return (
-        f"{what}, read from its {FORMAT_NAMES.get(fmt, fmt)} files with the field mapping in "
+        f"Records of `{dataset}`, read from its {FORMAT_NAMES.get(fmt, fmt)} files with the field mapping in "
         f"`{out.MANIFEST_FILE}` (`{out.M_VISION_LANGUAGE}`)."
+        + (f" Our registry describes it as {description}." if description else "")
     )

@@ -116,7 +116,7 @@ def test_each_kind_has_its_tags_and_subject(kind: str, tags: list[str], subject:
     header = card.split("configs:")[0]
     assert header.endswith("tags:\n" + "".join(f"- {t}\n" for t in tags))
     assert f"\n\n{subject} turned into Gato training sequences" in card
-    assert f"- Licence: {SEE_THE_SOURCE}\n" in card and "Records of `d`, read from its" in card  # not registered
+    assert f"- Licence: {SEE_THE_SOURCE}\n" in card and "(`vision_language`). This output" in card  # not registered
 
 
 def test_documents_are_cut_and_text_has_no_image_sentence() -> None:
@@ -130,8 +130,9 @@ def test_documents_are_cut_and_text_has_no_image_sentence() -> None:
 
 def test_the_registry_gives_the_source_and_the_format_its_name() -> None:
     card = render_card(_manifest("coco_captions", KIND_CAPTION, fmt="tfds"), [_record("coco_captions")])
-    assert ("Records of `coco_captions` (MS-COCO Captions: images with five human captions each), read from "
-            "its TFDS files") in card
+    assert ("Records of `coco_captions`, read from its TFDS files with the field mapping in `manifest.json` "
+            "(`vision_language`). Our registry describes it as MS-COCO Captions: images with five human captions "
+            "each. This output is a derived work") in card
     assert "- Homepage: https://cocodataset.org\n" in card
 
 
