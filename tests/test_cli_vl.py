@@ -11,7 +11,6 @@ call, not a subprocess.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +31,6 @@ COCO_FORMATS = {
                    f"--data_dir={SAMPLES / 'coco_captions_wds'}"],
 }
 IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _no_card() -> Iterator[None]:
-    # Until the VL card lands (branch vl-card): formats/dataset_card.py crashes on VL outputs at
-    # the very end of the job, so the card is skipped here. Delete this fixture once it lands.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("pipeline.vl_passes.add_card", lambda output_dir, manifest: manifest)
-        yield
 
 
 def run(dataset: str, out: Path, *args: str) -> int:

@@ -10,7 +10,6 @@ import pathlib
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import vl_passes
 from pipeline.job import run_job
 from planning.options import JobOptions
 from schemas import output as out
@@ -22,16 +21,13 @@ DATASET = "vqav2"
 @pytest.fixture(scope="module")
 def vqav2_output(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     output = tmp_path_factory.mktemp("vqav2")
-    with pytest.MonkeyPatch.context() as patch:
-        # Until the dataset card reads VL stats (branch vl-card), it fails on them: no card here.
-        patch.setattr(vl_passes, "add_card", lambda output_dir, manifest: manifest)
-        run_job(JobOptions(dataset=DATASET, output_dir=str(output)), beam_args=["--runner=DirectRunner"])
+    run_job(JobOptions(dataset=DATASET, output_dir=str(output)), beam_args=["--runner=DirectRunner"])
     return output
 
 
 def test_manifest_describes_the_vision_language_data(vqav2_output: pathlib.Path) -> None:
     manifest = json.loads((vqav2_output / out.MANIFEST_FILE).read_text())
-    description = manifest[vl_passes.M_VISION_LANGUAGE][DATASET]
+    description = manifest[out.M_VISION_LANGUAGE][DATASET]
     assert (description["kind"], description["format"], description["prompt_fraction"]) == (KIND_VQA, "parquet", 0.0)
     # vqav2's Table 1 share of the whole mix, not rescaled: readers renormalize over outputs.
     assert manifest[out.M_SAMPLING_WEIGHTS] == {DATASET: {"weight": 0.0067, "tasks": {DATASET: 1.0}}}

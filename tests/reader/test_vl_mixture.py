@@ -27,13 +27,9 @@ BATCH, DRAWS = 100, 4000
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     root = tmp_path_factory.mktemp("mix")
-    with pytest.MonkeyPatch.context() as patch:
-        # Until the VL card lands (branch vl-card): formats/dataset_card.py crashes on VL outputs
-        # at the very end of the job, so the card is skipped here. Delete once it lands.
-        patch.setattr("pipeline.vl_passes.add_card", lambda output_dir, manifest: manifest)
-        for name in DATASETS:
-            code = beam_runner.main([f"--dataset={name}", f"--output_dir={root / name}", "--log_level=WARNING"])
-            assert code == 0, name
+    for name in DATASETS:
+        code = beam_runner.main([f"--dataset={name}", f"--output_dir={root / name}", "--log_level=WARNING"])
+        assert code == 0, name
     return [str(root / name) for name in DATASETS]
 
 
