@@ -260,19 +260,40 @@ def _write_manifest(
     stats: Mapping[str, str],
     parts: JobParts,
 ) -> str:
-    options, spec, extra = parts.options, parts.spec, dict(parts.extra_config)
+    spec = parts.spec
+    return publish_manifest(
+        parts.options, extra=parts.extra_config, fields=parts.fields, weights={spec.name: spec.sample_weight},
+        field_shapes={spec.name: parts.plan.field_shapes}, shards=shards, rejects=rejects, stats=stats,
+    )
+
+
+def publish_manifest(
+    options: JobOptions,
+    *,
+    extra: Mapping[str, Any],
+    fields: Mapping[str, Mapping[str, Any]],
+    weights: Mapping[str, float | None],
+    field_shapes: Mapping[str, Any],
+    shards: Sequence[Mapping[str, Any]],
+    rejects: Sequence[Mapping[str, Any]],
+    stats: Mapping[str, str],
+    entries: Mapping[str, Any] | None = None,
+) -> str:
+    """Builds the manifest (plus `entries`, top-level keys of one kind of data), writes the
+    viewer and the dataset card it lists, then publishes it: the last step of every job."""
     manifest = build_manifest(
         config={**options.to_config(), **extra},
         layout=get_layout(options.layout),
-        fields=parts.fields,
+        fields=fields,
         sequence_length=options.sequence_length,
         shards=shards,
         rejects=rejects,
         stats=stats,
-        dataset_weights={spec.name: spec.sample_weight},
-        config_digest=options.config_hash(extra),
-        field_shapes={spec.name: parts.plan.field_shapes},
+        dataset_weights=weights,
+        config_digest=options.config_hash(dict(extra)),
+        field_shapes=field_shapes,
     )
+    manifest.update(entries or {})
     # The viewer is listed beside the report; the card, written last before the manifest, describes both.
     manifest[M_STATS][M_STATS_VIEWER] = write_viewer(options.output_dir, manifest, text_model=options.sentencepiece_model)
     return write_manifest(options.output_dir, add_card(options.output_dir, manifest))

@@ -16,11 +16,9 @@ from typing import Any
 
 import apache_beam as beam
 
-from audit.viewer import write_viewer
-from formats.dataset_card import add_card
-from formats.manifest import build_manifest, write_manifest
 from formats.parquet_shards import WriteOptions, sequence_schema
 from pipeline import vl_statistics as stats_stage
+from pipeline.passes import publish_manifest
 from pipeline.read_vl_records import ReadVLRecords
 from pipeline.rejects import REJECTS_TAG
 from pipeline.sequence_vl_units import SequenceVLUnits
@@ -30,7 +28,7 @@ from planning.options import JobOptions
 from planning.vl_plan import VLPlan
 from schemas import output as out
 from schemas.fields import FieldSpec, image, text
-from schemas.output import M_STATS, M_STATS_VIEWER, REJECTS_DIR, SEQUENCES_DIR, VL_SEQUENCE_SCHEMA
+from schemas.output import REJECTS_DIR, SEQUENCES_DIR, VL_SEQUENCE_SCHEMA
 from schemas.vocab import get_layout
 from transforms.vl_units import UnitConfig
 
@@ -121,19 +119,9 @@ def _write_manifest(
     stats: Mapping[str, str],
     parts: VLJobParts,
 ) -> str:
-    options, spec, extra = parts.options, parts.plan.dataset, dict(parts.extra_config)
-    manifest = build_manifest(
-        config={**options.to_config(), **extra},
-        layout=get_layout(options.layout),
-        fields=parts.fields,
-        sequence_length=options.sequence_length,
-        shards=shards,
-        rejects=rejects,
-        stats=stats,
-        dataset_weights={spec.name: spec.sample_weight},
-        config_digest=options.config_hash(extra),
+    options, spec = parts.options, parts.plan.dataset
+    return publish_manifest(
+        options, extra=parts.extra_config, fields=parts.fields, weights={spec.name: spec.sample_weight},
         field_shapes={spec.name: {spec.task: {IMAGE_FIELD: (options.image_size, options.image_size, 3)}}},
+        shards=shards, rejects=rejects, stats=stats, entries={out.M_VISION_LANGUAGE: parts.description()},
     )
-    manifest[out.M_VISION_LANGUAGE] = parts.description()
-    manifest[M_STATS][M_STATS_VIEWER] = write_viewer(options.output_dir, manifest, text_model=options.sentencepiece_model)
-    return write_manifest(options.output_dir, add_card(options.output_dir, manifest))
