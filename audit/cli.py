@@ -8,8 +8,10 @@ Reads `stats/stats.json` (`formats.stats_files`) and prints the report's table
 (`audit/report.py`); no Beam is imported. An output directory without `manifest.json`
 (written last) is unfinished and refused unless `--allow-unfinished`. By default every
 output is verified first (`audit/verify.py`: every shard's sha256, bytes and rows against
-the manifest, no unlisted shard, and per task read = kept + dropped + rejected); each
-problem is printed on stderr. Exit status: 0 when done (and, with --compare, when the
+the manifest, no unlisted shard, and per task read = kept + dropped + rejected, or for a
+vision-language task read = kept + rejected and its rejects rows against the stats); each
+problem is printed on stderr. Vision-language tasks (spec section 8) get a table of their
+own (`VL_TABLE_COLUMNS`). Exit status: 0 when done (and, with --compare, when the
 outputs agree), 1 when compared outputs differ, 2 on a usage error or an unusable output
 directory, 3 when an output failed verification.
 """
@@ -24,7 +26,8 @@ from typing import Any, TextIO
 import fsspec
 
 from audit.report import TABLE_HEADERS, TEXT_COLUMNS, format_value, table_cells
-from audit.verify import verify_output
+from audit.verify import is_vl_record, verify_output
+from audit.vl_report import VL_TABLE_COLUMNS as VL_REPORT_COLUMNS
 from formats.paths import path_under
 from formats.stats_files import read_stats_records
 from schemas import output as out
@@ -58,7 +61,8 @@ COMPARED_FIELDS: tuple[str, ...] = (
     out.ST_PROMPTS_UNAVAILABLE,
     out.ST_SEQUENCE_TOKENS,
 )
-
+# The same for a vision-language task: every column of its stats record.
+VL_COMPARED_FIELDS: tuple[str, ...] = tuple(n for n in out.VL_STATS_SCHEMA.names if n not in (out.DATASET, out.TASK))
 
 VERIFY_FAILED = 3  # exit status of an output that failed verification
 
@@ -85,23 +89,40 @@ def load_records(output_dir: str, *, allow_unfinished: bool = False) -> list[dic
         raise AuditError(f"{output_dir}: unreadable {out.STATS_JSON_FILE}: {error}") from error
 
 
-def format_table(records: Sequence[Mapping[str, Any]]) -> str:
-    """The per-task table as aligned text (one line per task, the report's columns)."""
-    headers = list(TABLE_HEADERS)
-    rows = [table_cells(record) for record in records]
+# The vision-language table (records with `VST_RECORDS_READ`): beam_runner's VL summary
+# columns, then the rejected records by reason; headers as in the HTML report's table.
+_VL_KEYS = (out.DATASET, out.TASK, out.VST_RECORDS_READ, out.VST_RECORDS_KEPT, out.VST_RECORDS_REJECTED,
+            out.VST_UNITS, out.VST_ROWS, out.VST_TOKENS, out.VST_REJECTED_BY_REASON)
+VL_TABLE_COLUMNS: tuple[tuple[str, str], ...] = tuple((key, dict(VL_REPORT_COLUMNS)[key]) for key in _VL_KEYS)
+_VL_TEXT_COLUMNS = frozenset({0, 1, len(VL_TABLE_COLUMNS) - 1})
+
+
+def _aligned(headers: Sequence[str], rows: Sequence[Sequence[str]], text_columns: frozenset[int]) -> list[str]:
     widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
-            cell.ljust(width) if i in TEXT_COLUMNS else cell.rjust(width)
+            cell.ljust(width) if i in text_columns else cell.rjust(width)
             for i, (cell, width) in enumerate(zip(cells, widths))
         ).rstrip()
 
-    lines = [line(headers), line(["-" * width for width in widths])]
-    lines.extend(line(row) for row in rows)
-    if not records:
-        lines.append("(no tasks)")
-    return "\n".join(lines) + "\n"
+    return [line(headers), line(["-" * width for width in widths]), *(line(row) for row in rows)]
+
+
+def format_table(records: Sequence[Mapping[str, Any]]) -> str:
+    """The per-task tables as aligned text, one line per task: agent tasks in the report's
+    columns, vision-language tasks (`VST_RECORDS_READ`) in `VL_TABLE_COLUMNS`; a table for
+    each kind present (the agent one, saying "(no tasks)", when there is none)."""
+    agent = [r for r in records if not is_vl_record(r)]
+    vl = [r for r in records if is_vl_record(r)]
+    tables = []
+    if agent or not vl:
+        lines = _aligned(TABLE_HEADERS, [table_cells(r) for r in agent], TEXT_COLUMNS)
+        tables.append(lines + ([] if agent else ["(no tasks)"]))
+    if vl:
+        rows = [[format_value(r.get(key)) for key, _ in VL_TABLE_COLUMNS] for r in vl]
+        tables.append(_aligned([title for _, title in VL_TABLE_COLUMNS], rows, _VL_TEXT_COLUMNS))
+    return "\n\n".join("\n".join(lines) for lines in tables) + "\n"
 
 
 def compare_records(
@@ -120,7 +141,8 @@ def compare_records(
             differences.append(f"{name}: only in the second output")
             continue
         a, b = by_task_left[task], by_task_right[task]
-        for key in COMPARED_FIELDS:
+        fields = VL_COMPARED_FIELDS if is_vl_record(a) or is_vl_record(b) else COMPARED_FIELDS
+        for key in fields:
             before, after = a.get(key), b.get(key)
             if before == after:
                 continue

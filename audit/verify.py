@@ -8,13 +8,22 @@
   (another job's shards mixed in);
 - the statistics files the manifest lists exist, and the dataset card has its listed bytes and sha256;
 - per task (`stats/stats.json`): episodes read = kept + dropped + rejected, and the
-  sequences the stats count are the rows the manifest lists for the task.
-Each shard is read once, streamed; nothing is written.
+  sequences the stats count are the rows the manifest lists for the task;
+- per vision-language task (a record with `VST_RECORDS_READ`, spec section 8): records
+  read = kept + rejected = kept + the sum of `rejected_by_reason`, the stats' rows are the
+  manifest's rows, and the rejects shards' rows agree with the stats as far as they tell:
+  a kept record writes one reject per lost pair (`units_rejected_by_reason` counts each),
+  a rejected record writes at least one and is counted once, under its first reason. So
+  per reason, rejects rows >= rejected records + lost pairs, with equality when no record
+  was rejected.
+Each shard is read once, streamed (a VL task's rejects shards once more, their reason
+column only); nothing is written.
 """
 
 from __future__ import annotations
 
 import posixpath
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,13 +35,46 @@ from formats.manifest import manifest_location, read_manifest
 from schemas import output as out
 
 
+def is_vl_record(record: Mapping[str, Any]) -> bool:
+    """A vision-language task's stats record (`transforms/vl_stats.py`), not an agent task's."""
+    return out.VST_RECORDS_READ in record
+
+
+def _is_count(n: object) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool)
+
+
+def _vl_book_problems(r: Mapping[str, Any]) -> list[str]:
+    name = f"{r.get(out.DATASET)} / {r.get(out.TASK)}"
+    keys = (out.VST_RECORDS_READ, out.VST_RECORDS_KEPT, out.VST_RECORDS_REJECTED, out.VST_UNITS, out.VST_ROWS)
+    numbers = tuple(r.get(k) for k in keys)
+    maps = [r.get(k) for k in (out.VST_REJECTED_BY_REASON, out.VST_UNITS_REJECTED_BY_REASON)]
+    if not all(_is_count(n) for n in numbers) or not all(
+        isinstance(m, Mapping) and all(_is_count(n) for n in m.values()) for m in maps
+    ):
+        return [f"{name}: stats counts {numbers} and by reason {tuple(maps)} are not all integers"]
+    read, kept, rejected, _, _ = numbers
+    problems = []
+    if read != kept + rejected:
+        problems.append(f"{name}: {read} records read but kept {kept} + rejected {rejected} = {kept + rejected}: "
+                        "records lost or counted twice")
+    by_reason = sum(maps[0].values())
+    if rejected != by_reason:
+        problems.append(f"{name}: {rejected} records rejected but {by_reason} by reason {dict(maps[0])}")
+    return problems
+
+
 def book_problems(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Per task: read = kept + dropped + rejected, else a line with the four numbers."""
+    """Per task: read = kept + dropped + rejected (agent), read = kept + rejected = kept +
+    rejected by reason (vision-language), else a line with the numbers."""
     problems = []
     for r in records:
+        if is_vl_record(r):
+            problems.extend(_vl_book_problems(r))
+            continue
         read, kept, dropped, rejected = (r.get(k) for k in (out.ST_EPISODES_READ, out.ST_KEPT, out.ST_DROPPED, out.ST_REJECTED))
         numbers = (read, kept, dropped, rejected)
-        if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
+        if not all(_is_count(n) for n in numbers):
             problems.append(f"{r.get(out.DATASET)} / {r.get(out.TASK)}: stats counts {numbers} are not all integers")
         elif read != kept + dropped + rejected:
             problems.append(
@@ -122,13 +164,63 @@ def manifest_problems(output_dir: str, records: Sequence[Mapping[str, Any]]) -> 
     card = manifest.get(out.M_CARD)
     if card:
         problems.extend(_card_problems(fs, root, card))
-    in_stats = {(str(r[out.DATASET]), str(r[out.TASK])): r.get(out.ST_SEQUENCES, 0) for r in records}
+    in_stats = {
+        (str(r[out.DATASET]), str(r[out.TASK])): r.get(out.VST_ROWS if is_vl_record(r) else out.ST_SEQUENCES, 0)
+        for r in records
+    }
     for task in sorted(set(rows) | set(in_stats)):
         if rows.get(task, 0) != in_stats.get(task, 0):
             problems.append(
                 f"{task[0]} / {task[1]}: the stats count {in_stats.get(task, 0)} sequences, the manifest lists "
                 f"{rows.get(task, 0)} rows"
             )
+    vl = [r for r in records if is_vl_record(r)]
+    if vl:
+        problems.extend(vl_reject_problems(vl, _reject_reasons(fs, root, manifest.get(out.M_REJECTS) or [])))
+    return problems
+
+
+def _reject_reasons(
+    fs: fsspec.AbstractFileSystem, root: str, shards: Sequence[Mapping[str, Any]]
+) -> dict[tuple[str, str], Counter[str]]:
+    """Rejects rows per (dataset, task) and reason; a shard that does not open is left out
+    (its problem is already reported by the shard checks)."""
+    reasons: dict[tuple[str, str], Counter[str]] = {}
+    for shard in shards:
+        path = posixpath.join(root, str(shard[out.S_PATH]))
+        try:
+            with fs.open(path, "rb") as f:
+                column = pq.read_table(f, columns=[out.REASON]).column(out.REASON).to_pylist()
+        except Exception:  # noqa: BLE001 - missing or unreadable: reported by _shard_problems
+            continue
+        task = (str(shard[out.S_DATASET]), str(shard[out.S_TASK]))
+        reasons.setdefault(task, Counter()).update(str(reason) for reason in column)
+    return reasons
+
+
+def vl_reject_problems(
+    records: Sequence[Mapping[str, Any]], reasons: Mapping[tuple[str, str], Mapping[str, int]]
+) -> list[str]:
+    """Per vision-language task and reason: rejects rows >= rejected records + lost pairs,
+    equal when no record was rejected (module doc); records whose counts are not integers
+    are left to `book_problems`."""
+    problems = []
+    for r in records:
+        task = (str(r[out.DATASET]), str(r[out.TASK]))
+        records_by, units_by = r.get(out.VST_REJECTED_BY_REASON), r.get(out.VST_UNITS_REJECTED_BY_REASON)
+        if not isinstance(records_by, Mapping) or not isinstance(units_by, Mapping):
+            continue
+        found = reasons.get(task, {})
+        exact = not r.get(out.VST_RECORDS_REJECTED)
+        for reason in sorted(set(records_by) | set(units_by) | (set(found) if exact else set())):
+            expected = records_by.get(reason, 0) + units_by.get(reason, 0)
+            rows = found.get(reason, 0)
+            if rows < expected or (exact and rows != expected):
+                problems.append(
+                    f"{task[0]} / {task[1]}: {rows} rejects rows of reason {reason}, the stats count "
+                    f"{records_by.get(reason, 0)} rejected records + {units_by.get(reason, 0)} lost pairs"
+                    + ("" if exact else " (at least that many rows)")
+                )
     return problems
 
 

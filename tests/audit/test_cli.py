@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -294,3 +295,54 @@ def test_help_documents_no_verify(capsys: pytest.CaptureFixture[str]) -> None:
     text = " ".join(capsys.readouterr().out.split())
     assert "--no-verify skip verification: by default every shard's sha256, bytes and row count" in text
     assert "any problem exits with status 3" in text
+
+
+@pytest.fixture(scope="module")
+def vl_output(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """A real vision-language output (vqav2: 12 records kept, 3 rows, no rejects), made once."""
+    import beam_runner  # Beam only here: the command itself never imports it
+
+    output = tmp_path_factory.mktemp("vl") / "out"
+    assert beam_runner.main(["--dataset=vqav2", f"--output_dir={output}", "--log_level=WARNING"]) == 0
+    return output
+
+
+VL_TABLE = (
+    "dataset  task   records read  kept  rejected  units  rows  tokens  rejected by reason\n"
+    "-------  -----  ------------  ----  --------  -----  ----  ------  ------------------\n"
+    "vqav2    vqav2            12    12         0     12     3    2112  -\n"
+)
+
+
+def test_a_vision_language_output_verifies_and_prints_its_own_table(vl_output: pathlib.Path) -> None:
+    assert _run([str(vl_output)]) == (0, VL_TABLE, "")
+    status, printed, _ = _run([str(vl_output), "--compare", str(vl_output)])
+    assert (status, printed) == (0, f"{vl_output} and {vl_output} agree on all 1 task(s)\n")
+
+
+def test_a_mixed_record_list_prints_both_tables() -> None:
+    agent = {out.DATASET: "atari", out.TASK: "pong", out.ST_REJECTED_BY_REASON: {}}
+    vl = {out.DATASET: "vqav2", out.TASK: "vqav2", out.VST_RECORDS_READ: 1, out.VST_REJECTED_BY_REASON: {"x": 1}}
+    agent_table, vl_table = format_table([agent, vl]).split("\n\n")
+    assert agent_table.splitlines()[0].split()[:3] == ["dataset", "task", "N"]
+    assert vl_table.splitlines()[2] == "vqav2    vqav2             1     -         -      -     -       -  x: 1"
+
+
+def test_a_tampered_vision_language_stats_count_fails_the_audit(
+    vl_output: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(vl_output, copy)
+    stats = copy.joinpath(*out.STATS_JSON_FILE.split("/"))
+    document = json.loads(stats.read_text())
+    document[out.SJ_TASKS][0][out.VST_RECORDS_READ] = 13
+    stats.write_text(json.dumps(document))
+    status, printed, errors = _run([str(copy)])
+    assert status == 3
+    assert printed == VL_TABLE.replace("           12    12", "           13    12")
+    assert errors.splitlines() == [
+        f"gato-audit: {copy} failed verification (1 problem(s)):",
+        "  vqav2 / vqav2: 13 records read but kept 12 + rejected 0 = 12: records lost or counted twice",
+    ]
+    status, printed, _ = _run([str(vl_output), "--compare", str(copy)])
+    assert status == 3 and printed.splitlines()[1] == "vqav2 / vqav2: records_read 12 -> 13 (change 1)"
