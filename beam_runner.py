@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="vision-language field mapping overrides, comma-separated <part>=<name>[|<name>...], "
         "e.g. image=jpg,captions=caption (README's table lists the parts)")
     add("--vl_spec", default=None,
-        help="TOML file with a vision-language `format` and a [fields] table (flags win over it)")
+        help="TOML file with a vision-language `format` and a [fields] table (flags win over it; "
+        "not given: the registry's format and mapping)")
     add("--image_size", type=int, default=defaults["image_size"],
         help="vision-language images are resized and centre-cropped to S x S (a multiple of 16)")
     add("--rows_per_shard", type=int, default=defaults["rows_per_shard"],

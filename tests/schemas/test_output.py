@@ -55,6 +55,10 @@ def test_every_sequences_column_carries_its_description_and_units() -> None:
         metadata = field.metadata or {}
         assert metadata[out.FIELD_DESCRIPTION].decode() == out.SEQUENCE_COLUMN_DOCS[field.name][0]
         assert metadata[out.FIELD_UNITS].decode() == out.SEQUENCE_COLUMN_DOCS[field.name][1]
-    assert set(out.SEQUENCE_COLUMN_DOCS) == set(out.SEQUENCE_SCHEMA.names)
+    # The vision-language rows add one column (spec section 8); every column of both is documented.
+    assert set(out.SEQUENCE_COLUMN_DOCS) == set(out.VL_SEQUENCE_SCHEMA.names)
+    assert out.VL_SEQUENCE_SCHEMA.names == [*out.SEQUENCE_SCHEMA.names, out.SOURCE_KEYS]
+    keys = out.VL_SEQUENCE_SCHEMA.field(out.SOURCE_KEYS)
+    assert keys.metadata[out.FIELD_DESCRIPTION].decode() == out.SEQUENCE_COLUMN_DOCS[out.SOURCE_KEYS][0]
     assert "511" in out.SEQUENCE_COLUMN_DOCS[out.LOCAL_POSITIONS][0]
     assert "5 separator" in out.SEQUENCE_COLUMN_DOCS[out.MODALITY][0]
