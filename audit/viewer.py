@@ -85,9 +85,14 @@ def task_rows(output_dir: str, manifest: Mapping[str, Any]) -> dict[tuple[str, s
     for task, relative in sorted(first.items()):
         with fs.open(posixpath.join(root, relative), "rb") as f:
             parquet = pq.ParquetFile(f)
-            table = parquet.read_row_group(0) if parquet.num_row_groups else parquet.schema_arrow.empty_table()
-        chosen = pick_rows(table.column(out.IS_PROMPT).to_pylist())
-        rows[task] = [table.slice(i, 1).to_pylist()[0] for i in chosen]
+            if not parquet.num_row_groups:
+                rows[task] = []
+                continue
+            # The prompt flags first, then only the rows up to the last chosen: a whole row
+            # group of image rows is ~70 MB of patches to decompress for 3 rows.
+            chosen = pick_rows(parquet.read_row_group(0, columns=[out.IS_PROMPT]).column(out.IS_PROMPT).to_pylist())
+            head = next(parquet.iter_batches(batch_size=max(chosen) + 1, row_groups=[0])) if chosen else None
+        rows[task] = [head.slice(i, 1).to_pylist()[0] for i in chosen] if head is not None else []
     return rows
 
 
