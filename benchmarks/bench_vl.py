@@ -187,6 +187,19 @@ def _jpegs(parquet_path: Path) -> list[bytes]:
     return [image["bytes"] for image in pq.read_table(parquet_path, columns=["image"]).column("image").to_pylist()]
 
 
+def _tokenize_seconds(kind: str, path: Path) -> float:
+    """SentencePiece alone on the documents' text (not in the floor: a detail, to show how
+    much of the text job's cost is the tokenizer itself); 0 for captions."""
+    if kind != TEXT:
+        return 0.0
+    from planning.text_model import DEFAULT_SENTENCEPIECE_MODEL
+    from transforms.text import SentencePieceTokenizer
+
+    tokenizer = SentencePieceTokenizer.from_path(DEFAULT_SENTENCEPIECE_MODEL)
+    texts = [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()]
+    return _best(lambda: [tokenizer.encode_batch([t]) for t in texts])  # one call a document, as the job
+
+
 def run_floor(kind: str, data_dir: str, job_output: str) -> dict[str, Any]:
     """The floor's parts on the records of `data_dir` (module doc), each the fastest of 3."""
     import pyarrow.parquet as pq
@@ -205,6 +218,7 @@ def run_floor(kind: str, data_dir: str, job_output: str) -> dict[str, Any]:
     images = _jpegs(path) if kind == CAPTIONS else []
     tables = [pq.read_table(p) for p in sorted(Path(job_output, "sequences").rglob("*.parquet"))]
     return {
+        "tokenize": _tokenize_seconds(kind, path),
         "read": _best(read),
         "decode": _best(lambda: [decode_rgb(b, size=options.image_size) for b in images]) if images else 0.0,
         "write": _best(lambda: _rewrite(tables, dataset=options.dataset, rows_per_shard=options.rows_per_shard)),
@@ -291,7 +305,8 @@ def bench_kind(kind: str, sizes: tuple[int, int], *, cache_dir: Path, repeat: in
         f"{small['seconds']:.2f} s; {large['records']} records ({large[count]:,} {unit}, {large['rows']:,} rows) "
         f"{large['seconds']:.2f} s",
         f"  floor on {large['records']} records: read {floor['read'] * 1e3:.1f} ms, decode+resize+crop "
-        f"{floor['decode'] * 1e3:.1f} ms ({floor['images']} images), write {floor['write'] * 1e3:.1f} ms",
+        f"{floor['decode'] * 1e3:.1f} ms ({floor['images']} images), write {floor['write'] * 1e3:.1f} ms"
+        + (f"; not in it: SentencePiece alone {floor['tokenize'] * 1e3:.1f} ms" if kind == TEXT else ""),
         f"  full/floor: {ratio:.2f} (target >= {TARGET_FULL_OVER_FLOOR}) "
         f"{'OK' if ratio >= TARGET_FULL_OVER_FLOOR else 'MISSED'}",
     ]
