@@ -20,10 +20,6 @@ decode = `transforms.vl_image.decode_rgb` of every image (the job's pixel-identi
 fastest decoder, resize and crop to S); write = the job's own sequence tables read back
 and written again with `ShardWriter` and the job's `WriteOptions`. Each measurement runs
 --repeat times and the fastest counts (other work only slows a run down).
-
-Until branch `vl-card` lands, `formats/dataset_card.py` crashes on vision-language
-manifests at the job's very end; the child replaces `pipeline.vl_passes.add_card` by
-the identity meanwhile (the card is a few ms of text; the manifest is still written).
 """
 
 from __future__ import annotations
@@ -251,10 +247,8 @@ def compare_decoders(parquet_path: Path) -> dict[str, Any]:
 def _child(spec: dict[str, Any]) -> None:
     # Imports are not the job's time, as in bench_pipeline.py.
     import pipeline.job  # noqa: F401
-    import pipeline.vl_passes
+    import pipeline.vl_passes  # noqa: F401
 
-    # Until branch vl-card lands, the dataset card crashes on VL manifests (module doc).
-    pipeline.vl_passes.add_card = lambda output_dir, manifest: manifest
     started = time.perf_counter()
     if spec["mode"] == "floor":
         result = run_floor(spec["kind"], spec["data_dir"], spec["output_dir"])
