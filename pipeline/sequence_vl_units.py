@@ -1,17 +1,17 @@
 """The Sequence stage of vision-language and text data: RecordOutcome -> rows
 (`(EpisodeKey, SequenceBatch)`, what `WriteShards` takes), spec section 8.
 
-- Pairs (captions, VQA) are packed per input file: the units of one file are gathered
-  with a GroupByKey on the work item, then `transforms.vl_sequence.pack_pairs` orders them
-  by their stable hash (a total order, so the rows do not depend on the order in which a
-  runner delivers the units) and packs at most 5 to a row. A file's units are held in
-  memory at once: about 110 KB of patches per image at S = 192.
+- Pairs (captions, VQA) are packed per input file: a file's outcomes arrive as one tuple
+  (`read_vl_records`: no shuffle), and `transforms.vl_sequence.pack_pairs` orders their
+  units by a stable hash (a total order, so the rows depend on the records only, not on
+  the order they came in) and packs at most 5 to a row. A file's records and units are held
+  in memory at once: its encoded images and about 110 KB of patches per image at S = 192.
 - Documents (text, interleaved) are cut one at a time (`cut_document`), in read order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import apache_beam as beam
 
@@ -21,7 +21,7 @@ from schemas.vocab import VocabLayout
 from transforms.episode import EpisodeKey
 from transforms.sequence import SequenceBatch
 from transforms.vl_sequence import cut_document, pack_pairs
-from transforms.vl_types import RecordOutcome, TokenizedUnit
+from transforms.vl_types import RecordOutcome
 
 COUNTER_NAMESPACE = "gato.vl_sequence"
 FileKey = tuple[str, str, int, str]  # (dataset, task, work item, source file)
@@ -41,7 +41,7 @@ def _file_key(outcome: RecordOutcome) -> FileKey:
 
 
 class PackFilePairsFn(beam.DoFn):
-    """(FileKey, [units of each record]) -> (EpisodeKey, SequenceBatch) of the file's rows."""
+    """A file's outcomes (a tuple) -> (EpisodeKey, SequenceBatch) of the file's rows."""
 
     def __init__(self, *, seed: int, sequence_length: int, layout: VocabLayout) -> None:
         self._seed = seed
@@ -51,9 +51,11 @@ class PackFilePairsFn(beam.DoFn):
     def setup(self) -> None:
         self._counters = TaskCounters(COUNTER_NAMESPACE)
 
-    def process(self, element: tuple[FileKey, Iterable[tuple[TokenizedUnit, ...]]]) -> Iterator[tuple[EpisodeKey, SequenceBatch]]:
-        file, groups = element
-        units = [unit for group in groups for unit in group]
+    def process(self, outcomes: tuple[RecordOutcome, ...]) -> Iterator[tuple[EpisodeKey, SequenceBatch]]:
+        units = [unit for outcome in outcomes for unit in outcome.units]
+        if not units:
+            return
+        file = _file_key(outcomes[0])
         batch = pack_pairs(units, seed=self._seed, dataset=file[0], sequence_length=self._length, layout=self._layout)
         self._counters.inc((file[0], file[1]), "rows", batch.num_sequences)
         yield _row_key(file, batch.row_episode_ids[0] if batch.row_episode_ids else ""), batch
@@ -77,7 +79,8 @@ class CutDocumentsFn(beam.DoFn):
 
 
 class SequenceVLUnits(beam.PTransform):
-    """PCollection[RecordOutcome] -> PCollection[(EpisodeKey, SequenceBatch)] (module doc)."""
+    """PCollection[RecordOutcome] (documents) or of a file's tuple of them (pairs) ->
+    PCollection[(EpisodeKey, SequenceBatch)] (module doc)."""
 
     def __init__(self, *, kind: str, seed: int, sequence_length: int, layout: VocabLayout) -> None:
         super().__init__()
@@ -88,13 +91,8 @@ class SequenceVLUnits(beam.PTransform):
 
     def expand(self, outcomes: beam.PCollection) -> beam.PCollection:
         if self._kind in PAIR_KINDS:
-            return (
-                outcomes
-                | "KeyByFile" >> beam.FlatMap(lambda o: [(_file_key(o), o.units)] if o.units else [])
-                | "GatherFile" >> beam.GroupByKey()
-                | "PackPairs" >> beam.ParDo(
-                    PackFilePairsFn(seed=self._seed, sequence_length=self._length, layout=self._layout)
-                )
+            return outcomes | "PackPairs" >> beam.ParDo(
+                PackFilePairsFn(seed=self._seed, sequence_length=self._length, layout=self._layout)
             )
         return outcomes | "CutDocuments" >> beam.ParDo(
             CutDocumentsFn(sequence_length=self._length, layout=self._layout)

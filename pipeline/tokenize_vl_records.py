@@ -2,7 +2,8 @@
 units, spec section 8) and a `Reject` per rejected pair or record.
 
 Every record yields its outcome, kept or not, so the statistics count each record once
-(read = kept + rejected). The SentencePiece model is opened once per worker (`setup()`).
+(read = kept + rejected). A file's records given as one tuple (pairs, `read_vl_records`)
+give the tuple of their outcomes, in the same order. The SentencePiece model is opened once per worker (`setup()`).
 Under `--strict` the first reject stops the job with its detail (record key, field, value).
 """
 
@@ -48,18 +49,28 @@ class TokenizeVLRecordsFn(beam.DoFn):
         self._tokenizer = SentencePieceTokenizer.from_path(self._model)
         self._counters = TaskCounters(COUNTER_NAMESPACE)
 
-    def process(self, record: VLRecord) -> Iterator[Any]:
-        outcome = tokenize_record(record, self._tokenizer, self._config)
-        task = (record.dataset, record.task)
-        for reject in outcome_rejects(outcome):
-            yield reject_or_raise(reject, strict=self._strict, counters=self._counters, counter="rejects")
-        self._counters.inc(task, "kept" if outcome.kept else "rejected")
-        self._counters.inc(task, "units", len(outcome.units))
-        yield outcome
+    def process(self, element: VLRecord | tuple[VLRecord, ...]) -> Iterator[Any]:
+        records = element if isinstance(element, tuple) else (element,)
+        outcomes = []
+        for record in records:
+            outcome = tokenize_record(record, self._tokenizer, self._config)
+            task = (record.dataset, record.task)
+            for reject in outcome_rejects(outcome):
+                yield reject_or_raise(reject, strict=self._strict, counters=self._counters, counter="rejects")
+            self._counters.inc(task, "kept" if outcome.kept else "rejected")
+            self._counters.inc(task, "units", len(outcome.units))
+            outcomes.append(outcome)
+        yield tuple(outcomes) if isinstance(element, tuple) else outcomes[0]
+
+
+def each_outcome(element: RecordOutcome | tuple[RecordOutcome, ...]) -> tuple[RecordOutcome, ...]:
+    """The outcomes of one element of the `outcomes` output (a record's, or a file's)."""
+    return element if isinstance(element, tuple) else (element,)
 
 
 class TokenizeVLRecords(beam.PTransform):
-    """PCollection[VLRecord] -> outputs `outcomes` (RecordOutcome) and `rejects` (Reject)."""
+    """PCollection[VLRecord, or a file's tuple of them] -> outputs `outcomes` (RecordOutcome,
+    or a file's tuple of them) and `rejects` (Reject)."""
 
     def __init__(self, config: UnitConfig, *, sentencepiece_model: str, strict: bool = False) -> None:
         super().__init__()

@@ -22,13 +22,14 @@ from pipeline.passes import publish_manifest
 from pipeline.read_vl_records import ReadVLRecords
 from pipeline.rejects import REJECTS_TAG
 from pipeline.sequence_vl_units import SequenceVLUnits
-from pipeline.tokenize_vl_records import TokenizeVLRecords
+from pipeline.tokenize_vl_records import TokenizeVLRecords, each_outcome
 from pipeline.write_shards import FinalizeShards, WriteRejects, WriteShards
 from planning.options import JobOptions
 from planning.vl_plan import VLPlan
 from schemas import output as out
 from schemas.fields import FieldSpec, image, text
 from schemas.output import REJECTS_DIR, SEQUENCES_DIR, VL_SEQUENCE_SCHEMA
+from schemas.vl import PAIR_KINDS
 from schemas.vocab import get_layout
 from transforms.vl_units import UnitConfig
 
@@ -74,7 +75,9 @@ def build_vl_pipeline(root: beam.Pipeline, parts: VLJobParts) -> None:
     options, spec = parts.options, parts.plan.dataset
     layout = get_layout(options.layout)
     work = root | "WorkItems" >> beam.Create(parts.plan.work_items, reshuffle=False)
-    records = work | "VLRead" >> ReadVLRecords(kind=spec.kind, format=parts.plan.format, mapping=parts.plan.mapping)
+    records = work | "VLRead" >> ReadVLRecords(
+        kind=spec.kind, format=parts.plan.format, mapping=parts.plan.mapping, whole_files=spec.kind in PAIR_KINDS
+    )
     tokenized = records | "VLTokenize" >> TokenizeVLRecords(
         parts.units, sentencepiece_model=options.sentencepiece_model or "", strict=options.strict
     )
@@ -94,8 +97,9 @@ def build_vl_pipeline(root: beam.Pipeline, parts: VLJobParts) -> None:
         | "WriteRejects" >> WriteRejects(writing)
         | "FinalizeRejects" >> FinalizeShards(options.output_dir, kind=REJECTS_DIR)
     )
+    outcomes = tokenized.outcomes | "EachOutcome" >> beam.FlatMap(each_outcome)
     stats = {
-        stats_stage.OUTCOMES: tokenized.outcomes, stats_stage.ROWS: rows, stats_stage.SHARDS: shards,
+        stats_stage.OUTCOMES: outcomes, stats_stage.ROWS: rows, stats_stage.SHARDS: shards,
     } | "Stats" >> stats_stage.VLStatistics(
         options.output_dir, text_model=options.sentencepiece_model, sequence_length=options.sequence_length, layout=layout
     )

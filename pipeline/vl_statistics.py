@@ -1,8 +1,9 @@
 """The statistics stage of vision-language and text data (spec section 8, "Stats per
 task"): record outcomes and written rows -> stats/stats.{parquet,json} and report.html.
 
-Outcomes and rows are combined per task into `transforms.vl_stats.VLTaskBook`s (Beam
-lifts the combiner, so only the small books are shuffled); the books are gathered once,
+Each record's outcome is reduced to its counts (`OutcomeCounts`) and each batch of rows to
+a book where they are made, so only small parts are shuffled, never patches; they are
+combined per task into `transforms.vl_stats.VLTaskBook`s, gathered once,
 and the files written with a few decoded rows per task read back from the finalized
 shards (`formats.vl_stats_files.sample_rows`), so the report shows what was written.
 """
@@ -22,7 +23,7 @@ from transforms.episode import TaskKey
 from transforms.sequence import SequenceBatch
 from schemas.vocab import VocabLayout
 from transforms.vl_stats import VLTaskBook, merge_books
-from transforms.vl_types import RecordOutcome
+from transforms.vl_types import OutcomeCounts
 
 # Keys of the dict of PCollections `VLStatistics` takes.
 OUTCOMES = "outcomes"  # RecordOutcome of every record read
@@ -31,7 +32,8 @@ SHARDS = "shards"  # one element: the manifest entries of the sequences shards
 
 
 class CombineBooks(beam.CombineFn):
-    """Outcomes and row batches of one task -> its VLTaskBook (merge order does not matter)."""
+    """What one task's records and rows came to -> its VLTaskBook (merge order does not
+    matter). Inputs: OutcomeCounts of a record, or the VLTaskBook of a batch of rows."""
 
     def __init__(self, *, sequence_length: int) -> None:
         self._length = sequence_length
@@ -39,11 +41,10 @@ class CombineBooks(beam.CombineFn):
     def create_accumulator(self) -> VLTaskBook:
         return VLTaskBook(self._length)
 
-    def add_input(self, book: VLTaskBook, element: RecordOutcome | SequenceBatch) -> VLTaskBook:
-        if isinstance(element, RecordOutcome):
-            book.add_outcome(element)
-        else:
-            book.add_rows(element)
+    def add_input(self, book: VLTaskBook, element: OutcomeCounts | VLTaskBook) -> VLTaskBook:
+        if isinstance(element, VLTaskBook):
+            return book.merge(element)
+        book.add_outcome(element)
         return book
 
     def merge_accumulators(self, books: Iterable[VLTaskBook]) -> VLTaskBook:
@@ -51,6 +52,13 @@ class CombineBooks(beam.CombineFn):
 
     def extract_output(self, book: VLTaskBook) -> VLTaskBook:
         return book
+
+
+def rows_book(batch: SequenceBatch, *, sequence_length: int) -> VLTaskBook:
+    """The book of one batch of rows (so only books, never rows, reach the combine)."""
+    book = VLTaskBook(sequence_length)
+    book.add_rows(batch)
+    return book
 
 
 def _write(
@@ -78,10 +86,16 @@ class VLStatistics(beam.PTransform):
         self._layout = layout
 
     def expand(self, inputs: Mapping[str, beam.PCollection]) -> beam.PCollection:
-        outcomes = inputs[OUTCOMES] | "KeyOutcomes" >> beam.Map(lambda o: ((o.record.dataset, o.record.task), o))
-        rows = inputs[ROWS] | "KeyRows" >> beam.MapTuple(lambda key, batch: (key.task_key, batch))
+        # Records and rows are reduced to their counts where they are made: only these small
+        # parts (never a record's or a row's patches) are shuffled, whatever the runner fuses.
+        counts = inputs[OUTCOMES] | "CountOutcomes" >> beam.Map(
+            lambda o: ((o.record.dataset, o.record.task), OutcomeCounts.of(o))
+        )
+        row_books = inputs[ROWS] | "BookRows" >> beam.Map(
+            lambda row, length: (row[0].task_key, rows_book(row[1], sequence_length=length)), length=self._length
+        )
         books = (
-            (outcomes, rows)
+            (counts, row_books)
             | "Together" >> beam.Flatten()
             | "BookPerTask" >> beam.CombinePerKey(CombineBooks(sequence_length=self._length))
         )

@@ -28,7 +28,7 @@ from schemas import output as out
 from schemas.vl import MAX_PAIRS_PER_ROW
 from schemas.vocab import Modality
 from transforms.sequence import SequenceBatch
-from transforms.vl_types import RecordOutcome
+from transforms.vl_types import OutcomeCounts, RecordOutcome
 
 
 def _count(counts: dict[str, int], reason: str, n: int = 1) -> None:
@@ -80,23 +80,23 @@ class VLTaskBook:
     def records_read(self) -> int:
         return self.records_kept + self.records_rejected
 
-    def add_outcome(self, outcome: RecordOutcome) -> None:
+    def add_outcome(self, outcome: RecordOutcome | OutcomeCounts) -> None:
         """Counts one record: kept (its units, their text tokens, the pairs it lost) or
         rejected (its first reason). A record with neither units nor a reason is a ValueError."""
-        if not outcome.kept:
-            if not outcome.rejects:
-                record = outcome.record
+        counts = outcome if isinstance(outcome, OutcomeCounts) else OutcomeCounts.of(outcome)
+        if not counts.kept:
+            if not counts.rejects:
                 raise ValueError(
-                    f"{record.source_file}: record {record.key!r} (index {record.index_in_file}) has no "
+                    f"{counts.source_file}: record {counts.key!r} (index {counts.index_in_file}) has no "
                     "unit and no reject reason: it would be neither kept nor rejected"
                 )
-            _count(self.rejected_by_reason, outcome.rejects[0][0])
+            _count(self.rejected_by_reason, counts.rejects[0][0])
             return
         self.records_kept += 1
-        self.units += len(outcome.units)
-        for reason, _, _ in outcome.rejects:
+        self.units += len(counts.unit_text_tokens)
+        for reason, _, _ in counts.rejects:
             _count(self.units_rejected_by_reason, reason)
-        self._add_text_tokens(np.array([unit.text_tokens for unit in outcome.units], dtype=np.int64))
+        self._add_text_tokens(np.array(counts.unit_text_tokens, dtype=np.int64))
 
     def _add_text_tokens(self, counts: np.ndarray) -> None:
         if counts.size and counts.min() < 0:

@@ -107,3 +107,33 @@ class RecordOutcome:
     @property
     def kept(self) -> bool:
         return bool(self.units)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutcomeCounts:
+    """What the statistics need of a RecordOutcome, without its pixels or tokens: so the
+    job hands the statistics kilobytes where the outcome holds the record's images.
+
+    `unit_text_tokens`: TEXT tokens of each kept unit, in order (empty: the record is
+    rejected); `rejects` as in RecordOutcome.
+    """
+
+    dataset: str
+    task: str
+    key: str
+    source_file: str
+    index_in_file: int
+    unit_text_tokens: tuple[int, ...]
+    rejects: tuple[tuple[str, str | None, str], ...]
+
+    @classmethod
+    def of(cls, outcome: RecordOutcome) -> OutcomeCounts:
+        r = outcome.record
+        return cls(
+            dataset=r.dataset, task=r.task, key=r.key, source_file=r.source_file, index_in_file=r.index_in_file,
+            unit_text_tokens=tuple(int(u.text_tokens) for u in outcome.units), rejects=outcome.rejects,
+        )
+
+    @property
+    def kept(self) -> bool:
+        return bool(self.unit_text_tokens)
