@@ -53,3 +53,15 @@ def test_records_in_file_order_and_a_truncated_tar_ends_in_one_unreadable_record
     assert committed_counters(result, COUNTER_NAMESPACE) == {
         counter_name(task, "records"): 4, counter_name(task, "unreadable_files"): 1,
     }
+
+
+def test_whole_files_give_one_tuple_per_file_in_file_order(tmp_path: Path) -> None:
+    # Pairs are packed per file: their records travel as one element, not through a shuffle.
+    _tar(tmp_path / "0.tar", {"a.jpg": b"\xff\xd8a", "a.txt": b"first", "b.jpg": b"\xff\xd8b", "b.txt": b"second"})
+    _tar(tmp_path / "1.tar", {"c.jpg": b"\xff\xd8c", "c.txt": b"third"})
+    with TestPipeline(runner=RUNNER) as p:
+        files = p | beam.Create([_item(tmp_path / "0.tar", 0), _item(tmp_path / "1.tar", 1)]) | ReadVLRecords(
+            kind=KIND_CAPTION, format=FORMAT_WEBDATASET, mapping=FieldMapping(), whole_files=True
+        )
+        keys = files | beam.Map(lambda records: tuple(r.key for r in records))
+        assert_that(keys, equal_to([("a", "b"), ("c",)]))

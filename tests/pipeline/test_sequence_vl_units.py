@@ -1,5 +1,5 @@
-"""pipeline/sequence_vl_units.py: pairs packed per input file (never mixing files, the same
-rows whatever order a file's outcomes arrive in), documents cut one by one, rejected
+"""pipeline/sequence_vl_units.py: pairs packed per input file (a file's outcomes are one
+element; never mixing files, the same rows whatever order its outcomes are in), documents cut one by one, rejected
 records give no rows, and each batch's EpisodeKey names its file and first unit."""
 
 from __future__ import annotations
@@ -68,9 +68,11 @@ def test_pairs_packed_per_file_whatever_the_order_of_its_outcomes() -> None:
     assert all(k.startswith("a") for row in a_keys for k in row)
     assert all(k.startswith("b") for row in b_keys for k in row)
     assert set(a_ids) <= {"a1", "a2"} and set(b_ids) == {"b1"}
+    # Each file's outcomes arrive as one tuple (read_vl_records' whole files), in any order.
     for order, name in ((outcomes, "Forward"), (outcomes[::-1], "Reversed")):
+        files = [tuple(o for o in order if o.record.source_file == f) for f in ("a.parquet", "b.parquet")]
         p = TestPipeline(runner=RUNNER)
-        rows = p | beam.Create(order, reshuffle=False) | SequenceVLUnits(
+        rows = p | beam.Create(files, reshuffle=False) | SequenceVLUnits(
             kind=KIND_CAPTION, seed=SEED, sequence_length=LENGTH, layout=GATO
         )
         assert_that(rows | beam.MapTuple(_summary), equal_to(expected), label=name)

@@ -11,7 +11,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.counters import counter_name
 from pipeline.rejects import REJECTS_TAG
-from pipeline.tokenize_vl_records import COUNTER_NAMESPACE, TokenizeVLRecords
+from pipeline.tokenize_vl_records import COUNTER_NAMESPACE, TokenizeVLRecords, each_outcome
 from schemas.vl import CORRUPT_IMAGE, INVALID_UTF8, M_CAPTIONS, M_IMAGE
 from tests.pipeline.pipeline_fixtures import RUNNER, committed_counters
 from tests.transforms.vl_fixtures import EOS, SIZE, caption_record
@@ -90,3 +90,13 @@ def test_strict_raises_on_the_first_reject_with_its_detail() -> None:
                                          r"\(f\.parquet #3\), field captions\[1\]: not UTF-8"):
         with TestPipeline(runner=RUNNER) as p:
             _ = p | beam.Create(_records()[:2]) | TokenizeVLRecords(CONFIG, sentencepiece_model=MODEL, strict=True)
+
+
+def test_a_files_records_as_one_tuple_give_the_tuple_of_their_outcomes_in_order() -> None:
+    records = _records()
+    with TestPipeline(runner=RUNNER) as p:
+        out = p | beam.Create([tuple(records)]) | TokenizeVLRecords(CONFIG, sentencepiece_model=MODEL)
+        summary = out.outcomes | beam.Map(lambda outcomes: tuple((o.record.key, len(o.units)) for o in outcomes))
+        assert_that(summary, equal_to([tuple((r.key, n) for r, n in zip(records, (2, 1, 0)))]), label="Outcomes")
+        flat = out.outcomes | beam.FlatMap(each_outcome) | "Keys" >> beam.Map(lambda o: o.record.key)
+        assert_that(flat, equal_to([r.key for r in records]), label="Each")

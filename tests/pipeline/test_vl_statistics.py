@@ -15,7 +15,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from formats.parquet_shards import sequence_record_batch, shard_path
-from pipeline.vl_statistics import OUTCOMES, ROWS, SHARDS, CombineBooks, VLStatistics
+from pipeline.vl_statistics import OUTCOMES, ROWS, SHARDS, CombineBooks, VLStatistics, rows_book
+from transforms.vl_types import OutcomeCounts
 from schemas import output as out
 from schemas.vocab import GATO
 from tests.pipeline.pipeline_fixtures import RUNNER
@@ -35,7 +36,8 @@ def _key(batch_index: int) -> EpisodeKey:
 
 def test_combine_books_gives_the_same_book_whatever_the_split_and_merge_order() -> None:
     fn = CombineBooks(sequence_length=L)
-    inputs = [*RECORD_OUTCOMES, *BATCHES]
+    # What the stage hands the combine: each record's counts, each batch of rows as its book.
+    inputs = [*map(OutcomeCounts.of, RECORD_OUTCOMES), *(rows_book(b, sequence_length=L) for b in BATCHES)]
     for split in ([inputs], [inputs[:3], inputs[3:]], [inputs[::3], inputs[1::3], inputs[2::3]]):
         accumulators = []
         for part in split:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from schemas.vl import KIND_CAPTION, MISSING_IMAGE
-from transforms.vl_types import ImageRef, RecordOutcome, TokenizedUnit, VLRecord
+from transforms.vl_types import ImageRef, OutcomeCounts, RecordOutcome, TokenizedUnit, VLRecord
 
 
 def test_an_image_ref_has_exactly_one_of_bytes_and_problem() -> None:
@@ -33,3 +33,13 @@ def test_a_record_is_kept_when_it_has_a_unit() -> None:
     assert RecordOutcome(record, (_unit(3),), ()).kept
     assert not RecordOutcome(record, (), (("empty_text", "captions", "caption 0 is empty"),)).kept
     assert _unit(3).num_tokens == 3
+
+
+def test_outcome_counts_keep_what_the_statistics_need_and_no_arrays() -> None:
+    record = VLRecord(dataset="d", task="t", kind=KIND_CAPTION, key="k", source_file="f", index_in_file=4,
+                      work_item=0, segments=(ImageRef(b"x"), b"a", b""))
+    rejects = (("empty_text", "captions", "caption 1 is empty"),)
+    counts = OutcomeCounts.of(RecordOutcome(record, (_unit(3), _unit(5)), rejects))
+    assert counts == OutcomeCounts(dataset="d", task="t", key="k", source_file="f", index_in_file=4,
+                                   unit_text_tokens=(3, 5), rejects=rejects)
+    assert counts.kept and not OutcomeCounts.of(RecordOutcome(record, (), rejects)).kept
