@@ -8,14 +8,16 @@ one more such record, keyed `<file>:<index>` and saying why (`unreadable_record`
 is rejected (or stops the job under `--strict`) and counted like every other record:
 read = kept + rejected.
 
-Pairs are packed per file (spec section 8), so for the pair kinds (`whole_files`) a file's
-records travel as one element, a tuple in file order: the file's packing then needs no
-shuffle of its images' patches (a GroupByKey was most of the caption job's own cost).
-Documents are streamed one record at a time.
+Records travel in tuples, a file's records in file order, so that the stages after the
+read run once per tuple, not per record: for the pair kinds the whole file is one tuple
+(pairs are packed per file, spec section 8: no shuffle of the images' patches is needed,
+where a GroupByKey was most of the caption job's own cost); documents go
+`DOCUMENTS_PER_ELEMENT` at a time (a text corpus file can be larger than memory).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import apache_beam as beam
@@ -28,29 +30,39 @@ from transforms.episode import WorkItem
 from transforms.vl_types import VLRecord
 
 COUNTER_NAMESPACE = "gato.vl_read"
+DOCUMENTS_PER_ELEMENT = 64
 
 
 class ReadVLRecordsFn(beam.DoFn):
-    """WorkItem -> VLRecord, or (`whole_files`) the tuple of a file's records when it has
-    any; counters `records` and `unreadable_files` per task."""
+    """WorkItem -> tuples of its records in file order: up to `records_per_element` a tuple,
+    or (None) the whole file in one; with 1, each record alone, not in a tuple. Counters
+    `records` and `unreadable_files` per task."""
 
-    def __init__(self, *, kind: str, format: str, mapping: FieldMapping, whole_files: bool = False) -> None:
+    def __init__(
+        self, *, kind: str, format: str, mapping: FieldMapping, records_per_element: int | None = 1
+    ) -> None:
+        if records_per_element is not None and records_per_element < 1:
+            raise ValueError(f"records per element must be >= 1 or None, got {records_per_element}")
         self._kind = kind
         self._format = format
         self._mapping = mapping
-        self._whole_files = whole_files
+        self._per_element = records_per_element
 
     def setup(self) -> None:
         self._counters = TaskCounters(COUNTER_NAMESPACE)
 
     def process(self, item: WorkItem) -> Iterator[VLRecord | tuple[VLRecord, ...]]:
         records = self._records(item)
-        if not self._whole_files:
+        if self._per_element == 1:
             yield from records
             return
-        whole = tuple(records)
-        if whole:
-            yield whole
+        if self._per_element is None:
+            whole = tuple(records)
+            if whole:
+                yield whole
+            return
+        while chunk := tuple(itertools.islice(records, self._per_element)):
+            yield chunk
 
     def _records(self, item: WorkItem) -> Iterator[VLRecord]:
         task = (item.dataset, item.task)
@@ -68,12 +80,14 @@ class ReadVLRecordsFn(beam.DoFn):
 
 
 class ReadVLRecords(beam.PTransform):
-    """PCollection[WorkItem] -> PCollection[VLRecord] (or, `whole_files`, of each file's
-    records as one tuple); the work items are reshuffled first so that files spread over workers."""
+    """PCollection[WorkItem] -> PCollection of records or tuples of them (`ReadVLRecordsFn`);
+    the work items are reshuffled first so that files spread over workers."""
 
-    def __init__(self, *, kind: str, format: str, mapping: FieldMapping, whole_files: bool = False) -> None:
+    def __init__(
+        self, *, kind: str, format: str, mapping: FieldMapping, records_per_element: int | None = 1
+    ) -> None:
         super().__init__()
-        self._fn = ReadVLRecordsFn(kind=kind, format=format, mapping=mapping, whole_files=whole_files)
+        self._fn = ReadVLRecordsFn(kind=kind, format=format, mapping=mapping, records_per_element=records_per_element)
 
     def expand(self, items: beam.PCollection) -> beam.PCollection:
         return items | "SpreadFiles" >> beam.Reshuffle() | "ReadFile" >> beam.ParDo(self._fn)

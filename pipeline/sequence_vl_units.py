@@ -6,7 +6,8 @@
   units by a stable hash (a total order, so the rows depend on the records only, not on
   the order they came in) and packs at most 5 to a row. A file's records and units are held
   in memory at once: its encoded images and about 110 KB of patches per image at S = 192.
-- Documents (text, interleaved) are cut one at a time (`cut_document`), in read order.
+- Documents (text, interleaved) are cut in read order, the documents of one element
+  (a tuple of up to `read_vl_records.DOCUMENTS_PER_ELEMENT`) into one batch of rows.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from schemas.vl import PAIR_KINDS
 from schemas.vocab import VocabLayout
 from transforms.episode import EpisodeKey
 from transforms.sequence import SequenceBatch
-from transforms.vl_sequence import cut_document, pack_pairs
+from transforms.vl_sequence import cut_documents, pack_pairs
 from transforms.vl_types import RecordOutcome
 
 COUNTER_NAMESPACE = "gato.vl_sequence"
@@ -62,7 +63,8 @@ class PackFilePairsFn(beam.DoFn):
 
 
 class CutDocumentsFn(beam.DoFn):
-    """RecordOutcome -> (EpisodeKey, SequenceBatch) per kept document."""
+    """RecordOutcome, or a tuple of a file's outcomes -> (EpisodeKey, SequenceBatch) of the
+    rows of its kept documents (one batch for a tuple: documents in order)."""
 
     def __init__(self, *, sequence_length: int, layout: VocabLayout) -> None:
         self._length = sequence_length
@@ -71,11 +73,17 @@ class CutDocumentsFn(beam.DoFn):
     def setup(self) -> None:
         self._counters = TaskCounters(COUNTER_NAMESPACE)
 
-    def process(self, outcome: RecordOutcome) -> Iterator[tuple[EpisodeKey, SequenceBatch]]:
-        for unit in outcome.units:
-            batch = cut_document(unit, sequence_length=self._length, layout=self._layout)
-            self._counters.inc((outcome.record.dataset, outcome.record.task), "rows", batch.num_sequences)
-            yield _row_key(_file_key(outcome), unit.key, outcome.record.index_in_file), batch
+    def process(
+        self, element: RecordOutcome | tuple[RecordOutcome, ...]
+    ) -> Iterator[tuple[EpisodeKey, SequenceBatch]]:
+        kept = [o for o in (element if isinstance(element, tuple) else (element,)) if o.units]
+        if not kept:
+            return
+        units = [unit for outcome in kept for unit in outcome.units]
+        batch = cut_documents(units, sequence_length=self._length, layout=self._layout)
+        first = kept[0].record
+        self._counters.inc((first.dataset, first.task), "rows", batch.num_sequences)
+        yield _row_key(_file_key(kept[0]), units[0].key, first.index_in_file), batch
 
 
 class SequenceVLUnits(beam.PTransform):

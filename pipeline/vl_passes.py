@@ -19,10 +19,10 @@ import apache_beam as beam
 from formats.parquet_shards import WriteOptions, sequence_schema
 from pipeline import vl_statistics as stats_stage
 from pipeline.passes import publish_manifest
-from pipeline.read_vl_records import ReadVLRecords
+from pipeline.read_vl_records import DOCUMENTS_PER_ELEMENT, ReadVLRecords
 from pipeline.rejects import REJECTS_TAG
 from pipeline.sequence_vl_units import SequenceVLUnits
-from pipeline.tokenize_vl_records import TokenizeVLRecords, each_outcome
+from pipeline.tokenize_vl_records import TokenizeVLRecords
 from pipeline.write_shards import FinalizeShards, WriteRejects, WriteShards
 from planning.options import JobOptions
 from planning.vl_plan import VLPlan
@@ -76,7 +76,8 @@ def build_vl_pipeline(root: beam.Pipeline, parts: VLJobParts) -> None:
     layout = get_layout(options.layout)
     work = root | "WorkItems" >> beam.Create(parts.plan.work_items, reshuffle=False)
     records = work | "VLRead" >> ReadVLRecords(
-        kind=spec.kind, format=parts.plan.format, mapping=parts.plan.mapping, whole_files=spec.kind in PAIR_KINDS
+        kind=spec.kind, format=parts.plan.format, mapping=parts.plan.mapping,
+        records_per_element=None if spec.kind in PAIR_KINDS else DOCUMENTS_PER_ELEMENT,
     )
     tokenized = records | "VLTokenize" >> TokenizeVLRecords(
         parts.units, sentencepiece_model=options.sentencepiece_model or "", strict=options.strict
@@ -97,9 +98,8 @@ def build_vl_pipeline(root: beam.Pipeline, parts: VLJobParts) -> None:
         | "WriteRejects" >> WriteRejects(writing)
         | "FinalizeRejects" >> FinalizeShards(options.output_dir, kind=REJECTS_DIR)
     )
-    outcomes = tokenized.outcomes | "EachOutcome" >> beam.FlatMap(each_outcome)
     stats = {
-        stats_stage.OUTCOMES: outcomes, stats_stage.ROWS: rows, stats_stage.SHARDS: shards,
+        stats_stage.OUTCOMES: tokenized.outcomes, stats_stage.ROWS: rows, stats_stage.SHARDS: shards,
     } | "Stats" >> stats_stage.VLStatistics(
         options.output_dir, text_model=options.sentencepiece_model, sequence_length=options.sequence_length, layout=layout
     )

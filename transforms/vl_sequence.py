@@ -173,10 +173,25 @@ def document_cuts(unit: TokenizedUnit, *, sequence_length: int) -> list[int]:
 
 def cut_document(unit: TokenizedUnit, *, sequence_length: int, layout: VocabLayout) -> SequenceBatch:
     """A document's rows (`document_cuts`), the last padded; timestep 0 on its tokens."""
-    cuts = document_cuts(unit, sequence_length=sequence_length)
-    num_rows = len(cuts) - 1
-    runs = [(cuts[s + 1] - cuts[s], s, 0, 0) for s in range(num_rows)]
-    return _rows_batch(
-        [unit], _Runs.of(runs), num_rows=num_rows, length=sequence_length, layout=layout,
-        row_keys=[unit.key] * num_rows, source_keys=[(unit.source_key,)] * num_rows,
+    return cut_documents([unit], sequence_length=sequence_length, layout=layout)
+
+
+def cut_documents(units: Sequence[TokenizedUnit], *, sequence_length: int, layout: VocabLayout) -> SequenceBatch:
+    """Several documents' rows in one batch: each document's rows as `cut_document` gives
+    them, documents one after the other; `sequence_index` counts rows within their document."""
+    runs: list[tuple[int, int, int, int]] = []
+    row_keys: list[str] = []
+    source_keys: list[tuple[str, ...]] = []
+    within: list[int] = []
+    for unit in units:
+        cuts = document_cuts(unit, sequence_length=sequence_length)
+        for s in range(len(cuts) - 1):
+            runs.append((cuts[s + 1] - cuts[s], len(row_keys), 0, 0))
+            row_keys.append(unit.key)
+            source_keys.append((unit.source_key,))
+            within.append(s)
+    batch = _rows_batch(
+        units, _Runs.of(runs), num_rows=len(row_keys), length=sequence_length, layout=layout,
+        row_keys=row_keys, source_keys=source_keys,
     )
+    return dataclasses.replace(batch, sequence_index=np.asarray(within, dtype=np.int32))

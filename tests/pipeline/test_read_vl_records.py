@@ -61,7 +61,18 @@ def test_whole_files_give_one_tuple_per_file_in_file_order(tmp_path: Path) -> No
     _tar(tmp_path / "1.tar", {"c.jpg": b"\xff\xd8c", "c.txt": b"third"})
     with TestPipeline(runner=RUNNER) as p:
         files = p | beam.Create([_item(tmp_path / "0.tar", 0), _item(tmp_path / "1.tar", 1)]) | ReadVLRecords(
-            kind=KIND_CAPTION, format=FORMAT_WEBDATASET, mapping=FieldMapping(), whole_files=True
+            kind=KIND_CAPTION, format=FORMAT_WEBDATASET, mapping=FieldMapping(), records_per_element=None
         )
         keys = files | beam.Map(lambda records: tuple(r.key for r in records))
         assert_that(keys, equal_to([("a", "b"), ("c",)]))
+
+
+def test_documents_travel_a_bounded_number_at_a_time_in_file_order(tmp_path: Path) -> None:
+    members = {f"{k}.jpg" if i % 2 == 0 else f"{k}.txt": b"x" for k in "abcde" for i in range(2)}
+    _tar(tmp_path / "0.tar", members)
+    with TestPipeline(runner=RUNNER) as p:
+        chunks = p | beam.Create([_item(tmp_path / "0.tar", 0)]) | ReadVLRecords(
+            kind=KIND_CAPTION, format=FORMAT_WEBDATASET, mapping=FieldMapping(), records_per_element=2
+        )
+        keys = chunks | beam.Map(lambda records: tuple(r.key for r in records))
+        assert_that(keys, equal_to([("a", "b"), ("c", "d"), ("e",)]))

@@ -100,3 +100,20 @@ def test_documents_cut_one_by_one_and_a_rejected_document_gives_no_rows() -> Non
     result = p.run()
     result.wait_until_finish()
     assert committed_counters(result, COUNTER_NAMESPACE) == {counter_name(TASK, "rows"): 4}
+
+
+def test_a_tuple_of_documents_gives_one_batch_of_their_rows_in_order() -> None:
+    outcomes = (
+        _outcome(KIND_TEXT, "doc1", "c4.jsonl", 0, 0, 1, text=30),
+        _outcome(KIND_TEXT, "bad", "c4.jsonl", 0, 1, 0),
+        _outcome(KIND_TEXT, "doc2", "c4.jsonl", 0, 2, 1, text=5),
+    )
+    with TestPipeline(runner=RUNNER) as p:
+        rows = p | beam.Create([outcomes]) | SequenceVLUnits(
+            kind=KIND_TEXT, seed=SEED, sequence_length=LENGTH, layout=GATO
+        )
+        assert_that(
+            rows | beam.MapTuple(lambda k, b: (k.episode_id, k.index_in_file, b.row_episode_ids,
+                                               b.sequence_index.tolist(), b.num_tokens.tolist())),
+            equal_to([("doc1", 0, ("doc1",) * 3 + ("doc2",), [0, 1, 2, 0], [12, 12, 6, 5])]),
+        )

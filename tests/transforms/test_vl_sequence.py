@@ -30,7 +30,7 @@ from tests.transforms.vl_fixtures import (
 from transforms.hashing import stable_hash
 from transforms.sequence import SequenceBatch
 from transforms.text import SentencePieceTokenizer
-from transforms.vl_sequence import cut_document, document_cuts, pack_pairs, pair_order
+from transforms.vl_sequence import cut_document, cut_documents, document_cuts, pack_pairs, pair_order
 from transforms.vl_types import ImageRef, TokenizedUnit
 from transforms.vl_units import UnitConfig, tokenize_record
 
@@ -192,6 +192,24 @@ def test_interleaved_row_ends_early_before_an_image(tok: SentencePieceTokenizer)
     )
     assert batch.patch_positions.tolist() == GRID_2X2 * 2
     assert batch.source_keys == (("page",), ("page",))
+
+
+def test_documents_cut_together_are_each_documents_rows_one_after_the_other(tok: SentencePieceTokenizer) -> None:
+    config = UnitConfig(eos_id=EOS, image_size=SIZE)
+    page = record(KIND_INTERLEAVED, ImageRef(png(image_pixels(1))), b"a red ball", ImageRef(png(image_pixels(2))),
+                  b"on the left", key="page")
+    units = [tokenize_record(r, tok, config).units[0]
+             for r in (record(KIND_TEXT, b"pick up the red ball. go to the door.", key="doc"), page)]
+    together = cut_documents(units, sequence_length=11, layout=GATO)
+    alone = [cut_document(u, sequence_length=11, layout=GATO) for u in units]
+    for name in ("tokens", "modality", "loss_mask", "local_positions", "timestep", "num_tokens"):
+        np.testing.assert_array_equal(getattr(together, name), np.concatenate([getattr(b, name) for b in alone]))
+    # Row indices count within each document; patches follow their rows.
+    assert together.sequence_index.tolist() == [0, 1, 0, 1]
+    assert together.row_episode_ids == ("doc", "doc", "page", "page")
+    assert together.row_patch_starts.tolist() == [0, 0, 0, 4, 8]
+    np.testing.assert_array_equal(together.patch_pixels, alone[1].patch_pixels)
+    assert cut_documents([], sequence_length=11, layout=GATO).num_sequences == 0
 
 
 def test_document_cut_at_an_image_boundary_and_image_longer_than_l() -> None:
