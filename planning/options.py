@@ -107,6 +107,20 @@ class JobOptions:
             raise bad("rows_per_shard", "must be at least 1")
         if self.image_size < PATCH_SIZE or self.image_size % PATCH_SIZE:
             raise bad("image_size", f"must be a positive multiple of {PATCH_SIZE}")
+        self._refuse_other_kinds_options(bad)
+
+    def _refuse_other_kinds_options(self, bad: Any) -> None:
+        """An option of the other kind of data would be ignored: a ValueError instead."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        if self.is_vision_language:
+            why = "agent data only: vision-language and text data have no filter, prompts or tasks (spec section 8)"
+            names = sorted(_AGENT_ONLY | {"tasks"})
+        else:
+            why = f"vision-language and text data only; {self.dataset!r} is agent data"
+            names = sorted(_VL_ONLY)
+        for name in names:
+            if getattr(self, name) != defaults[name]:
+                raise bad(name, why)
 
     @property
     def is_vision_language(self) -> bool:

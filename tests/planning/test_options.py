@@ -64,3 +64,28 @@ def test_the_recorded_configuration_names_no_location() -> None:
     assert not {"output_dir", "data_dir", "sentencepiece_model"} & set(staged.to_config())
     assert staged.to_config() == make(output_dir="/elsewhere").to_config()
     assert staged.to_config()["seed"] == 0 and staged.to_config()["tasks"] == ["*"]
+
+
+@pytest.mark.parametrize(
+    ("dataset", "option", "value"),
+    [
+        ("vqav2", "prompt_fraction", 0.5),
+        ("text", "no_filter", True),
+        ("coco_captions", "tasks", ("coco*",)),
+        ("okvqa", "rlds_spec", "spec.toml"),
+        ("atari", "format", "parquet"),
+        ("babyai", "fields", ("image=jpg",)),
+        ("metaworld", "image_size", 64),
+        ("atari", "vl_spec", "vl.toml"),
+    ],
+)
+def test_an_option_of_the_other_kind_of_data_is_refused_not_ignored(dataset: str, option: str, value: object) -> None:
+    with pytest.raises(ValueError, match=rf"^--{option}=.*(agent data only|vision-language and text data only)"):
+        JobOptions(dataset=dataset, output_dir="o", **{option: value})
+
+
+def test_vision_language_options_leave_agent_configurations_alone() -> None:
+    agent = JobOptions(dataset="atari", output_dir="o").to_config()
+    assert not {"format", "fields", "vl_spec", "image_size"} & set(agent)
+    vl = JobOptions(dataset="coco_captions", output_dir="o", format="parquet", image_size=64).to_config()
+    assert vl["image_size"] == 64 and not {"prompt_fraction", "filter_fraction", "format", "fields"} & set(vl)
