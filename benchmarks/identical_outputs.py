@@ -5,7 +5,8 @@
 
 `run` runs `beam_runner.py --dataset=<name>` of the source tree `--source` (a checkout or a
 `git archive` of the commit to compare; PYTHONPATH points at it, so the installed copy is
-not what runs) for each of atari, babyai, control_suite, dmlab and metaworld, on the
+not what runs) for each of atari, babyai, control_suite, dmlab, metaworld and the six
+vision-language and text datasets (coco_captions, ..., vqav2), on the
 bundled samples with the default seed, into `<dir>/<name>`. `compare` lists every file
 under both directories and exits 1 naming each file that is missing on one side or
 differs. The manifest records no locations (output dir, data dir, model path), so two
@@ -24,7 +25,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-DATASETS = ("atari", "babyai", "control_suite", "dmlab", "metaworld")
+DATASETS = (
+    "atari", "babyai", "control_suite", "dmlab", "metaworld",
+    "coco_captions", "conceptual_captions", "interleaved", "okvqa", "text", "vqav2",
+)
 
 
 def run(source: Path, out: Path, datasets: Sequence[str]) -> None:
