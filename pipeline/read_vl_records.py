@@ -34,13 +34,10 @@ DOCUMENTS_PER_ELEMENT = 64
 
 
 class ReadVLRecordsFn(beam.DoFn):
-    """WorkItem -> tuples of its records in file order: up to `records_per_element` a tuple,
-    or (None) the whole file in one; with 1, each record alone, not in a tuple. Counters
-    `records` and `unreadable_files` per task."""
+    """WorkItem -> tuples of its records in file order, up to `records_per_element` a tuple
+    (None: the whole file in one); counters `records` and `unreadable_files` per task."""
 
-    def __init__(
-        self, *, kind: str, format: str, mapping: FieldMapping, records_per_element: int | None = 1
-    ) -> None:
+    def __init__(self, *, kind: str, format: str, mapping: FieldMapping, records_per_element: int | None) -> None:
         if records_per_element is not None and records_per_element < 1:
             raise ValueError(f"records per element must be >= 1 or None, got {records_per_element}")
         self._kind = kind
@@ -51,16 +48,8 @@ class ReadVLRecordsFn(beam.DoFn):
     def setup(self) -> None:
         self._counters = TaskCounters(COUNTER_NAMESPACE)
 
-    def process(self, item: WorkItem) -> Iterator[VLRecord | tuple[VLRecord, ...]]:
+    def process(self, item: WorkItem) -> Iterator[tuple[VLRecord, ...]]:
         records = self._records(item)
-        if self._per_element == 1:
-            yield from records
-            return
-        if self._per_element is None:
-            whole = tuple(records)
-            if whole:
-                yield whole
-            return
         while chunk := tuple(itertools.islice(records, self._per_element)):
             yield chunk
 
@@ -80,12 +69,10 @@ class ReadVLRecordsFn(beam.DoFn):
 
 
 class ReadVLRecords(beam.PTransform):
-    """PCollection[WorkItem] -> PCollection of records or tuples of them (`ReadVLRecordsFn`);
-    the work items are reshuffled first so that files spread over workers."""
+    """PCollection[WorkItem] -> PCollection[tuple[VLRecord, ...]] (`ReadVLRecordsFn`); the
+    work items are reshuffled first so that files spread over workers."""
 
-    def __init__(
-        self, *, kind: str, format: str, mapping: FieldMapping, records_per_element: int | None = 1
-    ) -> None:
+    def __init__(self, *, kind: str, format: str, mapping: FieldMapping, records_per_element: int | None) -> None:
         super().__init__()
         self._fn = ReadVLRecordsFn(kind=kind, format=format, mapping=mapping, records_per_element=records_per_element)
 

@@ -1,4 +1,4 @@
-"""The Sequence stage of vision-language and text data: RecordOutcome -> rows
+"""The Sequence stage of vision-language and text data: tuples of RecordOutcomes -> rows
 (`(EpisodeKey, SequenceBatch)`, what `WriteShards` takes), spec section 8.
 
 - Pairs (captions, VQA) are packed per input file: a file's outcomes arrive as one tuple
@@ -63,8 +63,8 @@ class PackFilePairsFn(beam.DoFn):
 
 
 class CutDocumentsFn(beam.DoFn):
-    """RecordOutcome, or a tuple of a file's outcomes -> (EpisodeKey, SequenceBatch) of the
-    rows of its kept documents (one batch for a tuple: documents in order)."""
+    """A tuple of outcomes -> (EpisodeKey, SequenceBatch) of the rows of its kept documents,
+    in order, in one batch."""
 
     def __init__(self, *, sequence_length: int, layout: VocabLayout) -> None:
         self._length = sequence_length
@@ -73,10 +73,8 @@ class CutDocumentsFn(beam.DoFn):
     def setup(self) -> None:
         self._counters = TaskCounters(COUNTER_NAMESPACE)
 
-    def process(
-        self, element: RecordOutcome | tuple[RecordOutcome, ...]
-    ) -> Iterator[tuple[EpisodeKey, SequenceBatch]]:
-        kept = [o for o in (element if isinstance(element, tuple) else (element,)) if o.units]
+    def process(self, outcomes: tuple[RecordOutcome, ...]) -> Iterator[tuple[EpisodeKey, SequenceBatch]]:
+        kept = [o for o in outcomes if o.units]
         if not kept:
             return
         units = [unit for outcome in kept for unit in outcome.units]
@@ -87,7 +85,7 @@ class CutDocumentsFn(beam.DoFn):
 
 
 class SequenceVLUnits(beam.PTransform):
-    """PCollection[RecordOutcome] (documents) or of a file's tuple of them (pairs) ->
+    """PCollection[tuple[RecordOutcome, ...]] (a file's, or some of a file's documents) ->
     PCollection[(EpisodeKey, SequenceBatch)] (module doc)."""
 
     def __init__(self, *, kind: str, seed: int, sequence_length: int, layout: VocabLayout) -> None:

@@ -1,9 +1,9 @@
-"""The Tokenize stage of vision-language and text data: VLRecord -> RecordOutcome (its
-units, spec section 8) and a `Reject` per rejected pair or record.
+"""The Tokenize stage of vision-language and text data: a tuple of a file's records
+(`read_vl_records`) -> the tuple of their RecordOutcomes (units, spec section 8), in the
+same order, and a `Reject` per rejected pair or record.
 
-Every record yields its outcome, kept or not, so the statistics count each record once
-(read = kept + rejected). A file's records given as one tuple (pairs, `read_vl_records`)
-give the tuple of their outcomes, in the same order. The SentencePiece model is opened once per worker (`setup()`).
+Every record has its outcome, kept or not, so the statistics count each record once
+(read = kept + rejected). The SentencePiece model is opened once per worker (`setup()`).
 Under `--strict` the first reject stops the job with its detail (record key, field, value).
 """
 
@@ -37,8 +37,8 @@ def outcome_rejects(outcome: RecordOutcome) -> list[Reject]:
 
 
 class TokenizeVLRecordsFn(beam.DoFn):
-    """VLRecord -> RecordOutcome (main), Reject (`rejects`); counters `kept`, `rejected`
-    (records) and `units` per task."""
+    """A tuple of records -> the tuple of their RecordOutcomes (main), Reject (`rejects`);
+    counters `kept`, `rejected` (records) and `units` per task."""
 
     def __init__(self, config: UnitConfig, *, sentencepiece_model: str, strict: bool = False) -> None:
         self._config = config
@@ -49,8 +49,7 @@ class TokenizeVLRecordsFn(beam.DoFn):
         self._tokenizer = SentencePieceTokenizer.from_path(self._model)
         self._counters = TaskCounters(COUNTER_NAMESPACE)
 
-    def process(self, element: VLRecord | tuple[VLRecord, ...]) -> Iterator[Any]:
-        records = element if isinstance(element, tuple) else (element,)
+    def process(self, records: tuple[VLRecord, ...]) -> Iterator[Any]:
         outcomes = []
         for record in records:
             outcome = tokenize_record(record, self._tokenizer, self._config)
@@ -60,17 +59,12 @@ class TokenizeVLRecordsFn(beam.DoFn):
             self._counters.inc(task, "kept" if outcome.kept else "rejected")
             self._counters.inc(task, "units", len(outcome.units))
             outcomes.append(outcome)
-        yield tuple(outcomes) if isinstance(element, tuple) else outcomes[0]
-
-
-def each_outcome(element: RecordOutcome | tuple[RecordOutcome, ...]) -> tuple[RecordOutcome, ...]:
-    """The outcomes of one element of the `outcomes` output (a record's, or a file's)."""
-    return element if isinstance(element, tuple) else (element,)
+        yield tuple(outcomes)
 
 
 class TokenizeVLRecords(beam.PTransform):
-    """PCollection[VLRecord, or a file's tuple of them] -> outputs `outcomes` (RecordOutcome,
-    or a file's tuple of them) and `rejects` (Reject)."""
+    """PCollection[tuple[VLRecord, ...]] -> outputs `outcomes` (tuple[RecordOutcome, ...])
+    and `rejects` (Reject)."""
 
     def __init__(self, config: UnitConfig, *, sentencepiece_model: str, strict: bool = False) -> None:
         super().__init__()

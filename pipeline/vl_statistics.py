@@ -18,7 +18,6 @@ import apache_beam as beam
 from audit.vl_report import write_vl_stats
 from formats.files import join_url
 from formats.vl_stats_files import sample_rows
-from pipeline.tokenize_vl_records import each_outcome
 from schemas.output import S_PATH
 from transforms.episode import TaskKey
 from transforms.sequence import SequenceBatch
@@ -27,7 +26,7 @@ from transforms.vl_stats import VLTaskBook, merge_books
 from transforms.vl_types import OutcomeCounts
 
 # Keys of the dict of PCollections `VLStatistics` takes.
-OUTCOMES = "outcomes"  # RecordOutcome of every record read, alone or in tuples (`each_outcome`)
+OUTCOMES = "outcomes"  # tuples of the RecordOutcomes of every record read
 ROWS = "rows"  # (EpisodeKey, SequenceBatch) as written
 SHARDS = "shards"  # one element: the manifest entries of the sequences shards
 
@@ -90,7 +89,7 @@ class VLStatistics(beam.PTransform):
         # Records and rows are reduced to their counts where they are made: only these small
         # parts (never a record's or a row's patches) are shuffled, whatever the runner fuses.
         counts = inputs[OUTCOMES] | "CountOutcomes" >> beam.FlatMap(
-            lambda element: [((o.record.dataset, o.record.task), OutcomeCounts.of(o)) for o in each_outcome(element)]
+            lambda outcomes: [((o.record.dataset, o.record.task), OutcomeCounts.of(o)) for o in outcomes]
         )
         row_books = inputs[ROWS] | "BookRows" >> beam.Map(
             lambda row, length: (row[0].task_key, rows_book(row[1], sequence_length=length)), length=self._length

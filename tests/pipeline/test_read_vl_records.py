@@ -40,9 +40,11 @@ def test_records_in_file_order_and_a_truncated_tar_ends_in_one_unreadable_record
     _tar(tmp_path / "1.tar", {**members, "c.jpg": b"x" * 4000, "c.txt": b"third"}, cut=6000)  # inside c.jpg
     p = TestPipeline(runner=RUNNER)
     records = p | beam.Create([_item(tmp_path / "0.tar", 0), _item(tmp_path / "1.tar", 1)]) | ReadVLRecords(
-        kind=KIND_CAPTION, format=FORMAT_WEBDATASET, mapping=FieldMapping()
+        kind=KIND_CAPTION, format=FORMAT_WEBDATASET, mapping=FieldMapping(), records_per_element=1
     )
-    summary = records | beam.Map(lambda r: (r.source_file, r.index_in_file, r.key, tuple(p[0] for p in r.problems)))
+    summary = records | beam.FlatMap(lambda one: one) | beam.Map(
+        lambda r: (r.source_file, r.index_in_file, r.key, tuple(p[0] for p in r.problems))
+    )
     assert_that(summary, equal_to([
         ("0.tar", 0, "a", ()), ("0.tar", 1, "b", ()),
         ("1.tar", 0, "a", ()), ("1.tar", 1, "b", ()), ("1.tar", 2, "1.tar:2", (UNREADABLE_RECORD,)),

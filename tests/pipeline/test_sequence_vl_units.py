@@ -88,7 +88,9 @@ def test_documents_cut_one_by_one_and_a_rejected_document_gives_no_rows() -> Non
         _outcome(KIND_TEXT, "doc2", "c4.jsonl", 0, 2, 1, text=5),  # one padded row
     ]
     p = TestPipeline(runner=RUNNER)
-    rows = p | beam.Create(outcomes) | SequenceVLUnits(kind=KIND_TEXT, seed=SEED, sequence_length=LENGTH, layout=GATO)
+    rows = p | beam.Create([(o,) for o in outcomes]) | SequenceVLUnits(
+        kind=KIND_TEXT, seed=SEED, sequence_length=LENGTH, layout=GATO
+    )
     assert_that(
         rows | beam.MapTuple(lambda k, b: (k.episode_id, k.source_file, k.index_in_file, k.work_item,
                                            b.row_episode_ids, b.source_keys, b.num_tokens.tolist())),

@@ -11,7 +11,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.counters import counter_name
 from pipeline.rejects import REJECTS_TAG
-from pipeline.tokenize_vl_records import COUNTER_NAMESPACE, TokenizeVLRecords, each_outcome
+from pipeline.tokenize_vl_records import COUNTER_NAMESPACE, TokenizeVLRecords
 from schemas.vl import CORRUPT_IMAGE, INVALID_UTF8, M_CAPTIONS, M_IMAGE
 from tests.pipeline.pipeline_fixtures import RUNNER, committed_counters
 from tests.transforms.vl_fixtures import EOS, SIZE, caption_record
@@ -33,15 +33,16 @@ def _records() -> list[VLRecord]:
 
 
 def _run(records: list[VLRecord], *, strict: bool = False):
+    """Each record as a tuple of its own; `outcomes` flattened back to single outcomes."""
     p = TestPipeline(runner=RUNNER)
-    out = p | beam.Create(records) | TokenizeVLRecords(CONFIG, sentencepiece_model=MODEL, strict=strict)
-    return p, out
+    out = p | beam.Create([(r,) for r in records]) | TokenizeVLRecords(CONFIG, sentencepiece_model=MODEL, strict=strict)
+    return p, {"outcomes": out.outcomes | "EachOutcome" >> beam.FlatMap(lambda o: o), REJECTS_TAG: out[REJECTS_TAG]}
 
 
 def test_every_record_has_its_outcome_and_each_reject_names_file_record_and_key() -> None:
     p, out = _run(_records())
     assert_that(
-        out.outcomes | beam.Map(lambda o: (o.record.key, o.kept, [u.source_key for u in o.units],
+        out["outcomes"] | beam.Map(lambda o: (o.record.key, o.kept, [u.source_key for u in o.units],
                                            [r[0] for r in o.rejects])),
         equal_to([
             ("good", True, ["good#0", "good#1"], []),
@@ -89,7 +90,9 @@ def test_strict_raises_on_the_first_reject_with_its_detail() -> None:
     with pytest.raises(ValueError, match=r"f\.parquet, record 3 \(key 'half'\): record 'half' "
                                          r"\(f\.parquet #3\), field captions\[1\]: not UTF-8"):
         with TestPipeline(runner=RUNNER) as p:
-            _ = p | beam.Create(_records()[:2]) | TokenizeVLRecords(CONFIG, sentencepiece_model=MODEL, strict=True)
+            _ = p | beam.Create([tuple(_records()[:2])]) | TokenizeVLRecords(
+                CONFIG, sentencepiece_model=MODEL, strict=True
+            )
 
 
 def test_a_files_records_as_one_tuple_give_the_tuple_of_their_outcomes_in_order() -> None:
@@ -98,5 +101,5 @@ def test_a_files_records_as_one_tuple_give_the_tuple_of_their_outcomes_in_order(
         out = p | beam.Create([tuple(records)]) | TokenizeVLRecords(CONFIG, sentencepiece_model=MODEL)
         summary = out.outcomes | beam.Map(lambda outcomes: tuple((o.record.key, len(o.units)) for o in outcomes))
         assert_that(summary, equal_to([tuple((r.key, n) for r, n in zip(records, (2, 1, 0)))]), label="Outcomes")
-        flat = out.outcomes | beam.FlatMap(each_outcome) | "Keys" >> beam.Map(lambda o: o.record.key)
+        flat = out.outcomes | beam.FlatMap(lambda o: o) | "Keys" >> beam.Map(lambda o: o.record.key)
         assert_that(flat, equal_to([r.key for r in records]), label="Each")

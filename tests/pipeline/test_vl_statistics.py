@@ -55,7 +55,7 @@ def test_combine_books_gives_the_same_book_whatever_the_split_and_merge_order() 
 def _run(tmp_path: pathlib.Path, shards: list[dict]) -> None:
     with TestPipeline(runner=RUNNER) as p:
         entry = {
-            OUTCOMES: p | "Outcomes" >> beam.Create(RECORD_OUTCOMES),
+            OUTCOMES: p | "Outcomes" >> beam.Create([tuple(RECORD_OUTCOMES)]),
             ROWS: p | "Rows" >> beam.Create([(_key(i), b) for i, b in enumerate(BATCHES)]),
             SHARDS: p | "Shards" >> beam.Create([shards]),
         } | VLStatistics(str(tmp_path), text_model="bundled:gato_text.model", sequence_length=L, layout=GATO)
