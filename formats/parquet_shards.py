@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -81,6 +80,7 @@ from schemas.output import (
 )
 from schemas.vocab import IMAGE_NORMALIZATION, VocabLayout
 from transforms.episode import EpisodeKey, Reject
+from transforms.errors import without_addresses
 from transforms.sequence import SequenceBatch
 
 # Strings are dictionary-encoded; the integer lists compress better as plain + zstd.
@@ -176,12 +176,9 @@ def sequence_record_batch(key: EpisodeKey, batch: SequenceBatch, schema: pa.Sche
     return pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 
-_ADDRESS = re.compile(r" at 0x[0-9A-Fa-f]+")
-
-
 def stable_detail(detail: str) -> str:
     """`detail` without the memory addresses of Python reprs (`<... object at 0x7f...>`)."""
-    return _ADDRESS.sub("", detail)
+    return without_addresses(detail)
 
 
 def rejects_record_batch(rejects: Sequence[Reject]) -> pa.RecordBatch:

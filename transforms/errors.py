@@ -7,6 +7,7 @@ with that context filled in (`with_context`), so the final message names all fou
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,15 @@ REASONS = frozenset(
         CORRUPT_IMAGE,
     }
 )
+
+
+_MEMORY_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # in Python reprs: `<_io.BytesIO object at 0x7f...>`
+
+
+def without_addresses(text: str) -> str:
+    """`text` without the memory addresses of Python reprs, so a message (a reject's
+    detail) is the same on every run."""
+    return _MEMORY_ADDRESS.sub("", text)
 
 
 class TokenizationError(ValueError):

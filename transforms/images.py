@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import io
-import re
 import struct
 import zlib
 from typing import Any
@@ -24,10 +23,10 @@ from transforms.errors import (
     CORRUPT_IMAGE,
     IMAGE_NOT_UINT8,
     TokenizationError,
+    without_addresses,
 )
 
 _WORD = np.dtype(np.uint64).itemsize
-_MEMORY_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # in the reprs Pillow puts in messages
 # Pillow modes that numpy turns into uint8 HxW(xC) arrays as they are.
 _UINT8_MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "CMYK": 4, "YCbCr": 3}
 
@@ -121,7 +120,7 @@ def _decode_png_pillow(data: bytes, index: int) -> np.ndarray:
     except Exception as exc:  # Pillow raises many types for corrupt data
         # Pillow's message may name the stream object (`<_io.BytesIO object at 0x...>`):
         # drop the address, so a reject's text is the same on every run.
-        reason = _MEMORY_ADDRESS.sub("", str(exc))
+        reason = without_addresses(str(exc))
         raise TokenizationError(
             CORRUPT_IMAGE,
             f"image at index {index} cannot be decoded: {type(exc).__name__}: {reason}",

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from schemas.vocab import PATCH_SIZE
-from transforms.errors import CORRUPT_IMAGE, TokenizationError
-from transforms.images import _MEMORY_ADDRESS, patch_positions, patchify
+from transforms.errors import CORRUPT_IMAGE, TokenizationError, without_addresses
+from transforms.images import patch_positions, patchify
 
 
 def resized_size(width: int, height: int, size: int) -> tuple[int, int]:
@@ -72,7 +72,7 @@ def decode_rgb(data: bytes, *, size: int) -> np.ndarray:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise TokenizationError(
             # Without the stream's address Pillow names, so a reject's text is the same every run.
-            CORRUPT_IMAGE, f"image bytes cannot be decoded ({type(exc).__name__}: {_MEMORY_ADDRESS.sub('', str(exc))})",
+            CORRUPT_IMAGE, f"image bytes cannot be decoded ({type(exc).__name__}: {without_addresses(str(exc))})",
             value=f"{len(data)} bytes",
         ) from None
     width, height = resized_size(image.width, image.height, size)

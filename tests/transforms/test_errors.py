@@ -64,3 +64,10 @@ def test_located_reports_index_value_and_timestep_only_with_a_time_axis() -> Non
     assert np.isnan(e.value) and isinstance(e.value, float)
     e = located(NON_FINITE, "not finite", values, ~np.isfinite(values), leading_time_axis=False)
     assert e.timestep is None and e.detail == "not finite at index (1, 0)"
+
+
+def test_without_addresses_drops_only_the_memory_addresses_of_reprs() -> None:
+    from transforms.errors import without_addresses
+
+    text = "cannot identify image file <_io.BytesIO object at 0x7f3A2b1c0d90>; looked at 0xZ, read at 0x10 bytes"
+    assert without_addresses(text) == "cannot identify image file <_io.BytesIO object>; looked at 0xZ, read bytes"
