@@ -47,6 +47,7 @@ if str(_ROOT) not in sys.path:  # run as a script: `benchmarks` is not an instal
     sys.path.insert(0, str(_ROOT))
 
 from benchmarks.synthetic import SyntheticSet, make_dataset  # noqa: E402
+from benchmarks.timing import best_seconds  # noqa: E402
 
 RESULT_PREFIX = "BENCH_RESULT "
 POLL_SECONDS = 0.05
@@ -147,16 +148,6 @@ def _shard_files(data: SyntheticSet) -> list[str]:
     return sorted({item.shard_path for item in plan_work(data.kind, data_dir=data.data_dir).work_items})
 
 
-def _best(fn: Any, repeat: int = 3) -> float:
-    """The fastest of `repeat` timed calls of `fn` (seconds)."""
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
-
-
 def run_floor(data: SyntheticSet, job_output: str) -> dict[str, Any]:
     """The floor's parts on the records of `data`, each timed alone (fastest of 3).
 
@@ -199,9 +190,9 @@ def run_floor(data: SyntheticSet, job_output: str) -> dict[str, Any]:
                 writer.close()
 
     return {
-        "read": _best(read),
-        "decode": _best(lambda: [decode_one(b) for b in pngs]) if pngs else 0.0,
-        "write": _best(write),
+        "read": best_seconds(read),
+        "decode": best_seconds(lambda: [decode_one(b) for b in pngs]) if pngs else 0.0,
+        "write": best_seconds(write),
         "frames": len(pngs),
         "decoder": "none" if not pngs else "pyspng" if spng is not None else "Pillow",
     }

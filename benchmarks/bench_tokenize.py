@@ -16,8 +16,6 @@ import argparse
 import math
 import os
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
@@ -39,17 +37,10 @@ from transforms.continuous import encode_continuous  # noqa: E402
 from transforms.images import image_patches  # noqa: E402
 from transforms.tokenize import tokenize_episode  # noqa: E402
 
+from benchmarks.timing import best_seconds  # noqa: E402
+
 _LOG_MU_M = math.log1p(MU * MU_LAW_M)
 _OFFSET = GATO.continuous_offset
-
-
-def best_seconds(fn: Callable[[], object], repeats: int) -> float:
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 # --- Plain-Python per-value baselines (same formulas as the spec, one value at a time). ---

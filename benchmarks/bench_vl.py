@@ -33,13 +33,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:  # run as a script: `benchmarks` is not an installed package
     sys.path.insert(0, str(_ROOT))
+
+from benchmarks.timing import best_seconds  # noqa: E402
 
 RESULT_PREFIX = "BENCH_RESULT "
 TARGET_FULL_OVER_FLOOR = 0.6
@@ -157,15 +159,6 @@ def run_full(kind: str, data_dir: str, output_dir: str, beam_args: Sequence[str]
     }
 
 
-def _best(fn: Callable[[], Any], repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
-
-
 def _rewrite(tables: list[Any], *, dataset: str, rows_per_shard: int) -> None:
     from formats.parquet_shards import ShardWriter, WriteOptions
 
@@ -194,7 +187,7 @@ def _tokenize_seconds(kind: str, path: Path) -> float:
 
     tokenizer = SentencePieceTokenizer.from_path(DEFAULT_SENTENCEPIECE_MODEL)
     texts = [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()]
-    return _best(lambda: [tokenizer.encode_batch([t]) for t in texts])  # one call a document, as the job
+    return best_seconds(lambda: [tokenizer.encode_batch([t]) for t in texts])  # one call a document, as the job
 
 
 def run_floor(kind: str, data_dir: str, job_output: str) -> dict[str, Any]:
@@ -216,9 +209,9 @@ def run_floor(kind: str, data_dir: str, job_output: str) -> dict[str, Any]:
     tables = [pq.read_table(p) for p in sorted(Path(job_output, "sequences").rglob("*.parquet"))]
     return {
         "tokenize": _tokenize_seconds(kind, path),
-        "read": _best(read),
-        "decode": _best(lambda: [decode_rgb(b, size=options.image_size) for b in images]) if images else 0.0,
-        "write": _best(lambda: _rewrite(tables, dataset=options.dataset, rows_per_shard=options.rows_per_shard)),
+        "read": best_seconds(read),
+        "decode": best_seconds(lambda: [decode_rgb(b, size=options.image_size) for b in images]) if images else 0.0,
+        "write": best_seconds(lambda: _rewrite(tables, dataset=options.dataset, rows_per_shard=options.rows_per_shard)),
         "images": len(images),
     }
 
@@ -240,8 +233,8 @@ def compare_decoders(parquet_path: Path) -> dict[str, Any]:
         return simplejpeg.decode_jpeg(b, colorspace="RGB", strict=True)
 
     identical = all(np.array_equal(pillow(b), fast(b)) for b in images)
-    return {"pillow_ms": _best(lambda: [pillow(b) for b in images]) / len(images) * 1e3,
-            "simplejpeg_ms": _best(lambda: [fast(b) for b in images]) / len(images) * 1e3,
+    return {"pillow_ms": best_seconds(lambda: [pillow(b) for b in images]) / len(images) * 1e3,
+            "simplejpeg_ms": best_seconds(lambda: [fast(b) for b in images]) / len(images) * 1e3,
             "identical": identical, "jpeg_bytes": sum(map(len, images)) / len(images)}
 
 
