@@ -180,8 +180,9 @@ class Pass2(beam.PTransform):
             thresholds, return_fn=parts.return_fn, return_field=parts.return_field,
             no_filter=options.no_filter, strict=options.strict,
         )
+        # Every kept episode passed pass 1's verdict on the same bytes (the TFRecord CRCs).
         tokenized = filtered.kept | "Tokenize" >> TokenizeEpisodes(
-            parts.tokenizer, return_fn=parts.return_fn, strict=options.strict
+            parts.tokenizer, return_fn=parts.return_fn, strict=options.strict, verified=True
         )
         sequenced = tokenized.tokenized | "Sequence" >> beam.ParDo(
             SequenceEpisodes(parts.sequencing, strict=options.strict),

@@ -6,7 +6,9 @@ An episode that does not tokenize, or has a timestep longer than the sequence, i
 `Reject` here, before it counts as kept; every tokenized one is also reported as a
 `KeptEpisode` (tagged `kept`) for the statistics. In the job, pass 1 gave every episode
 the same check (`transforms.verdict.tokenize_checked`) and the Filter rejected those that
-fail, so the episodes that reach this stage tokenize.
+fail, so the episodes that reach this stage tokenize; with `verified=True` (the job's pass 2)
+their PNG frames are decoded without checking their integrity again
+(`transforms.images.decode_pngs`).
 """
 
 from __future__ import annotations
@@ -44,15 +46,22 @@ class TokenizeEpisodesFn(beam.DoFn):
 
     `return_fn` gives the episode's return for the statistics. With `strict`, a bad value
     raises a ValueError naming file, record, episode, field, timestep and value.
-    Each worker logs its episodes/s and tokens/s every PROGRESS_SECONDS.
+    Each worker logs its episodes/s and tokens/s every PROGRESS_SECONDS. `verified`: every
+    episode that reaches the stage passed pass 1's verdict on the same bytes (module doc).
     """
 
     def __init__(
-        self, config: TokenizerConfig, *, return_fn: Callable[[RawEpisode], float], strict: bool = False
+        self,
+        config: TokenizerConfig,
+        *,
+        return_fn: Callable[[RawEpisode], float],
+        strict: bool = False,
+        verified: bool = False,
     ) -> None:
         self._config = config
         self._return_fn = return_fn
         self._strict = strict
+        self._verified = verified
 
     def setup(self) -> None:
         self._tokenizer = TaskTokenizer(self._config)
@@ -64,7 +73,8 @@ class TokenizeEpisodesFn(beam.DoFn):
         key = raw.key
         try:
             # The same check as pass 1's verdict (transforms/verdict.py), so it passes here.
-            episode = tokenize_checked(raw, self._tokenizer, max_timestep_tokens=self._config.max_timestep_tokens)
+            tokenize = self._tokenizer.verified if self._verified else self._tokenizer
+            episode = tokenize_checked(raw, tokenize, max_timestep_tokens=self._config.max_timestep_tokens)
         except (TokenizationError, SequencingError) as error:
             reject = tokenization_reject(key, error)
             yield reject_or_raise(reject, strict=self._strict, counters=self._counters, cause=error)
@@ -100,10 +110,15 @@ class TokenizeEpisodes(beam.PTransform):
     """RawEpisode -> outputs main (EpisodeKey, TokenizedEpisode), `kept`, `rejects`."""
 
     def __init__(
-        self, config: TokenizerConfig, *, return_fn: Callable[[RawEpisode], float], strict: bool = False
+        self,
+        config: TokenizerConfig,
+        *,
+        return_fn: Callable[[RawEpisode], float],
+        strict: bool = False,
+        verified: bool = False,
     ) -> None:
         super().__init__()
-        self._fn = TokenizeEpisodesFn(config, return_fn=return_fn, strict=strict)
+        self._fn = TokenizeEpisodesFn(config, return_fn=return_fn, strict=strict, verified=verified)
 
     def expand(self, episodes: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         return episodes | "TokenizeEpisode" >> beam.ParDo(self._fn).with_outputs(

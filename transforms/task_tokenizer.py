@@ -59,7 +59,11 @@ class TaskTokenizer:
                 f"{sorted(self.config.task_fields)}"
             ) from None
 
-    def __call__(self, key: EpisodeKey, steps: Mapping[str, Any]) -> TokenizedEpisode:
+    def __call__(
+        self, key: EpisodeKey, steps: Mapping[str, Any], *, pixels: bool = True, verified: bool = False
+    ) -> TokenizedEpisode:
+        """`pixels`, `verified`: as `tokenize_episode`'s (pass 1's verdict needs no pixels;
+        pass 2 decodes frames that verdict checked)."""
         return tokenize_episode(
             steps,
             self.specs(key.task),
@@ -67,4 +71,14 @@ class TaskTokenizer:
             text=self.text,
             local_position_table=self.config.local_position_table,
             episode=key.episode_id,
+            pixels=pixels,
+            verified=verified,
         )
+
+    def check(self, key: EpisodeKey, steps: Mapping[str, Any]) -> TokenizedEpisode:
+        """The verdict's tokenization: every error `__call__` raises, no image patches."""
+        return self(key, steps, pixels=False)
+
+    def verified(self, key: EpisodeKey, steps: Mapping[str, Any]) -> TokenizedEpisode:
+        """`__call__` for an episode whose `check` passed on the same bytes (pass 2)."""
+        return self(key, steps, verified=True)

@@ -39,7 +39,7 @@ from transforms.errors import (
     UNKNOWN_FIELD,
     TokenizationError,
 )
-from transforms.images import image_patches, patch_positions
+from transforms.images import image_grid, image_patches, patch_positions
 from transforms.text import SentencePieceTokenizer
 from transforms.types import TokenizedEpisode
 
@@ -133,6 +133,8 @@ def _encode_field(
     layout: VocabLayout,
     text: SentencePieceTokenizer | None,
     num_timesteps: int,
+    pixels: bool = True,
+    verified: bool = False,
 ) -> EncodedField:
     t = num_timesteps
     if spec.modality is Modality.CONTINUOUS:
@@ -146,7 +148,12 @@ def _encode_field(
         tokens = encode_discrete(x, offset=spec.offset, layout=layout, leading_time_axis=True)
         return EncodedField(path, spec, x.shape[1:], tokens=_per_step(tokens, t))
     if spec.modality is Modality.IMAGE:
-        patches, rows, cols = image_patches(leaf, size=spec.image_size)
+        if not pixels:  # the same tokens and errors; frames are only checked
+            rows, cols, channels = image_grid(leaf, size=spec.image_size)
+            shape = (rows * PATCH_SIZE, cols * PATCH_SIZE, channels)
+            tokens = np.full((t, rows * cols), layout.image_placeholder, dtype=np.int32)
+            return EncodedField(path, spec, shape, tokens=tokens)
+        patches, rows, cols = image_patches(leaf, size=spec.image_size, verified=verified)
         channels = patches.shape[2] // PATCH_PIXELS if patches.shape[1] else 1
         shape = (rows * PATCH_SIZE, cols * PATCH_SIZE, channels)
         tokens = np.full((t, rows * cols), layout.image_placeholder, dtype=np.int32)
@@ -177,8 +184,11 @@ def encode_fields(
     layout: VocabLayout = GATO,
     text: SentencePieceTokenizer | None = None,
     episode: str | None = None,
+    pixels: bool = True,
+    verified: bool = False,
 ) -> tuple[int, list[EncodedField]]:
-    """(T, fields in token order): check leaves against specs, encode each field."""
+    """(T, fields in token order): check leaves against specs, encode each field
+    (`pixels`, `verified`: as `tokenize_episode`'s)."""
     leaves = flatten_fields(steps)
     for path in sorted(set(leaves) - set(specs)):
         raise TokenizationError(
@@ -208,7 +218,7 @@ def encode_fields(
             fields.append(
                 _encode_field(
                     path, leaves[path], specs[path],
-                    layout=layout, text=text, num_timesteps=t,
+                    layout=layout, text=text, num_timesteps=t, pixels=pixels, verified=verified,
                 )
             )
         except TokenizationError as err:
@@ -311,6 +321,8 @@ def tokenize_episode(
     text: SentencePieceTokenizer | None = None,
     local_position_table: int = LOCAL_POSITION_TABLE,
     episode: str | None = None,
+    pixels: bool = True,
+    verified: bool = False,
 ) -> TokenizedEpisode:
     """Tokenize the emitted timesteps of an episode (spec sections 2-3).
 
@@ -318,13 +330,20 @@ def tokenize_episode(
     ignored), every leaf with a leading axis over the T emitted timesteps; `specs`
     maps every leaf path to its `FieldSpec`. Bad input raises `TokenizationError`
     naming `episode`, the field, the timestep and the value.
+
+    `pixels=False`: the same tokens and errors without image patches (no patch pixels or
+    positions), for a verdict: PNG frames are checked, decoded only where the check cannot
+    vouch for them (`transforms.images.image_grid`). `verified`: PNG bytes that already
+    passed that verdict (`transforms.images.decode_pngs`).
     """
     if local_position_table < 2:
         raise ValueError(
             f"local_position_table must be at least 2 (positions 0.. and the action index), "
             f"got {local_position_table}"
         )
-    t, fields = encode_fields(steps, specs, layout=layout, text=text, episode=episode)
+    t, fields = encode_fields(
+        steps, specs, layout=layout, text=text, episode=episode, pixels=pixels, verified=verified
+    )
     lengths, sep = _column_lengths(fields, t)
     _check_observation_count(fields, lengths, sep, local_position_table, episode)
     tokens = _assemble_tokens(fields, lengths, sep, layout)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from typing import Any
 
 import numpy as np
@@ -254,3 +256,124 @@ def test_a_damaged_png_gives_pillows_pixels_or_pillows_error() -> None:
     for data in damaged:
         fast = _outcome(lambda d: decode_pngs(np.array([d], dtype=object))[0], data)
         assert fast == _outcome(lambda d: images._decode_png_pillow(d, 0), data), data
+
+
+# --- pass 1's check without decoding, pass 2's decode without checking again -------------
+
+
+def _damaged(good: bytes) -> list[bytes]:
+    """Every truncation and flipped byte of `good`, and trailing or repeated bytes."""
+    out = [good[:n] for n in range(len(good))]
+    out += [good[:i] + bytes([good[i] ^ mask]) + good[i + 1 :] for i in range(len(good)) for mask in (1, 0x5A, 0xFF)]
+    return out + [good + b"trailing", good[:-12] + good[-24:]]
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _raw_png(
+    scanlines: bytes, *, height: int, width: int, colour: int, splits: int = 1, interlace: int = 0
+) -> bytes:
+    """A PNG of the given filtered scanlines (each: filter type, then its bytes), its
+    zlib stream cut into `splits` IDAT chunks."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, interlace)
+    stream = zlib.compress(scanlines)
+    cut = -(-len(stream) // splits)
+    idats = b"".join(_chunk(b"IDAT", stream[i : i + cut]) for i in range(0, len(stream), cut))
+    return images._PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + idats + _chunk(b"IEND", b"")
+
+
+def _plain_cases() -> list[bytes]:
+    """Plain PNGs: a grey frame with repeating rows, RGB and RGBA frames, every filter type
+    (0-4) over random bytes in grey-alpha, a stream in 3 IDAT chunks; then each damaged
+    every way."""
+    rng = np.random.default_rng(11)
+    grey = png(np.tile(np.arange(16, dtype=np.uint8), (12, 1)))
+    rgb = png(rng.integers(0, 256, (5, 7, 3), dtype=np.uint8))
+    rgba = png(rng.integers(0, 256, (3, 4, 4), dtype=np.uint8))
+    rows = b"".join(bytes([f]) + rng.integers(0, 256, 6 * 2, dtype=np.uint8).tobytes() for f in range(5))
+    filters = _raw_png(rows, height=5, width=6, colour=4)
+    split = _raw_png(rows, height=5, width=6, colour=4, splits=3)
+    goods = [grey, rgb, rgba, filters, split]
+    return goods + [c for good in goods for c in _damaged(good)]
+
+
+def test_a_plain_png_vouched_for_decodes_to_that_shape_in_pyspng_and_pillow() -> None:
+    """`plain_png_shape` is only ever right: what it vouches for both decoders decode to
+    the same pixels of that shape, with every integrity check on."""
+    vouched = 0
+    for data in _plain_cases():
+        shape = images.plain_png_shape(data)
+        if shape is None:
+            continue
+        vouched += 1
+        pillow = images._decode_png_pillow(data, 0)
+        fast = images._decode_png(data, 0)
+        assert pillow.shape == shape and np.array_equal(fast, pillow), data
+    assert vouched >= 5  # the intact ones
+
+
+def test_plain_png_shape_refuses_what_it_cannot_vouch_for() -> None:
+    rgb = np.random.default_rng(2).integers(0, 256, (19, 23, 3), dtype=np.uint8)
+    assert images.plain_png_shape(png(rgb)) == (19, 23, 3)
+    # Pillow writes no interlaced PNG (its two "interlaced" variants are plain); tRNS
+    # chunks, palettes and 1-bit or 2-bit images are not plain.
+    kinds = _variants()
+    assert [images.plain_png_shape(k) is not None for k in kinds] == [True] * 6 + [False] * 6
+    interlaced = _raw_png(bytes(1 + 4) * 2, height=1, width=4, colour=0, interlace=1)
+    assert images.plain_png_shape(interlaced) is None
+    bomb = zlib.compress(bytes(19 * (1 + 23 * 3) + 1))  # one byte more than the image
+    good = png(rgb)
+    head = good[:33]
+    idat = struct.pack(">I", len(bomb)) + b"IDAT" + bomb
+    idat += struct.pack(">I", zlib.crc32(idat[4:]))
+    assert images.plain_png_shape(head + idat + good[-12:]) is None
+
+
+def test_the_frames_shape_check_gives_decodes_shape_and_errors() -> None:
+    """`png_frames_shape` and `image_grid` (pass 1) give what decoding (pass 2) gives:
+    the same shape, or the same error at the same frame."""
+    grey = np.arange(84 * 84, dtype=np.uint8).reshape(84, 84)
+    frames = [png(grey), png(grey[::-1].copy())]
+    cases = [frames, frames + [png(grey[:80])], [frames[0][:-30]] + frames, frames + [b"not a png"], []]
+    cases += [frames + [p] for p in _variants()[4:]]  # frames that only a decode can judge
+    for case in cases:
+        leaf = np.array(case, dtype=object)
+        try:
+            expected: Any = decode_pngs(leaf).shape
+        except TokenizationError as e:
+            expected = (e.reason, str(e))
+        try:
+            got: Any = images.png_frames_shape(leaf)
+        except TokenizationError as e:
+            got = (e.reason, str(e))
+        assert got == expected
+    rows, cols, channels = images.image_grid(np.array(frames, dtype=object))
+    patches, prows, pcols = images.image_patches(np.array(frames, dtype=object))
+    assert (rows, cols, channels) == (prows, pcols, patches.shape[2] // 256) == (6, 6, 1)
+    assert images.image_grid(np.array(frames, dtype=object), size=(32, 48)) == (2, 3, 1)
+    with pytest.raises(ValueError, match="multiples of 16"):
+        images.image_grid(np.array(frames, dtype=object), size=(30, 48))
+
+
+def test_verified_decode_gives_the_checked_decodes_pixels() -> None:
+    """Pass 2 decodes without `_intact` only frames pass 1's verdict let through: every
+    such frame (any that decodes with every check on) gives the same pixels."""
+    cases = _plain_cases() + _variants() + _damaged(_variants()[4])
+    decoded = 0
+    for data in cases:
+        try:
+            checked = images._decode_png(data, 0)
+        except TokenizationError:
+            continue
+        decoded += 1
+        assert np.array_equal(images._decode_png(data, 0, verified=True), checked), data
+    assert decoded > 20
+
+
+def test_padded_decode_is_decode_then_pad() -> None:
+    frames = np.array([png(np.full((20, 9, 3), v, dtype=np.uint8)) for v in (3, 200)], dtype=object)
+    padded = decode_pngs(frames, pad=True)
+    assert padded.shape == (2, 32, 16, 3)
+    assert np.array_equal(padded, images.pad_frames(decode_pngs(frames)))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from schemas.fields import continuous, discrete, text
+from schemas.fields import continuous, discrete, image, text
 from schemas.vocab import DISJOINT
 from transforms.episode import EpisodeKey
 from transforms.errors import TokenizationError
@@ -73,3 +73,61 @@ def test_text_fields_use_the_configured_model(tiny_model_path: Path) -> None:
     without_model = TaskTokenizer(TokenizerConfig(task_fields=FIELDS))
     with pytest.raises(ValueError, match="field 'observation/mission' is text but no SentencePiece model was given"):
         without_model(_key("t/b"), steps)
+
+
+def _png(frame: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+IMAGE_FIELDS = {"t/i": {"observation/pixels": image(), "action": discrete()}}
+
+
+def _image_steps(*extra: bytes) -> dict:
+    frames = [_png(np.full((20, 20), v, dtype=np.uint8)) for v in (1, 2)] + list(extra)
+    return {"observation": {"pixels": np.array(frames, dtype=object)}, "action": np.arange(len(frames))}
+
+
+def test_the_verdicts_check_has_the_tokens_and_errors_and_decodes_no_plain_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pass 1's `check` is tokenization without patches: the same tokens, the same first
+    error, and no frame decoded that `plain_png_shape` vouches for (that is its point)."""
+    from transforms import images
+
+    tokenizer = TaskTokenizer(TokenizerConfig(task_fields=IMAGE_FIELDS))
+    steps = _image_steps()
+    full = tokenizer(_key("t/i"), steps)
+    decoded: list[int] = []
+    real = images._decode_png
+    monkeypatch.setattr(images, "_decode_png", lambda data, index, **kw: decoded.append(index) or real(data, index, **kw))
+    checked = tokenizer.check(_key("t/i"), steps)
+    for name in ("tokens", "modality", "local_positions", "loss_mask", "timestep", "timestep_starts"):
+        np.testing.assert_array_equal(getattr(checked, name), getattr(full, name))
+    assert checked.field_shapes == full.field_shapes and checked.patch_pixels.size == 0
+    assert decoded == []
+    bad = _image_steps(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(TokenizationError) as expected:
+        tokenizer(_key("t/i"), bad)
+    decoded.clear()
+    with pytest.raises(TokenizationError) as got:
+        tokenizer.check(_key("t/i"), bad)
+    assert (got.value.reason, str(got.value)) == (expected.value.reason, str(expected.value))
+    assert decoded == [2]  # only the frame the check could not vouch for
+
+
+def test_verified_tokenization_does_not_check_frames_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from transforms import images
+
+    tokenizer = TaskTokenizer(TokenizerConfig(task_fields=IMAGE_FIELDS))
+    steps = _image_steps()
+    full = tokenizer(_key("t/i"), steps)
+    monkeypatch.setattr(images, "_intact", lambda data: pytest.fail("pass 2 checked a verified frame again"))
+    verified = tokenizer.verified(_key("t/i"), steps)
+    np.testing.assert_array_equal(verified.patch_pixels, full.patch_pixels)
+    np.testing.assert_array_equal(verified.tokens, full.tokens)
