@@ -31,6 +31,7 @@ from formats.dataset_card import add_card
 from formats.manifest import build_manifest, write_manifest
 from formats.parquet_shards import WriteOptions, sequence_schema
 from pipeline import episode_verdicts as verdicts_stage
+from pipeline.coders import SEQUENCED
 from pipeline import task_statistics as stats_stage
 from pipeline.episode_verdicts import EpisodeVerdicts, JoinVerdicts, UniqueEpisodeIds
 from pipeline.filter_episodes import ExpertThresholds, FilterEpisodes
@@ -188,7 +189,7 @@ class Pass2(beam.PTransform):
             SequenceEpisodes(parts.sequencing, strict=options.strict),
             beam.pvalue.AsDict(inputs[POOLS]),
             thresholds,
-        ).with_outputs(REJECTS_TAG, COUNTS_TAG, main="sequences")
+        ).with_output_types(SEQUENCED).with_outputs(REJECTS_TAG, COUNTS_TAG, main="sequences")
         schema = sequence_schema(
             layout=get_layout(options.layout), fields=parts.fields, sequence_length=options.sequence_length
         )

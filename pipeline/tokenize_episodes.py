@@ -20,6 +20,7 @@ from typing import Any
 
 import apache_beam as beam
 
+from pipeline.coders import EPISODE_TOKENS
 from pipeline.counters import TaskCounters
 from pipeline.rejects import REJECTS_TAG, reject_or_raise
 from transforms.episode import EpisodeKey, KeptEpisode, RawEpisode, Reject
@@ -121,6 +122,7 @@ class TokenizeEpisodes(beam.PTransform):
         self._fn = TokenizeEpisodesFn(config, return_fn=return_fn, strict=strict, verified=verified)
 
     def expand(self, episodes: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return episodes | "TokenizeEpisode" >> beam.ParDo(self._fn).with_outputs(
+        # Typed, so Beam sizes the main output's elements from their arrays (pipeline/coders.py).
+        return episodes | "TokenizeEpisode" >> beam.ParDo(self._fn).with_output_types(EPISODE_TOKENS).with_outputs(
             KEPT_TAG, REJECTS_TAG, main="tokenized"
         )
