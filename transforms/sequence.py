@@ -30,7 +30,6 @@ from transforms.prompts import (
     PromptCandidate,
     PromptWindow,
     pick_window,
-    slice_timesteps,
     wants_prompt,
 )
 from transforms.types import TokenizedEpisode
@@ -246,16 +245,51 @@ class _RowBuffers:
         return end
 
     def fill(self, episode: TokenizedEpisode, *, rows: Sequence[tuple[int, int, PromptWindow | None]]) -> None:
-        """Row s gets its prompt window's tokens, then the episode's timesteps [t0, t1)."""
-        for s, (t0, t1, window) in enumerate(rows):
-            at = 0
-            patches = 0
-            if window is not None:
-                at = self.put(s, at=at, part=window.tokens, prompt=True, first_timestep=0)
-                patches += window.tokens.patch_positions.shape[0]
-            part = slice_timesteps(episode, t0, t1)
-            self.num_tokens[s] = self.put(s, at=at, part=part, prompt=False, first_timestep=t0)
-            self.row_patches[s + 1] = self.row_patches[s] + patches + part.patch_positions.shape[0]
+        """Row s gets its prompt window's tokens, then the episode's timesteps [t0, t1).
+
+        The rows cut the episode's timesteps in order (`_plan`), so the episode's tokens
+        land with one scatter per column (token i of row s goes to column
+        `at_s + i - first token of row s`) and its patches stay in their order, split only
+        where a prompt's patches come between; only prompts are put row by row.
+        """
+        num_rows, length = self.tokens.shape
+        if num_rows == 0:
+            return
+        t0 = np.fromiter((row[0] for row in rows), np.int64, num_rows)
+        t1 = np.fromiter((row[1] for row in rows), np.int64, num_rows)
+        at = np.zeros(num_rows, dtype=np.int64)  # where the episode's part of each row starts
+        prompt_patches = np.zeros(num_rows, dtype=np.int64)
+        patch_starts, done = episode.patch_starts, 0
+        for s, (_, _, window) in enumerate(rows):
+            if window is None:
+                continue
+            first_patch = int(patch_starts[t0[s]])
+            self._put_patches(episode, done, first_patch)  # the episode's rows before this one
+            at[s] = self.put(s, at=0, part=window.tokens, prompt=True, first_timestep=0)
+            prompt_patches[s] = window.tokens.patch_positions.shape[0]
+            done = first_patch
+        self._put_patches(episode, done, int(patch_starts[t1[-1]]))
+
+        starts = episode.timestep_starts
+        first, stop = starts[t0], starts[t1]
+        counts = stop - first
+        shift = np.arange(num_rows, dtype=np.int64) * length + at - first
+        where = np.repeat(shift, counts) + np.arange(int(first[0]), int(stop[-1]), dtype=np.int64)
+        span = slice(int(first[0]), int(stop[-1]))
+        self.tokens.reshape(-1)[where] = episode.tokens[span]
+        self.modality.reshape(-1)[where] = episode.modality[span]
+        self.local_positions.reshape(-1)[where] = episode.local_positions[span]
+        self.loss_mask.reshape(-1)[where] = episode.loss_mask[span]
+        self.timestep.reshape(-1)[where] = episode.timestep[span]  # the episode's own indices
+        self.num_tokens[:] = at + counts
+        np.cumsum(prompt_patches + patch_starts[t1] - patch_starts[t0], out=self.row_patches[1:])
+
+    def _put_patches(self, episode: TokenizedEpisode, start: int, stop: int) -> None:
+        """The episode's patches [start, stop), after those put so far."""
+        offsets = episode.patch_offsets
+        self.pixel_chunks.append(episode.patch_pixels[offsets[start] : offsets[stop]])
+        self.size_chunks.append(np.diff(offsets[start : stop + 1]))
+        self.position_chunks.append(episode.patch_positions[start:stop])
 
     def batch(
         self, episode_id: str, *, rows: Sequence[tuple[int, int, PromptWindow | None]], unavailable: int
