@@ -377,3 +377,21 @@ def test_padded_decode_is_decode_then_pad() -> None:
     padded = decode_pngs(frames, pad=True)
     assert padded.shape == (2, 32, 16, 3)
     assert np.array_equal(padded, images.pad_frames(decode_pngs(frames)))
+
+
+def test_pyspng_through_its_public_load_gives_the_same_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`_spng` calls pyspng's C binding directly; where that binding is laid out otherwise
+    it falls back to `pyspng.load`, with the same `[H, W, C]` pixels."""
+    import pyspng
+
+    kinds = _variants()[:3]  # grey, RGB, RGBA (libspng refuses grey-alpha output: Pillow decodes it)
+    direct = [images._spng()(k, images._spng_format(k)) for k in kinds]
+    monkeypatch.setattr(pyspng, "_pyspng_c", None)
+    images._spng.cache_clear()
+    try:
+        loaded = [images._spng()(k, images._spng_format(k)) for k in kinds]
+    finally:
+        monkeypatch.undo()
+        images._spng.cache_clear()
+    for a, b, k in zip(direct, loaded, kinds, strict=True):
+        assert a.ndim == 3 and np.array_equal(a, b) and np.array_equal(a, images._decode_png_pillow(k, 0))
