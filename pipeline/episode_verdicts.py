@@ -75,7 +75,8 @@ class EpisodeVerdictsFn(beam.DoFn):
         task = raw.key.task_key
         try:
             value = episode_verdict(
-                raw, return_fn=self._return_fn, return_field=self._return_field, tokenize=self._tokenizer.check,
+                raw, return_fn=self._return_fn, return_field=self._return_field,
+                timestep_starts=self._tokenizer.check,
                 max_timestep_tokens=self._config.max_timestep_tokens,
             )
         except (RldsViolation, NonFiniteReturn):

@@ -58,6 +58,18 @@ def _raise_non_finite(x: np.ndarray, *, leading_time_axis: bool) -> None:
         )
 
 
+def check_continuous(values: np.ndarray, *, leading_time_axis: bool = False) -> None:
+    """Raises what `encode_bins` raises for `values` (either encoding), without encoding:
+    `bad_dtype`, or `non_finite` naming the first NaN or infinite value."""
+    x = np.asarray(values)
+    _check_dtype(x)
+    if x.dtype.kind == "f":
+        # A finite sum has no NaN or inf; an infinite one may be an overflow: look exactly.
+        with np.errstate(over="ignore"):
+            if not np.isfinite(np.add.reduce(x.reshape(-1), dtype=np.float64)):
+                _raise_non_finite(x, leading_time_axis=leading_time_axis)
+
+
 def encode_bins(
     values: np.ndarray, encoding: Encoding, *, leading_time_axis: bool = False
 ) -> np.ndarray:

@@ -32,6 +32,19 @@ def encode_discrete(
     `discrete_out_of_range` for the first value with v + offset outside [0, 1024)
     (its index, timestep when `leading_time_axis`, and value).
     """
+    x = _checked(values, offset=offset, leading_time_axis=leading_time_axis)
+    tokens = x.astype(np.int32)
+    tokens += np.int32(layout.discrete_offset + offset)
+    return tokens
+
+
+def check_discrete(values: np.ndarray, *, offset: int = 0, leading_time_axis: bool = False) -> None:
+    """Raises what `encode_discrete` raises for `values`, without making tokens."""
+    _checked(values, offset=offset, leading_time_axis=leading_time_axis)
+
+
+def _checked(values: np.ndarray, *, offset: int, leading_time_axis: bool) -> np.ndarray:
+    """`values` as an integer array, every value checked to fit the bins with `offset`."""
     x = np.asarray(values)
     if x.dtype.kind == "b":
         x = x.view(np.uint8)
@@ -51,9 +64,7 @@ def encode_discrete(
             bad,
             leading_time_axis=leading_time_axis,
         )
-    tokens = x.astype(np.int32)
-    tokens += np.int32(layout.discrete_offset + offset)
-    return tokens
+    return x
 
 
 def decode_discrete(

@@ -140,7 +140,12 @@ class SequenceBatch:
 
 def check_timesteps_fit(episode: TokenizedEpisode, length: int, episode_id: str) -> np.ndarray:
     """The episode's timestep starts; a timestep of more than `length` tokens is a SequencingError."""
-    starts = np.asarray(episode.timestep_starts, dtype=np.int64)
+    return check_starts_fit(episode.timestep_starts, length, episode_id)
+
+
+def check_starts_fit(timestep_starts: np.ndarray, length: int, episode_id: str) -> np.ndarray:
+    """`check_timesteps_fit` given the timestep starts alone (int64[T+1])."""
+    starts = np.asarray(timestep_starts, dtype=np.int64)
     sizes = np.diff(starts)
     too_long = np.flatnonzero(sizes > length)
     if too_long.size:

@@ -17,11 +17,13 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from schemas.fields import FieldSpec
 from schemas.vocab import LOCAL_POSITION_TABLE, get_layout
 from transforms.episode import EpisodeKey
 from transforms.text import SentencePieceTokenizer
-from transforms.tokenize import tokenize_episode
+from transforms.tokenize import checked_timestep_starts, tokenize_episode
 from transforms.types import TokenizedEpisode
 
 
@@ -59,25 +61,22 @@ class TaskTokenizer:
                 f"{sorted(self.config.task_fields)}"
             ) from None
 
-    def __call__(
-        self, key: EpisodeKey, steps: Mapping[str, Any], *, pixels: bool = True, verified: bool = False
-    ) -> TokenizedEpisode:
-        """`pixels`, `verified`: as `tokenize_episode`'s (pass 1's verdict needs no pixels;
-        pass 2 decodes frames that verdict checked)."""
-        return tokenize_episode(
-            steps,
-            self.specs(key.task),
-            layout=self.layout,
-            text=self.text,
-            local_position_table=self.config.local_position_table,
-            episode=key.episode_id,
-            pixels=pixels,
-            verified=verified,
-        )
+    def __call__(self, key: EpisodeKey, steps: Mapping[str, Any], *, verified: bool = False) -> TokenizedEpisode:
+        """`verified`: as `tokenize_episode`'s (pass 2 decodes frames pass 1's `check` passed)."""
+        return tokenize_episode(steps, self.specs(key.task), verified=verified, **self._settings(key))
 
-    def check(self, key: EpisodeKey, steps: Mapping[str, Any]) -> TokenizedEpisode:
-        """The verdict's tokenization: every error `__call__` raises, no image patches."""
-        return self(key, steps, pixels=False)
+    def check(self, key: EpisodeKey, steps: Mapping[str, Any]) -> np.ndarray:
+        """The verdict's check: every error `__call__` raises, and the timestep starts of its
+        tokens, without making them (`checked_timestep_starts`)."""
+        return checked_timestep_starts(steps, self.specs(key.task), **self._settings(key))
+
+    def _settings(self, key: EpisodeKey) -> dict[str, Any]:
+        return {
+            "layout": self.layout,
+            "text": self.text,
+            "local_position_table": self.config.local_position_table,
+            "episode": key.episode_id,
+        }
 
     def verified(self, key: EpisodeKey, steps: Mapping[str, Any]) -> TokenizedEpisode:
         """`__call__` for an episode whose `check` passed on the same bytes (pass 2)."""

@@ -30,8 +30,8 @@ from schemas.vocab import (
     Modality,
     VocabLayout,
 )
-from transforms.continuous import encode_continuous
-from transforms.discrete import encode_discrete
+from transforms.continuous import check_continuous, encode_continuous
+from transforms.discrete import check_discrete, encode_discrete
 from transforms.errors import (
     BAD_SHAPE,
     MISSING_FIELD,
@@ -125,6 +125,11 @@ def _per_step(tokens: np.ndarray, num_timesteps: int) -> np.ndarray:
     return tokens.reshape(num_timesteps, int(np.prod(tokens.shape[1:], dtype=np.int64)))
 
 
+def _shape_only(num_timesteps: int, width: int) -> np.ndarray:
+    """`[T, width]` tokens whose values nobody reads (a check): a view of one zero."""
+    return np.broadcast_to(np.int32(0), (num_timesteps, width))
+
+
 def _encode_field(
     path: str,
     leaf: Any,
@@ -133,10 +138,17 @@ def _encode_field(
     layout: VocabLayout,
     text: SentencePieceTokenizer | None,
     num_timesteps: int,
-    pixels: bool = True,
+    check: bool = False,
     verified: bool = False,
 ) -> EncodedField:
     t = num_timesteps
+    if check and spec.modality in (Modality.CONTINUOUS, Modality.DISCRETE):
+        x = _as_array(leaf)
+        if spec.modality is Modality.CONTINUOUS:
+            check_continuous(x, leading_time_axis=True)
+        else:
+            check_discrete(x, offset=spec.offset, leading_time_axis=True)
+        return EncodedField(path, spec, x.shape[1:], tokens=_shape_only(t, int(np.prod(x.shape[1:], dtype=np.int64))))
     if spec.modality is Modality.CONTINUOUS:
         x = _as_array(leaf)
         tokens = encode_continuous(
@@ -148,11 +160,10 @@ def _encode_field(
         tokens = encode_discrete(x, offset=spec.offset, layout=layout, leading_time_axis=True)
         return EncodedField(path, spec, x.shape[1:], tokens=_per_step(tokens, t))
     if spec.modality is Modality.IMAGE:
-        if not pixels:  # the same tokens and errors; frames are only checked
+        if check:  # frames checked, decoded only where the check cannot vouch for them
             rows, cols, channels = image_grid(leaf, size=spec.image_size)
             shape = (rows * PATCH_SIZE, cols * PATCH_SIZE, channels)
-            tokens = np.full((t, rows * cols), layout.image_placeholder, dtype=np.int32)
-            return EncodedField(path, spec, shape, tokens=tokens)
+            return EncodedField(path, spec, shape, tokens=_shape_only(t, rows * cols))
         patches, rows, cols = image_patches(leaf, size=spec.image_size, verified=verified)
         channels = patches.shape[2] // PATCH_PIXELS if patches.shape[1] else 1
         shape = (rows * PATCH_SIZE, cols * PATCH_SIZE, channels)
@@ -184,11 +195,13 @@ def encode_fields(
     layout: VocabLayout = GATO,
     text: SentencePieceTokenizer | None = None,
     episode: str | None = None,
-    pixels: bool = True,
+    check: bool = False,
     verified: bool = False,
 ) -> tuple[int, list[EncodedField]]:
-    """(T, fields in token order): check leaves against specs, encode each field
-    (`pixels`, `verified`: as `tokenize_episode`'s)."""
+    """(T, fields in token order): check leaves against specs, encode each field.
+
+    `check`: every error encoding raises, but image, continuous and discrete fields get
+    shape-only tokens (`checked_timestep_starts`). `verified`: as `tokenize_episode`'s."""
     leaves = flatten_fields(steps)
     for path in sorted(set(leaves) - set(specs)):
         raise TokenizationError(
@@ -218,7 +231,7 @@ def encode_fields(
             fields.append(
                 _encode_field(
                     path, leaves[path], specs[path],
-                    layout=layout, text=text, num_timesteps=t, pixels=pixels, verified=verified,
+                    layout=layout, text=text, num_timesteps=t, check=check, verified=verified,
                 )
             )
         except TokenizationError as err:
@@ -313,6 +326,49 @@ def _assemble_patches(
     return pixels, offsets, positions, np.arange(t + 1, dtype=np.int64) * per_step
 
 
+def _checked_fields(
+    steps: Mapping[str, Any],
+    specs: Mapping[str, FieldSpec],
+    *,
+    local_position_table: int,
+    episode: str | None,
+    **encoding: Any,
+) -> tuple[list[EncodedField], np.ndarray, int]:
+    """(fields, `[T, F+1]` lengths, separator column) with every check tokenizing makes;
+    `encoding`: `encode_fields`' layout, text, check and verified."""
+    if local_position_table < 2:
+        raise ValueError(
+            f"local_position_table must be at least 2 (positions 0.. and the action index), "
+            f"got {local_position_table}"
+        )
+    t, fields = encode_fields(steps, specs, episode=episode, **encoding)
+    lengths, sep = _column_lengths(fields, t)
+    _check_observation_count(fields, lengths, sep, local_position_table, episode)
+    return fields, lengths, sep
+
+
+def checked_timestep_starts(
+    steps: Mapping[str, Any],
+    specs: Mapping[str, FieldSpec],
+    *,
+    layout: VocabLayout = GATO,
+    text: SentencePieceTokenizer | None = None,
+    local_position_table: int = LOCAL_POSITION_TABLE,
+    episode: str | None = None,
+) -> np.ndarray:
+    """`tokenize_episode(...).timestep_starts` (int64[T+1]) and every error it raises, in
+    the same order, without its tokens: the verdict's check (pass 1, `transforms/verdict.py`).
+
+    Images, continuous and discrete values are checked, not encoded (PNG frames are
+    decoded only where `transforms.images.plain_png_shape` cannot vouch for them); text
+    is encoded, since its lengths are its tokens.
+    """
+    _, lengths, _ = _checked_fields(
+        steps, specs, local_position_table=local_position_table, episode=episode, layout=layout, text=text, check=True
+    )
+    return column_starts(lengths)[0]
+
+
 def tokenize_episode(
     steps: Mapping[str, Any],
     specs: Mapping[str, FieldSpec],
@@ -321,7 +377,6 @@ def tokenize_episode(
     text: SentencePieceTokenizer | None = None,
     local_position_table: int = LOCAL_POSITION_TABLE,
     episode: str | None = None,
-    pixels: bool = True,
     verified: bool = False,
 ) -> TokenizedEpisode:
     """Tokenize the emitted timesteps of an episode (spec sections 2-3).
@@ -331,21 +386,14 @@ def tokenize_episode(
     maps every leaf path to its `FieldSpec`. Bad input raises `TokenizationError`
     naming `episode`, the field, the timestep and the value.
 
-    `pixels=False`: the same tokens and errors without image patches (no patch pixels or
-    positions), for a verdict: PNG frames are checked, decoded only where the check cannot
-    vouch for them (`transforms.images.image_grid`). `verified`: PNG bytes that already
-    passed that verdict (`transforms.images.decode_pngs`).
+    `verified`: PNG bytes that already passed `checked_timestep_starts` (pass 1's verdict)
+    are decoded without checking their integrity again (`transforms.images.decode_pngs`).
     """
-    if local_position_table < 2:
-        raise ValueError(
-            f"local_position_table must be at least 2 (positions 0.. and the action index), "
-            f"got {local_position_table}"
-        )
-    t, fields = encode_fields(
-        steps, specs, layout=layout, text=text, episode=episode, pixels=pixels, verified=verified
+    fields, lengths, sep = _checked_fields(
+        steps, specs, local_position_table=local_position_table, episode=episode, layout=layout, text=text,
+        verified=verified,
     )
-    lengths, sep = _column_lengths(fields, t)
-    _check_observation_count(fields, lengths, sep, local_position_table, episode)
+    t = lengths.shape[0]
     tokens = _assemble_tokens(fields, lengths, sep, layout)
 
     starts, _ = column_starts(lengths)

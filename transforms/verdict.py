@@ -4,7 +4,8 @@ An episode is usable when it passes, in this order (the first failure is the rea
 1. the RLDS rules (`transforms.rlds_rules.check_rlds`);
 2. a finite return (`check_return`: `NON_FINITE_RETURN`, a `NonFiniteReturn`);
 3. tokenization of its emitted steps and the fit of every timestep in a sequence
-   (`tokenize_checked`: a `TokenizationError` or `SequencingError`);
+   (a `TokenizationError` or `SequencingError`: `tokenize_checked` in pass 2; in pass 1 the
+   same errors from `TaskTokenizer.check`, which makes no tokens);
 4. an episode id no other usable episode of its task has (`duplicate_rejects`:
    `DUPLICATE_EPISODE_ID`, every copy rejected; `DuplicateEpisodeId` under `--strict`).
 
@@ -28,10 +29,12 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from transforms.episode import EpisodeKey, RawEpisode, Reject
 from transforms.errors import TokenizationError
 from transforms.rlds_rules import check_rlds
-from transforms.sequence import SequencingError, check_timesteps_fit
+from transforms.sequence import SequencingError, check_starts_fit, check_timesteps_fit
 from transforms.steps import emitted_steps
 from transforms.types import TokenizedEpisode
 
@@ -95,16 +98,20 @@ def episode_verdict(
     *,
     return_fn: Callable[[RawEpisode], float],
     return_field: str | None,
-    tokenize: Callable[[EpisodeKey, Mapping[str, Any]], TokenizedEpisode],
+    timestep_starts: Callable[[EpisodeKey, Mapping[str, Any]], np.ndarray],
     max_timestep_tokens: int | None,
 ) -> float:
     """Checks 1-3 of the module doc on one episode read in full; returns its (finite) return.
 
-    Raises the first check's error: RldsViolation, NonFiniteReturn, TokenizationError or
-    SequencingError (each a ValueError naming file, record, episode and field)."""
+    `timestep_starts`: the tokenizer's check (`TaskTokenizer.check`): the errors of
+    tokenizing the emitted steps, and their timesteps' starts. Raises the first check's
+    error: RldsViolation, NonFiniteReturn, TokenizationError or SequencingError (each a
+    ValueError naming file, record, episode and field)."""
     check_rlds(raw)
     value = check_return(raw.key, return_fn(raw), field=return_field)
-    tokenize_checked(raw, tokenize, max_timestep_tokens=max_timestep_tokens)
+    starts = timestep_starts(raw.key, emitted_steps(raw))
+    if max_timestep_tokens is not None:
+        check_starts_fit(starts, max_timestep_tokens, raw.key.episode_id)
     return value
 
 

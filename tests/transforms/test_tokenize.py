@@ -23,7 +23,7 @@ from transforms.errors import (
     TokenizationError,
 )
 from transforms.text import SentencePieceTokenizer
-from transforms.tokenize import tokenize_episode
+from transforms.tokenize import checked_timestep_starts, tokenize_episode
 
 SEP, IMG, DIS, CON, TXT = (
     int(Modality.SEPARATOR), int(Modality.IMAGE), int(Modality.DISCRETE),
@@ -351,3 +351,58 @@ def test_png_bytes_tokenize_like_the_decoded_frames() -> None:
     assert from_png.tokens.tolist() == from_array.tokens.tolist()
     assert np.array_equal(from_png.patch_pixels, from_array.patch_pixels)
     assert np.array_equal(from_png.patch_positions, from_array.patch_positions)
+
+
+# --- the verdict's check: tokenize_episode's starts and errors, without its tokens ---------
+
+
+def _outcome(fn: object, *args: object, **kwargs: object) -> object:
+    try:
+        return ("starts", fn(*args, **kwargs).tolist() if fn is checked_timestep_starts  # type: ignore[operator]
+                else fn(*args, **kwargs).timestep_starts.tolist())  # type: ignore[operator]
+    except TokenizationError as e:
+        return (e.reason, e.field, e.timestep, repr(e.value), str(e))
+
+
+def _check_cases() -> list[tuple[dict, dict]]:
+    """Good episodes of every modality, and every kind of bad input the tokenizer names."""
+    cases = [small_episode()]
+    grey = np.arange(3 * 20 * 20, dtype=np.uint8).reshape(3, 20, 20)
+    cases.append(({"observation": grey, "action": np.array([1, 2, 3])},
+                  {"observation": F.image(), "action": F.discrete()}))
+    cases.append(({"observation": grey, "action": np.array([1, 2, 3])},
+                  {"observation": F.image(size=(32, 48)), "action": F.discrete()}))
+    for obs, spec in [
+        (np.array([[0.0], [np.nan], [0.0]]), F.continuous()),
+        (np.array([[0.0], [0.0], [-np.inf]]), F.continuous("mu_law")),
+        (np.array([[1e308], [1e308], [np.inf]]), F.continuous("mu_law")),  # the sum overflows first
+        (np.array([[1e308], [1e308], [1e308]]), F.continuous("linear")),  # overflows, all finite
+        (np.array([[3], [-7], [2]], np.int64), F.continuous()),
+        (np.array([0, 1024, 3]), F.discrete()),
+        (np.array([0, 5, 3]), F.discrete(offset=1020)),
+        (np.array([True, False, True]), F.discrete()),
+        (np.array([0.5, 1.0, 3.0]), F.discrete()),
+        (np.array(["a", "b", "c"]), F.continuous()),
+        (np.zeros((3, 16, 16), np.int16), F.image()),
+        (np.zeros((3, 16), np.uint8), F.image()),
+        (np.zeros((3, 2, 300)), F.continuous()),  # 600 observation tokens: over the table
+    ]:
+        cases.append(({"observation": {"x": obs}, "action": np.zeros((3, 1))},
+                      {"observation/x": spec, "action": F.continuous()}))
+    cases.append(({"observation": np.zeros((4, 1)), "action": np.zeros((3, 1))},
+                  {"observation": F.continuous(), "action": F.continuous()}))
+    cases.append(({"observation": {"x": np.zeros((2, 1)), "extra": np.zeros((2, 1))}, "action": np.zeros((2, 1))},
+                  {"observation/x": F.continuous(), "action": F.continuous()}))
+    cases.append(({"observation": [[1.0], [1.0, 2.0]], "action": np.zeros((2, 1))},
+                  {"observation": F.continuous(), "action": F.continuous()}))
+    cases.append(({"observation": np.zeros((0, 3)), "action": np.zeros((0, 1))},
+                  {"observation": F.continuous(), "action": F.continuous()}))
+    return cases
+
+
+def test_the_check_gives_the_starts_and_the_errors_of_tokenizing() -> None:
+    for steps, specs in _check_cases():
+        expected = _outcome(tokenize_episode, steps, specs, episode="e1")
+        assert _outcome(checked_timestep_starts, steps, specs, episode="e1") == expected, specs
+    with pytest.raises(ValueError, match="at least 2"):
+        checked_timestep_starts(*small_episode(), local_position_table=1)

@@ -41,7 +41,7 @@ LOCATION = f"file 'shard-0' (record 3), task '{TASK}'"  # raw_episode's key
 def _verdict(raw: RawEpisode, *, max_tokens: int | None = 1024) -> float:
     return episode_verdict(
         raw, return_fn=lambda r: float(np.sum(r.steps["reward"], dtype=np.float64)), return_field="reward",
-        tokenize=TOKENIZER, max_timestep_tokens=max_tokens,
+        timestep_starts=TOKENIZER.check, max_timestep_tokens=max_tokens,
     )
 
 
