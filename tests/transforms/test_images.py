@@ -372,11 +372,30 @@ def test_verified_decode_gives_the_checked_decodes_pixels() -> None:
     assert decoded > 20
 
 
-def test_padded_decode_is_decode_then_pad() -> None:
-    frames = np.array([png(np.full((20, 9, 3), v, dtype=np.uint8)) for v in (3, 200)], dtype=object)
-    padded = decode_pngs(frames, pad=True)
-    assert padded.shape == (2, 32, 16, 3)
-    assert np.array_equal(padded, images.pad_frames(decode_pngs(frames)))
+@pytest.mark.parametrize(("frames", "height", "width", "channels"), [(1, 20, 9, 3), (64, 84, 84, 1), (150, 7, 33, 2), (65, 32, 16, 4)])
+def test_chunked_png_patches_are_decode_pad_patchify(frames: int, height: int, width: int, channels: int) -> None:
+    """`png_patches` decodes 64 frames at a time: its patches are those of decoding every
+    frame, padding and cutting, across chunk edges (64, 65, 150 frames) and channel counts."""
+    rng = np.random.default_rng(frames)
+    pixels = rng.integers(0, 256, (frames, height, width, channels), dtype=np.uint8)
+    mode = {1: None, 2: "LA", 3: None, 4: None}[channels]
+    leaf = np.array([png(p[..., 0] if channels == 1 else p, mode=mode) for p in pixels], dtype=object)
+    patches, rows, cols = images.png_patches(leaf)
+    expected = images.patchify(images.pad_frames(decode_pngs(leaf)))
+    assert (rows, cols) == (-(-height // 16), -(-width // 16))
+    assert patches.shape == expected.shape and np.array_equal(patches, expected)
+    assert np.array_equal(images.image_patches(leaf)[0], expected)
+
+
+def test_chunked_png_patches_name_a_bad_frame_in_a_later_chunk() -> None:
+    good = [png(np.full((20, 20), v, dtype=np.uint8)) for v in range(70)]
+    for bad, reason in [(png(np.zeros((20, 21), np.uint8)), BAD_SHAPE), (b"\x89PNG\r\n\x1a\nbroken", CORRUPT_IMAGE)]:
+        leaf = np.array(good[:66] + [bad] + good[66:], dtype=object)
+        with pytest.raises(TokenizationError) as expected:
+            decode_pngs(leaf)
+        with pytest.raises(TokenizationError) as got:
+            images.png_patches(leaf)
+        assert (got.value.reason, got.value.timestep, str(got.value)) == (reason, 66, str(expected.value))
 
 
 def test_pyspng_through_its_public_load_gives_the_same_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
