@@ -163,7 +163,7 @@ def run_floor(data: SyntheticSet, job_output: str) -> dict[str, Any]:
     from formats.parquet_shards import ShardWriter, WriteOptions
     from formats.tfrecord import iter_records
     from tensorflow_datasets.proto import tf_example_pb2
-    from transforms.images import _decode_png_pillow, _spng, _spng_format
+    from transforms.png_decode import decode_png_pillow, spng_decoder, spng_format
 
     files = _shard_files(data)
 
@@ -176,13 +176,13 @@ def run_floor(data: SyntheticSet, job_output: str) -> dict[str, Any]:
 
     pngs = [v for record in read() for feature in tf_example_pb2.Example.FromString(record).features.feature.values()
             for v in feature.bytes_list.value if v[:4] == _PNG_MAGIC]
-    spng = _spng()  # pyspng's C decode, as the job calls it
+    spng = spng_decoder()  # pyspng's C decode, as the job calls it
     # Each frame's format is known before the clock starts: the floor decodes, nothing more.
-    formats = [_spng_format(b) if spng is not None else None for b in pngs]
+    formats = [spng_format(b) if spng is not None else None for b in pngs]
 
     def decode() -> None:
         for b, fmt in zip(pngs, formats):
-            spng(b, fmt) if fmt is not None else _decode_png_pillow(b, 0)  # type: ignore[misc]
+            spng(b, fmt) if fmt is not None else decode_png_pillow(b, 0)  # type: ignore[misc]
     tables = [pq.read_table(p) for p in sorted(Path(job_output, "sequences").rglob("*.parquet"))]
 
     def write() -> None:

@@ -27,8 +27,9 @@ from transforms.continuous import tokens_to_values
 from transforms.discrete import decode_discrete
 from transforms.images import padded_size, unpatchify
 from transforms.text import SentencePieceTokenizer
-from transforms.tokenize import PATCH_PIXELS as PIXELS_PER_CHANNEL
-from transforms.tokenize import column_starts, ordered_paths
+from transforms.field_tokens import PATCH_PIXELS as PIXELS_PER_CHANNEL
+from transforms.field_tokens import ordered_paths
+from transforms.tokenize import column_starts
 from transforms.types import TokenizedEpisode
 
 

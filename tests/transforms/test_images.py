@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import io
-import struct
-import zlib
 from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
+from tests.transforms.png_fixtures import png, variants
 from transforms import images
 from transforms.errors import BAD_SHAPE, CORRUPT_IMAGE, IMAGE_NOT_UINT8, TokenizationError
 from transforms.images import (
@@ -27,12 +24,6 @@ from transforms.images import (
     resize_frames,
     unpatchify,
 )
-
-
-def png(frame: np.ndarray, mode: str | None = None) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(frame, mode=mode).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def crafted(rows: int, cols: int, channels: int) -> np.ndarray:
@@ -100,6 +91,8 @@ def test_patch_positions_quantize_the_unit_square() -> None:
     st.integers(1, 4), st.integers(1, 4), st.integers(1, 5), st.integers(1, 3),
     st.integers(0, 2**32 - 1),
 )
+
+
 def test_unpatchify_inverts_patchify(rows: int, cols: int, channels: int, t: int, seed: int) -> None:
     frames = np.random.default_rng(seed).integers(
         0, 256, (t, rows * 16, cols * 16, channels), dtype=np.uint8
@@ -166,178 +159,13 @@ def test_a_corrupt_image_message_holds_no_memory_address() -> None:
     assert "cannot be decoded" in str(first.value)
 
 
-# --- pyspng fast path: the same pixels as Pillow, or Pillow itself -------------------------
-
-
-def _sample_pngs() -> list[bytes]:
-    """Every PNG frame of the bundled sample datasets (Atari, DMLab, ...)."""
-    from pathlib import Path
-
-    from formats.tfrecord import iter_records
-    from planning.options import SAMPLES_DIR
-    from tensorflow_datasets.proto import tf_example_pb2
-
-    frames = []
-    for path in sorted(Path(SAMPLES_DIR, "data").rglob("*.tfrecord-*")):
-        with open(path, "rb") as f:
-            for record in iter_records(f):
-                for feature in tf_example_pb2.Example.FromString(record).features.feature.values():
-                    frames += [v for v in feature.bytes_list.value if v[:8] == images._PNG_SIGNATURE]
-    return frames
-
-
-def _pillow_frames(data: list[bytes]) -> np.ndarray:
-    return np.stack([images._decode_png_pillow(d, i) for i, d in enumerate(data)])
-
-
-def test_pyspng_decodes_every_sample_frame_to_pillows_pixels() -> None:
-    frames = _sample_pngs()
-    assert len(frames) > 1000 and images._spng() is not None
-    by_shape: dict[tuple[int, ...], list[bytes]] = {}
-    for f in frames:
-        by_shape.setdefault(images._decode_png_pillow(f, 0).shape, []).append(f)
-    for group in by_shape.values():
-        assert all(images._spng_format(f) and images._intact(f) for f in group)  # the fast path is taken
-        fast = decode_pngs(np.array(group, dtype=object))
-        assert fast.dtype == np.uint8 and np.array_equal(fast, _pillow_frames(group))
-
-
-def _variants() -> list[bytes]:
-    """PNGs of every colour type and bit depth, interlaced, with tRNS, palettes."""
-    rng = np.random.default_rng(5)
-    gray = rng.integers(0, 256, (19, 23), dtype=np.uint8)
-    rgb = rng.integers(0, 256, (19, 23, 3), dtype=np.uint8)
-    rgba = rng.integers(0, 256, (19, 23, 4), dtype=np.uint8)
-    la = rng.integers(0, 256, (19, 23, 2), dtype=np.uint8)
-    out = [png(gray), png(rgb), png(rgba), png(la, mode="LA")]
-    for img, options in [
-        (Image.fromarray(gray), {"interlace": 1}),
-        (Image.fromarray(rgb), {"interlace": 1}),
-        (Image.fromarray(gray), {"transparency": 7}),
-        (Image.fromarray(rgb), {"transparency": (1, 2, 3)}),
-        (Image.fromarray(rgb).convert("P"), {}),
-        (Image.fromarray(rgb).convert("P"), {"transparency": 0}),
-        (Image.fromarray(gray > 128), {}),
-        (Image.fromarray(gray).convert("P", colors=4), {"bits": 2}),
-    ]:
-        buf = io.BytesIO()
-        img.save(buf, format="PNG", **options)
-        out.append(buf.getvalue())
-    return out
-
-
-@pytest.mark.parametrize("index", range(12))
-def test_every_png_kind_decodes_as_pillow_decodes_it(index: int) -> None:
-    data = _variants()[index]
-    assert np.array_equal(decode_pngs(np.array([data], dtype=object))[0], images._decode_png_pillow(data, 0))
-
-
-def test_without_pyspng_pillow_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
-    frames = np.array(_variants()[:4], dtype=object)
-    fast = [decode_pngs(frames[i : i + 1]) for i in range(4)]
-    monkeypatch.setattr(images, "_spng", lambda: None)
-    assert all(np.array_equal(decode_pngs(frames[i : i + 1]), fast[i]) for i in range(4))
-
-
-def _outcome(decode: Any, data: bytes) -> Any:
-    try:
-        return decode(data).tobytes()
-    except TokenizationError as e:
-        return (e.reason, str(e))
-
-
-def test_a_damaged_png_gives_pillows_pixels_or_pillows_error() -> None:
-    """pyspng ignores CRCs and adler32 and refuses truncated data Pillow accepts: every
-    truncation and every flipped byte must still end as Pillow's pixels or Pillow's error."""
-    good = png(np.arange(16 * 16, dtype=np.uint8).reshape(16, 16))
-    damaged = [good[:n] for n in range(len(good))]
-    damaged += [good[:i] + bytes([good[i] ^ mask]) + good[i + 1 :] for i in range(len(good)) for mask in (1, 0x5A, 0xFF)]
-    damaged += [good + b"trailing", good[:-12] + good[-24:]]
-    for data in damaged:
-        fast = _outcome(lambda d: decode_pngs(np.array([d], dtype=object))[0], data)
-        assert fast == _outcome(lambda d: images._decode_png_pillow(d, 0), data), data
-
-
-# --- pass 1's check without decoding, pass 2's decode without checking again -------------
-
-
-def _damaged(good: bytes) -> list[bytes]:
-    """Every truncation and flipped byte of `good`, and trailing or repeated bytes."""
-    out = [good[:n] for n in range(len(good))]
-    out += [good[:i] + bytes([good[i] ^ mask]) + good[i + 1 :] for i in range(len(good)) for mask in (1, 0x5A, 0xFF)]
-    return out + [good + b"trailing", good[:-12] + good[-24:]]
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def _raw_png(
-    scanlines: bytes, *, height: int, width: int, colour: int, splits: int = 1, interlace: int = 0
-) -> bytes:
-    """A PNG of the given filtered scanlines (each: filter type, then its bytes), its
-    zlib stream cut into `splits` IDAT chunks."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, interlace)
-    stream = zlib.compress(scanlines)
-    cut = -(-len(stream) // splits)
-    idats = b"".join(_chunk(b"IDAT", stream[i : i + cut]) for i in range(0, len(stream), cut))
-    return images._PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + idats + _chunk(b"IEND", b"")
-
-
-def _plain_cases() -> list[bytes]:
-    """Plain PNGs: a grey frame with repeating rows, RGB and RGBA frames, every filter type
-    (0-4) over random bytes in grey-alpha, a stream in 3 IDAT chunks; then each damaged
-    every way."""
-    rng = np.random.default_rng(11)
-    grey = png(np.tile(np.arange(16, dtype=np.uint8), (12, 1)))
-    rgb = png(rng.integers(0, 256, (5, 7, 3), dtype=np.uint8))
-    rgba = png(rng.integers(0, 256, (3, 4, 4), dtype=np.uint8))
-    rows = b"".join(bytes([f]) + rng.integers(0, 256, 6 * 2, dtype=np.uint8).tobytes() for f in range(5))
-    filters = _raw_png(rows, height=5, width=6, colour=4)
-    split = _raw_png(rows, height=5, width=6, colour=4, splits=3)
-    goods = [grey, rgb, rgba, filters, split]
-    return goods + [c for good in goods for c in _damaged(good)]
-
-
-def test_a_plain_png_vouched_for_decodes_to_that_shape_in_pyspng_and_pillow() -> None:
-    """`plain_png_shape` is only ever right: what it vouches for both decoders decode to
-    the same pixels of that shape, with every integrity check on."""
-    vouched = 0
-    for data in _plain_cases():
-        shape = images.plain_png_shape(data)
-        if shape is None:
-            continue
-        vouched += 1
-        pillow = images._decode_png_pillow(data, 0)
-        fast = images._decode_png(data, 0)
-        assert pillow.shape == shape and np.array_equal(fast, pillow), data
-    assert vouched >= 5  # the intact ones
-
-
-def test_plain_png_shape_refuses_what_it_cannot_vouch_for() -> None:
-    rgb = np.random.default_rng(2).integers(0, 256, (19, 23, 3), dtype=np.uint8)
-    assert images.plain_png_shape(png(rgb)) == (19, 23, 3)
-    # Pillow writes no interlaced PNG (its two "interlaced" variants are plain); tRNS
-    # chunks, palettes and 1-bit or 2-bit images are not plain.
-    kinds = _variants()
-    assert [images.plain_png_shape(k) is not None for k in kinds] == [True] * 6 + [False] * 6
-    interlaced = _raw_png(bytes(1 + 4) * 2, height=1, width=4, colour=0, interlace=1)
-    assert images.plain_png_shape(interlaced) is None
-    bomb = zlib.compress(bytes(19 * (1 + 23 * 3) + 1))  # one byte more than the image
-    good = png(rgb)
-    head = good[:33]
-    idat = struct.pack(">I", len(bomb)) + b"IDAT" + bomb
-    idat += struct.pack(">I", zlib.crc32(idat[4:]))
-    assert images.plain_png_shape(head + idat + good[-12:]) is None
-
-
 def test_the_frames_shape_check_gives_decodes_shape_and_errors() -> None:
     """`png_frames_shape` and `image_grid` (pass 1) give what decoding (pass 2) gives:
     the same shape, or the same error at the same frame."""
     grey = np.arange(84 * 84, dtype=np.uint8).reshape(84, 84)
     frames = [png(grey), png(grey[::-1].copy())]
     cases = [frames, frames + [png(grey[:80])], [frames[0][:-30]] + frames, frames + [b"not a png"], []]
-    cases += [frames + [p] for p in _variants()[4:]]  # frames that only a decode can judge
+    cases += [frames + [p] for p in variants()[4:]]  # frames that only a decode can judge
     for case in cases:
         leaf = np.array(case, dtype=object)
         try:
@@ -355,21 +183,6 @@ def test_the_frames_shape_check_gives_decodes_shape_and_errors() -> None:
     assert images.image_grid(np.array(frames, dtype=object), size=(32, 48)) == (2, 3, 1)
     with pytest.raises(ValueError, match="multiples of 16"):
         images.image_grid(np.array(frames, dtype=object), size=(30, 48))
-
-
-def test_verified_decode_gives_the_checked_decodes_pixels() -> None:
-    """Pass 2 decodes without `_intact` only frames pass 1's verdict let through: every
-    such frame (any that decodes with every check on) gives the same pixels."""
-    cases = _plain_cases() + _variants() + _damaged(_variants()[4])
-    decoded = 0
-    for data in cases:
-        try:
-            checked = images._decode_png(data, 0)
-        except TokenizationError:
-            continue
-        decoded += 1
-        assert np.array_equal(images._decode_png(data, 0, verified=True), checked), data
-    assert decoded > 20
 
 
 @pytest.mark.parametrize(("frames", "height", "width", "channels"), [(1, 20, 9, 3), (64, 84, 84, 1), (150, 7, 33, 2), (65, 32, 16, 4)])
@@ -396,21 +209,3 @@ def test_chunked_png_patches_name_a_bad_frame_in_a_later_chunk() -> None:
         with pytest.raises(TokenizationError) as got:
             images.png_patches(leaf)
         assert (got.value.reason, got.value.timestep, str(got.value)) == (reason, 66, str(expected.value))
-
-
-def test_pyspng_through_its_public_load_gives_the_same_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`_spng` calls pyspng's C binding directly; where that binding is laid out otherwise
-    it falls back to `pyspng.load`, with the same `[H, W, C]` pixels."""
-    import pyspng
-
-    kinds = _variants()[:3]  # grey, RGB, RGBA (libspng refuses grey-alpha output: Pillow decodes it)
-    direct = [images._spng()(k, images._spng_format(k)) for k in kinds]
-    monkeypatch.setattr(pyspng, "_pyspng_c", None)
-    images._spng.cache_clear()
-    try:
-        loaded = [images._spng()(k, images._spng_format(k)) for k in kinds]
-    finally:
-        monkeypatch.undo()
-        images._spng.cache_clear()
-    for a, b, k in zip(direct, loaded, kinds, strict=True):
-        assert a.ndim == 3 and np.array_equal(a, b) and np.array_equal(a, images._decode_png_pillow(k, 0))

@@ -104,8 +104,8 @@ def test_the_verdicts_check_has_the_tokens_and_errors_and_decodes_no_plain_frame
     steps = _image_steps()
     full = tokenizer(_key("t/i"), steps)
     decoded: list[int] = []
-    real = images._decode_png
-    monkeypatch.setattr(images, "_decode_png", lambda data, index, **kw: decoded.append(index) or real(data, index, **kw))
+    real = images.decode_png
+    monkeypatch.setattr(images, "decode_png", lambda data, index, **kw: decoded.append(index) or real(data, index, **kw))
     np.testing.assert_array_equal(tokenizer.check(_key("t/i"), steps), full.timestep_starts)
     assert decoded == []
     bad = _image_steps(b"\x89PNG\r\n\x1a\n broken")
@@ -119,12 +119,12 @@ def test_the_verdicts_check_has_the_tokens_and_errors_and_decodes_no_plain_frame
 
 
 def test_verified_tokenization_does_not_check_frames_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    from transforms import images
+    from transforms import png_decode
 
     tokenizer = TaskTokenizer(TokenizerConfig(task_fields=IMAGE_FIELDS))
     steps = _image_steps()
     full = tokenizer(_key("t/i"), steps)
-    monkeypatch.setattr(images, "_intact", lambda data: pytest.fail("pass 2 checked a verified frame again"))
+    monkeypatch.setattr(png_decode, "_intact", lambda data: pytest.fail("pass 2 checked a verified frame again"))
     verified = tokenizer.verified(_key("t/i"), steps)
     np.testing.assert_array_equal(verified.patch_pixels, full.patch_pixels)
     np.testing.assert_array_equal(verified.tokens, full.tokens)
