@@ -30,7 +30,8 @@ PATCH_PIXELS = PATCH_SIZE * PATCH_SIZE  # pixels per patch and channel
 class EncodedField:
     """One field encoded for all T timesteps.
 
-    Exactly one of `tokens` (int32 `[T, k]`) and `ragged` (T int32 arrays, text) is set.
+    Exactly one of `tokens` (int32 `[T, k]`) and `ragged` (text: every timestep's ids
+    concatenated, int32, and ids per timestep, int64[T]) is set.
     Image fields also carry `patches` uint8 `[T, P, 256*C]` (P == k) and `positions`.
     """
 
@@ -38,7 +39,7 @@ class EncodedField:
     spec: FieldSpec
     shape: tuple[int, ...]
     tokens: np.ndarray | None = None
-    ragged: list[np.ndarray] | None = None
+    ragged: tuple[np.ndarray, np.ndarray] | None = None
     patches: np.ndarray | None = None
     positions: np.ndarray | None = None
 
@@ -54,7 +55,9 @@ class EncodedField:
         """int64[T]: tokens per timestep."""
         if self.tokens is not None:
             return np.full(num_timesteps, self.tokens.shape[1], dtype=np.int64)
-        return np.fromiter((r.shape[0] for r in self.ragged or ()), np.int64, num_timesteps)
+        if self.ragged is None:
+            return np.zeros(num_timesteps, dtype=np.int64)
+        return self.ragged[1]
 
 
 def flatten_fields(steps: Mapping[str, Any]) -> dict[str, Any]:
@@ -163,7 +166,7 @@ def _encode_field(
                 BAD_SHAPE, f"text must be one string per timestep, got shape {items.shape}",
                 value=items.shape,
             )
-        return EncodedField(path, spec, (), ragged=text.encode_batch(list(items)))
+        return EncodedField(path, spec, (), ragged=text.encode_flat(list(items)))
     raise ValueError(f"field {path!r}: modality {spec.modality!r} cannot be tokenized")
 
 

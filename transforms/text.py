@@ -104,6 +104,25 @@ class SentencePieceTokenizer:
         text that fails as their timestep (callers pass one text per timestep):
         `invalid_utf8`, or `text_id_out_of_range` should a model ever yield one.
         """
+        slots, encoded = self._encode_distinct(texts)
+        return [encoded[slot].copy() for slot in slots]
+
+    def encode_flat(self, texts: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """(every text's ids in order, concatenated: int32; ids per text: int64[len(texts)]),
+        with `encode_batch`'s errors: its ids without an array per text."""
+        slots, encoded = self._encode_distinct(texts)
+        slot = np.asarray(slots, dtype=np.int64)
+        sizes = np.fromiter((ids.size for ids in encoded), np.int64, len(encoded))
+        lengths = sizes[slot]
+        if not lengths.sum():
+            return np.zeros(0, dtype=np.int32), lengths
+        firsts = np.cumsum(sizes) - sizes  # where each distinct text's ids start in `joined`
+        starts = np.cumsum(lengths) - lengths  # where each text's ids start in the result
+        joined = np.concatenate(encoded)
+        return joined[np.repeat(firsts[slot] - starts, lengths) + np.arange(int(lengths.sum()))], lengths
+
+    def _encode_distinct(self, texts: Sequence[str | bytes]) -> tuple[list[int], list[np.ndarray]]:
+        """(each text's index among the distinct texts, the distinct texts' ids), checked."""
         first: dict[Any, int] = {}  # distinct text -> its index in `distinct`
         slots = [first.setdefault(bytes(t) if isinstance(t, bytearray) else t, len(first)) for t in texts]
         distinct = list(first)
@@ -136,7 +155,7 @@ class SentencePieceTokenizer:
                     timestep=i,
                     value=bad,
                 )
-        return [encoded[slot].copy() for slot in slots]
+        return slots, encoded
 
     def decode(self, ids: np.ndarray | Sequence[int]) -> str:
         """Ids back to text (exact for text the model's normalizer leaves unchanged)."""

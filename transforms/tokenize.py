@@ -89,7 +89,7 @@ def _assemble_tokens(
             lens = lengths[:, col]
             if lens.sum():
                 within = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
-                tokens[np.repeat(col_start[:, col], lens) + within] = np.concatenate(f.ragged)
+                tokens[np.repeat(col_start[:, col], lens) + within] = f.ragged[0]
     return tokens
 
 

@@ -188,3 +188,23 @@ def test_each_distinct_text_is_encoded_in_a_call_of_its_own(tiny_model_path: Pat
     tokenizer._sp = OnePerCall()  # type: ignore[assignment]
     got = tokenizer.encode_batch(texts)
     assert len(got) == 3 and all(np.array_equal(g, e) for g, e in zip(got, expected, strict=True))
+
+
+@pytest.mark.parametrize(
+    "texts", [["go to the red ball", "", "open the door", "go to the red ball"], [], [""], [b"caf\xc3\xa9", "x"]]
+)
+def test_flat_encoding_is_the_batch_concatenated(tiny_tokenizer: SentencePieceTokenizer, texts: list) -> None:
+    ids, lengths = tiny_tokenizer.encode_flat(texts)
+    batch = tiny_tokenizer.encode_batch(texts)
+    assert ids.dtype == np.int32 and lengths.dtype == np.int64
+    assert lengths.tolist() == [len(b) for b in batch]
+    assert ids.tolist() == [i for b in batch for i in b.tolist()]
+
+
+def test_flat_encoding_has_the_batchs_errors(tiny_tokenizer: SentencePieceTokenizer) -> None:
+    texts = ["ok", b"\xff\xfe", "fine", b"\xff\xfe"]
+    with pytest.raises(TokenizationError) as batch:
+        tiny_tokenizer.encode_batch(texts)
+    with pytest.raises(TokenizationError) as flat:
+        tiny_tokenizer.encode_flat(texts)
+    assert (flat.value.reason, flat.value.timestep, str(flat.value)) == (INVALID_UTF8, 1, str(batch.value))
