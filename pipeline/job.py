@@ -41,6 +41,7 @@ from pipeline.passes import (
 )
 from pipeline.runner import (
     finish_dry_run,
+    frozen_heap,
     is_dry_run,
     is_local,
     make_pipeline,
@@ -97,8 +98,14 @@ def run_job(options: JobOptions, *, beam_args: Sequence[str] = ("--runner=Direct
     `overwrite`, an output directory another job claims or holding files not ours, and for
     every start-up check (with a runner other than the local one: a path its workers open
     that is on this machine, `planning/worker_paths.py`); `formats.files.NoSpaceLeftError`
-    (maybe wrapped by Beam) for a full disk.
+    (maybe wrapped by Beam) for a full disk. The objects alive before the job are left out
+    of garbage collection while it runs (`frozen_heap`).
     """
+    with frozen_heap():
+        return _run_job(options, beam_args=beam_args)
+
+
+def _run_job(options: JobOptions, *, beam_args: Sequence[str]) -> dict[str, Any]:
     beam_options = PipelineOptions(list(beam_args))
     check_runner(options, beam_options)
     if options.is_vision_language:

@@ -26,10 +26,12 @@ client libraries come with, before anything is built.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import importlib
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -137,6 +139,25 @@ def workers_see_local_disk(options: PipelineOptions) -> bool:
         )
         return _is_loopback(_host(flags.get("job_endpoint"))) and same_host
     return False
+
+
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """While the block runs, the objects alive before it (the imported Beam, TFDS, pyarrow
+    and TensorFlow modules: millions) are left out of the garbage collector's passes.
+
+    Every full pass of a job run in this process scanned them all again: ~0.45 s of a
+    one-episode job. They return to the collector when the block ends. A process whose
+    heap someone else froze already is left as it is.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def make_pipeline(beam_args: Sequence[str]) -> beam.Pipeline:

@@ -126,3 +126,40 @@ def test_cached_views_equal_new_views_and_share_their_values() -> None:
     assert cached.view_as(TypeOptions).pipeline_type_check is False  # ... shows in the next
     assert cached.get_all_options()["pipeline_type_check"] is False
     assert make_pipeline(args)._options.view_as(DirectOptions).direct_num_workers == 2
+
+
+def test_the_heap_before_a_job_is_frozen_while_it_runs_and_given_back() -> None:
+    """The job's process leaves the objects alive before it out of garbage collection
+    while it runs (`frozen_heap`), and gives them back after, even when the job fails;
+    a heap someone else froze is left frozen."""
+    import gc
+
+    from pipeline.runner import frozen_heap
+
+    assert gc.get_freeze_count() == 0
+    kept = [object() for _ in range(10)]
+    with frozen_heap():
+        assert gc.get_freeze_count() >= len(kept)
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), frozen_heap():
+        raise RuntimeError("the job failed")
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with frozen_heap():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+
+
+def test_run_job_runs_with_the_heap_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from pipeline import job
+
+    seen: list[int] = []
+    monkeypatch.setattr(job, "_run_job", lambda options, *, beam_args: seen.append(gc.get_freeze_count()) or {})
+    assert job.run_job(None, beam_args=()) == {}  # type: ignore[arg-type]
+    assert seen[0] > 0 and gc.get_freeze_count() == 0
