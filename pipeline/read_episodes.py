@@ -26,6 +26,7 @@ from formats.tfds_shards import (
     read_shard,
 )
 from pipeline.counters import TaskCounters
+from pipeline.runner import freeze_worker_heap
 from pipeline.rejects import REJECTS_TAG, reject_or_raise
 from schemas.datasets import DatasetSpec
 from transforms.episode import EpisodeReturn, Reject, WorkItem
@@ -59,6 +60,7 @@ class ReadEpisodesFn(beam.DoFn):
         self._namespace = namespace
 
     def setup(self) -> None:
+        freeze_worker_heap()  # each pass's first stage in a worker (pipeline/runner.py)
         self._readers = ShardReaders()
         self._counters = TaskCounters(self._namespace)
 

@@ -25,6 +25,7 @@ import apache_beam as beam
 from formats.vl_fields import unreadable_record
 from formats.vl_read import read_records
 from pipeline.counters import TaskCounters
+from pipeline.runner import freeze_worker_heap
 from schemas.vl import FieldMapping
 from transforms.episode import WorkItem
 from transforms.vl_types import VLRecord
@@ -46,6 +47,7 @@ class ReadVLRecordsFn(beam.DoFn):
         self._per_element = records_per_element
 
     def setup(self) -> None:
+        freeze_worker_heap()  # the job's first stage in a worker (pipeline/runner.py)
         self._counters = TaskCounters(COUNTER_NAMESPACE)
 
     def process(self, item: WorkItem) -> Iterator[tuple[VLRecord, ...]]:

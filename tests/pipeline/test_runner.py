@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -10,7 +13,8 @@ from apache_beam.runners.portability import prism_runner
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.runner import make_pipeline
+from pipeline import job
+from pipeline.runner import freeze_worker_heap, frozen_heap, make_pipeline
 
 
 @pytest.mark.parametrize("args", [
@@ -128,15 +132,19 @@ def test_cached_views_equal_new_views_and_share_their_values() -> None:
     assert make_pipeline(args)._options.view_as(DirectOptions).direct_num_workers == 2
 
 
-def test_the_heap_before_a_job_is_frozen_while_it_runs_and_given_back() -> None:
-    """The job's process leaves the objects alive before it out of garbage collection
-    while it runs (`frozen_heap`), and gives them back after, even when the job fails;
-    a heap someone else froze is left frozen."""
-    import gc
+# --- the garbage collector and the job's processes ---------------------------------------
 
-    from pipeline.runner import frozen_heap
 
-    assert gc.get_freeze_count() == 0
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    """Each test starts and ends with nothing frozen (a stage's setup in an earlier test of
+    this process may have frozen the heap, as it does in a worker)."""
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+def test_the_heap_before_a_job_is_frozen_while_it_runs_and_given_back(unfrozen: None) -> None:
     kept = [object() for _ in range(10)]
     with frozen_heap():
         assert gc.get_freeze_count() >= len(kept)
@@ -144,22 +152,43 @@ def test_the_heap_before_a_job_is_frozen_while_it_runs_and_given_back() -> None:
     with pytest.raises(RuntimeError), frozen_heap():
         raise RuntimeError("the job failed")
     assert gc.get_freeze_count() == 0
+
+
+def test_a_heap_frozen_before_is_left_frozen(unfrozen: None) -> None:
     gc.freeze()
-    try:
-        frozen = gc.get_freeze_count()
-        with frozen_heap():
-            pass
-        assert gc.get_freeze_count() == frozen
-    finally:
-        gc.unfreeze()
+    frozen = gc.get_freeze_count()
+    with frozen_heap():
+        freeze_worker_heap()
+    assert gc.get_freeze_count() == frozen
 
 
-def test_run_job_runs_with_the_heap_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
-    import gc
+def test_a_worker_freezes_once(unfrozen: None) -> None:
+    freeze_worker_heap()
+    frozen = gc.get_freeze_count()
+    assert frozen > 0
+    _ = [object() for _ in range(10)]
+    freeze_worker_heap()
+    assert gc.get_freeze_count() == frozen
 
-    from pipeline import job
 
+def test_run_job_runs_with_the_heap_frozen(monkeypatch: pytest.MonkeyPatch, unfrozen: None) -> None:
     seen: list[int] = []
     monkeypatch.setattr(job, "_run_job", lambda options, *, beam_args: seen.append(gc.get_freeze_count()) or {})
     assert job.run_job(None, beam_args=()) == {}  # type: ignore[arg-type]
     assert seen[0] > 0 and gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize("stage", ["episodes", "vl_records"])
+def test_the_reading_stages_freeze_a_workers_heap(stage: str, unfrozen: None) -> None:
+    """Each pass's first stage freezes the heap of the worker it runs in."""
+    from pipeline.read_episodes import ReadEpisodesFn
+    from pipeline.read_vl_records import ReadVLRecordsFn
+    from schemas.datasets import get_dataset
+    from schemas.vl import FieldMapping
+
+    if stage == "episodes":
+        fn = ReadEpisodesFn(get_dataset("atari"))
+    else:
+        fn = ReadVLRecordsFn(kind="caption", format="parquet", mapping=FieldMapping(), records_per_element=None)
+    fn.setup()
+    assert gc.get_freeze_count() > 0
