@@ -52,11 +52,12 @@ RESULT_PREFIX = "BENCH_RESULT "
 POLL_SECONDS = 0.05
 _PNG_MAGIC = b"\x89PNG"
 
-# Targets (ratios within one run): issue 16 (marginal cost), issue 7 (scaling, --scaling).
+# Targets (ratios within one run): issue 16 (marginal cost; 2 workers >= 1.7x, up from
+# issue 7's 1.6x), issue 7 (the other scaling checks, --scaling).
 TARGET_MARGINAL_OVER_FLOOR = 2.0
 TARGET_TIME_4X = 4.4
 TARGET_MEMORY_4X = 1.2
-TARGET_TWO_WORKERS = 1.6
+TARGET_TWO_WORKERS = 1.7
 TARGET_FULL_OVER_BASELINE = 0.5
 WORKERS_SCALE = 8  # the data of the 2-worker comparison, as a multiple of the large size
 SMALL_DIVISOR = 8  # the small size has 1/8 of the large size's episodes
