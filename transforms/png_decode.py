@@ -136,8 +136,8 @@ def plain_png_shape(data: bytes) -> tuple[int, int, int] | None:
     an IHDR (8-bit grey, RGB, grey-alpha or RGBA, deflate, no interlace), one or more IDAT
     and an IEND that ends the bytes, nothing else; every chunk has its CRC; the IDAT stream
     inflates whole, adler32 included, to exactly H scanlines of `1 + W*C` bytes, each
-    starting with a filter type 0-4 (`_inflated`). Such a PNG is what `_intact` passes and pyspng decodes
-    (tests: every truncation and flipped byte), at the cost of the inflate alone.
+    starting with a filter type 0-4 (`_inflated`). Such a PNG is what `_intact` passes and
+    pyspng decodes (tests: every truncation and flipped byte), at the cost of the inflate.
     """
     size = len(data)
     if size < 57 or data[:8] != _PNG_SIGNATURE or data[8:16] != _PLAIN_IHDR_HEAD:

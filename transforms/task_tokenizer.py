@@ -6,9 +6,10 @@ position table, and the longest timestep a sequence can hold (`max_timestep_toke
 the Tokenize stage rejects a longer one before the episode counts as kept, so it is never
 counted twice). `TaskTokenizer` is a config with its resources open (the model, loaded
 once: build it in `DoFn.setup()`), called as `tokenizer(key, steps)`; a task the plan
-does not know is a ValueError. Pass 2's Tokenize stage (`pipeline/tokenize_episodes.py`)
-and pass 1's prompt windows (`pipeline/prompt_pools.py`) both use it, so prompts are
-tokenized exactly as episodes are.
+does not know is a ValueError. Pass 2's Tokenize stage (`pipeline/tokenize_episodes.py`,
+through `verified`) and pass 1's prompt windows (`pipeline/prompt_pools.py`) both use it, so
+prompts are tokenized exactly as episodes are; pass 1's verdict uses `check`, which raises
+the same errors and makes no tokens.
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ class TaskTokenizer:
         tokens, without making them (`checked_timestep_starts`)."""
         return checked_timestep_starts(steps, self.specs(key.task), **self._settings(key))
 
+    def verified(self, key: EpisodeKey, steps: Mapping[str, Any]) -> TokenizedEpisode:
+        """`__call__` for an episode whose `check` passed on the same bytes (pass 2)."""
+        return self(key, steps, verified=True)
+
     def _settings(self, key: EpisodeKey) -> dict[str, Any]:
         return {
             "layout": self.layout,
@@ -77,7 +82,3 @@ class TaskTokenizer:
             "local_position_table": self.config.local_position_table,
             "episode": key.episode_id,
         }
-
-    def verified(self, key: EpisodeKey, steps: Mapping[str, Any]) -> TokenizedEpisode:
-        """`__call__` for an episode whose `check` passed on the same bytes (pass 2)."""
-        return self(key, steps, verified=True)

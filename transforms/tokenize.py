@@ -7,8 +7,8 @@ Timestep t is laid out as
 with local positions 0..n-1 on observation tokens and `table - 1` (511) on the separator
 and every action token; loss mask 1 on actions (or as a field's spec says), 0 elsewhere.
 
-Each field is encoded once for all T timesteps (`[T, k]` tokens, `transforms/field_tokens.py`); the stream is then
-assembled by concatenating those blocks along the token axis (all fields fixed-length)
+Each field is encoded once for all T timesteps (`[T, k]` tokens, `transforms/field_tokens.py`);
+the stream is then assembled by concatenating those blocks along the token axis (all fields fixed-length)
 or by scattering them to computed offsets (text makes lengths vary per timestep). The
 only per-timestep Python work is SentencePiece encoding, one string per timestep.
 """
