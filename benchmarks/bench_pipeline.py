@@ -307,20 +307,21 @@ def measure_interleaved(
     for _ in range(repeat):
         for i, (data, options) in enumerate(runs):
             results[i].append(measure("full", data, **kwargs, **options))
-    return [
-        {**min(rs, key=lambda r: r["seconds"]), "peak_rss": max(r["peak_rss"] for r in rs)} for rs in results
-    ]
+    return [_fastest(rs) for rs in results]
 
 
-def measure_best(mode: str, data: SyntheticSet, *, repeat: int, **kwargs: Any) -> dict[str, Any]:
-    """`measure` `repeat` times: the fastest run's figures, and the highest peak memory.
+def _fastest(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest run's figures (its cpu_seconds too), with the highest peak memory of all.
 
     Other work on a shared machine only ever slows a run down, so the fastest of a few
     is the closest to the job's own cost; memory is taken at its worst.
     """
-    runs = [measure(mode, data, **kwargs) for _ in range(repeat)]
-    best = min(runs, key=lambda r: r["seconds"])  # its cpu_seconds too
-    return {**best, "peak_rss": max(r["peak_rss"] for r in runs)}
+    return {**min(runs, key=lambda r: r["seconds"]), "peak_rss": max(r["peak_rss"] for r in runs)}
+
+
+def measure_best(mode: str, data: SyntheticSet, *, repeat: int, **kwargs: Any) -> dict[str, Any]:
+    """`measure` `repeat` times: `_fastest` of the runs."""
+    return _fastest([measure(mode, data, **kwargs) for _ in range(repeat)])
 
 
 def _rate(n: float, seconds: float) -> str:

@@ -65,7 +65,8 @@ class TokenizeEpisodesFn(beam.DoFn):
         self._verified = verified
 
     def setup(self) -> None:
-        self._tokenizer = TaskTokenizer(self._config)
+        tokenizer = TaskTokenizer(self._config)
+        self._tokenize = tokenizer.verified if self._verified else tokenizer
         self._counters = TaskCounters(COUNTER_NAMESPACE)
         self._started = self._last_log = time.monotonic()
         self._episodes = self._tokens = 0
@@ -74,8 +75,7 @@ class TokenizeEpisodesFn(beam.DoFn):
         key = raw.key
         try:
             # The same check as pass 1's verdict (transforms/verdict.py), so it passes here.
-            tokenize = self._tokenizer.verified if self._verified else self._tokenizer
-            episode = tokenize_checked(raw, tokenize, max_timestep_tokens=self._config.max_timestep_tokens)
+            episode = tokenize_checked(raw, self._tokenize, max_timestep_tokens=self._config.max_timestep_tokens)
         except (TokenizationError, SequencingError) as error:
             reject = tokenization_reject(key, error)
             yield reject_or_raise(reject, strict=self._strict, counters=self._counters, cause=error)

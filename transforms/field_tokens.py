@@ -55,9 +55,7 @@ class EncodedField:
         """int64[T]: tokens per timestep."""
         if self.tokens is not None:
             return np.full(num_timesteps, self.tokens.shape[1], dtype=np.int64)
-        if self.ragged is None:
-            return np.zeros(num_timesteps, dtype=np.int64)
-        return self.ragged[1]
+        return self.ragged[1]  # type: ignore[index]  # exactly one of tokens and ragged is set
 
 
 def flatten_fields(steps: Mapping[str, Any]) -> dict[str, Any]:
