@@ -86,6 +86,34 @@ def stable_randrange(n: int, *parts: Part) -> int:
     return stable_hash(*parts) % n
 
 
+# Encodings of recent `rest` tuples of plain ints and strs (a row's index and a constant
+# tag, asked for again by every episode): the encoding is most of a short hash's cost.
+# Keyed with the parts' types, so that True and 1 (equal, hashed alike) never share one;
+# floats are never cached (-0.0 == 0.0).
+_CACHEABLE = (int, str)
+_ENCODED_LIMIT = 4096
+_encoded_cache: dict[tuple[tuple[type, ...], tuple[Part, ...]], bytes] = {}
+
+
+def _encoded_rest(rest: tuple[Part, ...]) -> bytes:
+    """The encoding of the parts `rest` (`_encode`'s), cached for plain ints and strs."""
+    types = tuple(map(type, rest))
+    cacheable = all(t in _CACHEABLE for t in types)
+    if cacheable:
+        cached = _encoded_cache.get((types, rest))
+        if cached is not None:
+            return cached
+    chunks: list[bytes] = []
+    for part in rest:
+        _encode(part, chunks)
+    encoded = b"".join(chunks)
+    if cacheable:
+        if len(_encoded_cache) >= _ENCODED_LIMIT:
+            _encoded_cache.clear()  # bounded: callers may hash unbounded keys (record ids)
+        _encoded_cache[(types, rest)] = encoded
+    return encoded
+
+
 class HashPrefix:
     """`stable_hash(*prefix, *rest)` for many `rest` after one prefix (the rows of an episode).
 
@@ -101,11 +129,8 @@ class HashPrefix:
         self._sha = hashlib.sha256(b"".join(chunks))
 
     def hash(self, *rest: Part) -> int:
-        chunks: list[bytes] = []
-        for part in rest:
-            _encode(part, chunks)
         sha = self._sha.copy()
-        sha.update(b"".join(chunks))
+        sha.update(_encoded_rest(rest))
         return int.from_bytes(sha.digest()[: _HASH_BITS // 8], "big")
 
     def uniform(self, *rest: Part) -> float:

@@ -106,3 +106,22 @@ def test_a_hash_prefix_gives_stable_hash_of_all_the_parts(prefix: list, rest: li
     assert row.hash(*rest) == stable_hash(*prefix, *rest)
     assert row.uniform(*rest) == stable_uniform(*prefix, *rest)
     assert row.randrange(n, *rest) == stable_randrange(n, *prefix, *rest)
+
+
+def test_cached_encodings_keep_equal_parts_of_other_types_apart() -> None:
+    """The prefix caches the encoding of int and str parts: True after 1 (equal, hashed
+    alike in a dict), numpy ints and floats must still hash as `stable_hash` does."""
+    prefix = HashPrefix("seed", "task", "episode")
+    for rest in [(1, "prompt"), (True, "prompt"), (1, "prompt"), (np.int64(1), "prompt"), (1.0, "prompt"),
+                 (0.0,), (-0.0,), ("1", "prompt"), (1, "prompt")]:
+        assert prefix.hash(*rest) == stable_hash("seed", "task", "episode", *rest), rest
+    assert prefix.hash(True, "prompt") != prefix.hash(1, "prompt")
+
+
+def test_the_encoding_cache_stays_bounded() -> None:
+    from transforms import hashing
+
+    prefix = HashPrefix("seed")
+    for i in range(hashing._ENCODED_LIMIT + 10):
+        assert prefix.hash(f"record-{i}") == stable_hash("seed", f"record-{i}")
+    assert len(hashing._encoded_cache) <= hashing._ENCODED_LIMIT
