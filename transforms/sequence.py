@@ -18,6 +18,7 @@ Invariants of the rows of a `SequenceBatch` (S rows of L tokens):
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from collections.abc import Sequence
 
@@ -176,6 +177,8 @@ def _plan(
     """
     length = config.sequence_length
     num_timesteps = starts.shape[0] - 1
+    # A list and `bisect`: ~5x cheaper than numpy's searchsorted on one value at a time.
+    points = starts.tolist()
     rows: list[tuple[int, int, PromptWindow | None]] = []
     unavailable = 0
     t = 0
@@ -193,11 +196,11 @@ def _plan(
             if window is not None and window.num_tokens > config.budget:
                 window = None  # built under another budget: never exceed this one
         room = length - (window.num_tokens if window is not None else 0)
-        stop = int(np.searchsorted(starts, starts[t] + room, side="right")) - 1
+        stop = bisect.bisect_right(points, points[t] + room) - 1
         if stop <= t:
             # The prompt leaves no room for the next timestep: this row goes without.
             window = None
-            stop = int(np.searchsorted(starts, starts[t] + length, side="right")) - 1
+            stop = bisect.bisect_right(points, points[t] + length) - 1
         rows.append((t, min(stop, num_timesteps), window))
         t = rows[-1][1]
     return rows, unavailable
@@ -252,10 +255,10 @@ class _RowBuffers:
     def fill(self, episode: TokenizedEpisode, *, rows: Sequence[tuple[int, int, PromptWindow | None]]) -> None:
         """Row s gets its prompt window's tokens, then the episode's timesteps [t0, t1).
 
-        The rows cut the episode's timesteps in order (`_plan`), so the episode's tokens
-        land with one scatter per column (token i of row s goes to column
-        `at_s + i - first token of row s`) and its patches stay in their order, split only
-        where a prompt's patches come between; only prompts are put row by row.
+        The rows cut the episode's timesteps in order (`_plan`), so row s takes one
+        contiguous slice of each of the episode's columns, from column `at_s` (after its
+        prompt), and the episode's patches stay in their order, split only where a
+        prompt's patches come between.
         """
         num_rows, length = self.tokens.shape
         if num_rows == 0:
@@ -278,14 +281,18 @@ class _RowBuffers:
         starts = episode.timestep_starts
         first, stop = starts[t0], starts[t1]
         counts = stop - first
-        shift = np.arange(num_rows, dtype=np.int64) * length + at - first
-        where = np.repeat(shift, counts) + np.arange(int(first[0]), int(stop[-1]), dtype=np.int64)
-        span = slice(int(first[0]), int(stop[-1]))
-        self.tokens.reshape(-1)[where] = episode.tokens[span]
-        self.modality.reshape(-1)[where] = episode.modality[span]
-        self.local_positions.reshape(-1)[where] = episode.local_positions[span]
-        self.loss_mask.reshape(-1)[where] = episode.loss_mask[span]
-        self.timestep.reshape(-1)[where] = episode.timestep[span]  # the episode's own indices
+        # One slice per (row, column): ~3x cheaper than scattering through an index of
+        # every token (which costs more than the copy itself at ~35 rows per episode).
+        columns = [
+            (self.tokens, episode.tokens),
+            (self.modality, episode.modality),
+            (self.local_positions, episode.local_positions),
+            (self.loss_mask, episode.loss_mask),
+            (self.timestep, episode.timestep),  # the episode's own indices
+        ]
+        for s, (a, f, e) in enumerate(zip(at.tolist(), first.tolist(), stop.tolist())):
+            for out, values in columns:
+                out[s, a : a + e - f] = values[f:e]
         self.num_tokens[:] = at + counts
         np.cumsum(prompt_patches + patch_starts[t1] - patch_starts[t0], out=self.row_patches[1:])
 
