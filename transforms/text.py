@@ -111,24 +111,40 @@ class SentencePieceTokenizer:
         """(every text's ids in order, concatenated: int32; ids per text: int64[len(texts)]),
         with `encode_batch`'s errors: its ids without an array per text."""
         slots, encoded = self._encode_distinct(texts)
-        slot = np.asarray(slots, dtype=np.int64)
+        if len(encoded) == 1:  # one text at every step (a mission): its ids, repeated
+            return np.tile(encoded[0], slots.size), np.full(slots.size, encoded[0].size, dtype=np.int64)
         sizes = np.fromiter((ids.size for ids in encoded), np.int64, len(encoded))
-        lengths = sizes[slot]
+        lengths = sizes[slots]
         if not lengths.sum():
             return np.zeros(0, dtype=np.int32), lengths
         firsts = np.cumsum(sizes) - sizes  # where each distinct text's ids start in `joined`
         starts = np.cumsum(lengths) - lengths  # where each text's ids start in the result
         joined = np.concatenate(encoded)
-        return joined[np.repeat(firsts[slot] - starts, lengths) + np.arange(int(lengths.sum()))], lengths
+        return joined[np.repeat(firsts[slots] - starts, lengths) + np.arange(int(lengths.sum()))], lengths
 
-    def _encode_distinct(self, texts: Sequence[str | bytes]) -> tuple[list[int], list[np.ndarray]]:
-        """(each text's index among the distinct texts, the distinct texts' ids), checked."""
+    def _encode_distinct(self, texts: Sequence[str | bytes]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(int64: each text's index among the distinct texts, in order of first appearance;
+        the distinct texts' ids), checked.
+
+        Only the first text of each run of equal ones is looked up (an episode repeats its
+        mission at every step): runs are found with one comparison of neighbours in C.
+        """
+        items = np.fromiter(texts, dtype=object, count=len(texts))  # never read as nested sequences
+        if not items.size:
+            return np.zeros(0, dtype=np.int64), []
+        heads = np.flatnonzero(np.concatenate(([True], items[1:] != items[:-1])))
         first: dict[Any, int] = {}  # distinct text -> its index in `distinct`
-        slots = [first.setdefault(bytes(t) if isinstance(t, bytearray) else t, len(first)) for t in texts]
-        distinct = list(first)
-        at = {slot: i for i, slot in reversed(list(enumerate(slots)))}  # slot -> first index
+        at: list[int] = []  # distinct index -> the index of its first text
+        head_slots = []
+        for i in heads.tolist():
+            item = items[i]
+            slot = first.setdefault(bytes(item) if isinstance(item, bytearray) else item, len(first))
+            if slot == len(at):
+                at.append(i)
+            head_slots.append(slot)
+        slots = np.repeat(np.asarray(head_slots, dtype=np.int64), np.diff(heads, append=items.size))
         strings: list[str] = []
-        for slot, item in enumerate(distinct):
+        for slot, item in enumerate(first):
             if isinstance(item, (bytes, bytearray, np.bytes_)):
                 try:
                     strings.append(bytes(item).decode("utf-8"))

@@ -208,3 +208,28 @@ def test_flat_encoding_has_the_batchs_errors(tiny_tokenizer: SentencePieceTokeni
     with pytest.raises(TokenizationError) as flat:
         tiny_tokenizer.encode_flat(texts)
     assert (flat.value.reason, flat.value.timestep, str(flat.value)) == (INVALID_UTF8, 1, str(batch.value))
+
+
+_TEXTS = st.sampled_from(
+    ["go to the red ball", b"go to the red ball", bytearray(b"go to the red ball"), np.bytes_(b"open the door"),
+     "open the door", "", b"", "caf\u00e9"]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_TEXTS, max_size=12))
+def test_runs_of_equal_texts_encode_as_one_by_one(tiny_tokenizer: SentencePieceTokenizer, texts: list) -> None:
+    """Only the first text of each run of equal ones is looked up: runs of any length,
+    equal texts of other types (str and its bytes are not equal), texts coming back
+    after others; the ids, flat or per text, are each text's own."""
+    one_by_one = [tiny_tokenizer._sp.Encode(t if isinstance(t, str) else bytes(t).decode(), out_type=int) for t in texts]
+    assert [a.tolist() for a in tiny_tokenizer.encode_batch(texts)] == one_by_one
+    ids, lengths = tiny_tokenizer.encode_flat(texts)
+    assert ids.dtype == np.int32 and lengths.tolist() == [len(i) for i in one_by_one]
+    assert ids.tolist() == [i for one in one_by_one for i in one]
+
+
+def test_one_text_at_every_step_is_tiled(tiny_tokenizer: SentencePieceTokenizer) -> None:
+    ids, lengths = tiny_tokenizer.encode_flat([b"go to the red ball"] * 4)
+    one = tiny_tokenizer._sp.Encode("go to the red ball", out_type=int)
+    assert ids.tolist() == one * 4 and lengths.tolist() == [len(one)] * 4 and ids.dtype == np.int32
