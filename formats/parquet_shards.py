@@ -130,11 +130,27 @@ def _dictionary(value: str, rows: int) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, np.int32)), pa.array([value], pa.string()))
 
 
-def _rows_of(values: np.ndarray, value_type: pa.DataType) -> pa.ListArray:
-    """[S, L] numpy -> list<value_type> with one list of L values per row (no copy of rows)."""
+def _values(values: np.ndarray, value_type: pa.DataType) -> pa.Array:
+    """A flat numpy array as an Arrow array of `value_type` without nulls: numbers share
+    numpy's buffer, booleans are packed to bits (what `pa.array` gives, without its
+    per-call conversion checks)."""
+    flat = np.ascontiguousarray(values).reshape(-1)
+    if pa.types.is_boolean(value_type):
+        data = np.packbits(flat.view(np.uint8), bitorder="little")
+    else:
+        data = flat.astype(value_type.to_pandas_dtype(), copy=False)
+    return pa.Array.from_buffers(value_type, flat.size, [None, pa.py_buffer(data)])
+
+
+def _rows_of(values: np.ndarray, value_type: pa.DataType, offsets: pa.Array | None = None) -> pa.ListArray:
+    """[S, L] numpy -> list<value_type> with one list of L values per row (no copy of rows).
+
+    `offsets`: the rows' int32 offsets (`0, L, ..., S*L`), when already made for a column of
+    the same shape."""
     rows, length = values.shape
-    offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * length)
-    return pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1), type=value_type))
+    if offsets is None:
+        offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * length)
+    return pa.ListArray.from_arrays(offsets, _values(values, value_type))
 
 
 def sequence_record_batch(key: EpisodeKey, batch: SequenceBatch, schema: pa.Schema = SEQUENCE_SCHEMA) -> pa.RecordBatch:
@@ -148,6 +164,7 @@ def sequence_record_batch(key: EpisodeKey, batch: SequenceBatch, schema: pa.Sche
         [None, pa.py_buffer(pixel_offsets), pa.py_buffer(np.ascontiguousarray(batch.patch_pixels))],
     )
     row_patches = pa.array(batch.row_patch_starts.astype(np.int32))
+    offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * batch.tokens.shape[1])  # every token column's
     positions = pa.ListArray.from_arrays(
         pa.array(batch.row_patch_starts.astype(np.int32) * PATCH_POSITION_WIDTH),
         pa.array(batch.patch_positions.reshape(-1), type=pa.int16()),
@@ -161,12 +178,12 @@ def sequence_record_batch(key: EpisodeKey, batch: SequenceBatch, schema: pa.Sche
         ),
         SEQUENCE_INDEX: pa.array(batch.sequence_index, pa.int32()),
         NUM_TOKENS: pa.array(batch.num_tokens, pa.int32()),
-        TOKENS: _rows_of(batch.tokens, pa.int32()),
-        MODALITY: _rows_of(batch.modality, pa.int8()),
-        LOSS_MASK: _rows_of(batch.loss_mask, pa.bool_()),
-        LOCAL_POSITIONS: _rows_of(batch.local_positions, pa.int16()),
-        TIMESTEP: _rows_of(batch.timestep, pa.int32()),
-        IS_PROMPT: _rows_of(batch.is_prompt, pa.bool_()),
+        TOKENS: _rows_of(batch.tokens, pa.int32(), offsets),
+        MODALITY: _rows_of(batch.modality, pa.int8(), offsets),
+        LOSS_MASK: _rows_of(batch.loss_mask, pa.bool_(), offsets),
+        LOCAL_POSITIONS: _rows_of(batch.local_positions, pa.int16(), offsets),
+        TIMESTEP: _rows_of(batch.timestep, pa.int32(), offsets),
+        IS_PROMPT: _rows_of(batch.is_prompt, pa.bool_(), offsets),
         PROMPT_EPISODE_ID: pa.array(list(batch.prompt_episode_id), pa.string()),
         PATCH_PIXELS: pa.ListArray.from_arrays(row_patches, pixels),
         PATCH_POSITIONS: positions,

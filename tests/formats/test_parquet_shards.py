@@ -223,3 +223,24 @@ def test_written_shards_keep_the_column_descriptions(tmp_path: Path) -> None:
     for field in pq.read_schema(path):
         assert field.metadata[FIELD_DESCRIPTION] == SEQUENCE_SCHEMA.field(field.name).metadata[FIELD_DESCRIPTION]
         assert FIELD_UNITS in field.metadata
+
+
+@pytest.mark.parametrize(
+    ("dtype", "value_type"),
+    [(np.int32, pa.int32()), (np.int8, pa.int8()), (np.int16, pa.int16()), (bool, pa.bool_())],
+)
+@pytest.mark.parametrize("shape", [(0, 4), (1, 1), (3, 5), (7, 9)])
+def test_rows_of_equals_pyarrows_own_conversion(dtype: type, value_type: pa.DataType, shape: tuple[int, int]) -> None:
+    """Rows built from numpy's buffers (bits packed by numpy for booleans) are the arrays
+    `pa.array` makes, so the written bytes do not change; a non-contiguous input too."""
+    from formats.parquet_shards import _rows_of
+
+    rng = np.random.default_rng(sum(shape))
+    values = (rng.integers(0, 2, shape) if dtype is bool else rng.integers(-100, 100, shape)).astype(dtype)
+    for array in (values, np.asfortranarray(values), np.repeat(values, 2, axis=1)[:, ::2]):
+        rows = _rows_of(array, value_type)
+        expected = pa.ListArray.from_arrays(
+            pa.array(np.arange(shape[0] + 1, dtype=np.int32) * shape[1]), pa.array(array.reshape(-1), type=value_type)
+        )
+        assert rows.type == expected.type and rows.equals(expected)
+        assert rows.to_pylist() == array.tolist()
