@@ -130,15 +130,19 @@ def _dictionary(value: str, rows: int) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, np.int32)), pa.array([value], pa.string()))
 
 
+_NUMPY_TYPES = {pa.int8(): np.int8, pa.int16(): np.int16, pa.int32(): np.int32}  # the token columns' value types
+
+
 def _values(values: np.ndarray, value_type: pa.DataType) -> pa.Array:
     """A flat numpy array as an Arrow array of `value_type` without nulls: numbers share
     numpy's buffer, booleans are packed to bits (what `pa.array` gives, without its
     per-call conversion checks)."""
     flat = np.ascontiguousarray(values).reshape(-1)
     if pa.types.is_boolean(value_type):
-        data = np.packbits(flat.view(np.uint8), bitorder="little")
+        data = np.packbits(flat.astype(bool, copy=False).view(np.uint8), bitorder="little")
     else:
-        data = flat.astype(value_type.to_pandas_dtype(), copy=False)
+        # Arrow's own `to_pandas_dtype` imports pandas, which light installs do not have.
+        data = flat.astype(_NUMPY_TYPES[value_type], copy=False)
     return pa.Array.from_buffers(value_type, flat.size, [None, pa.py_buffer(data)])
 
 
