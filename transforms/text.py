@@ -133,7 +133,7 @@ class SentencePieceTokenizer:
         if not items.size:
             return np.zeros(0, dtype=np.int64), []
         heads = np.flatnonzero(np.concatenate(([True], items[1:] != items[:-1])))
-        first: dict[Any, int] = {}  # distinct text -> its index in `distinct`
+        first: dict[Any, int] = {}  # distinct text -> its index among the distinct texts
         at: list[int] = []  # distinct index -> the index of its first text
         head_slots = []
         for i in heads.tolist():
