@@ -146,14 +146,9 @@ def _values(values: np.ndarray, value_type: pa.DataType) -> pa.Array:
     return pa.Array.from_buffers(value_type, flat.size, [None, pa.py_buffer(data)])
 
 
-def _rows_of(values: np.ndarray, value_type: pa.DataType, offsets: pa.Array | None = None) -> pa.ListArray:
-    """[S, L] numpy -> list<value_type> with one list of L values per row (no copy of rows).
-
-    `offsets`: the rows' int32 offsets (`0, L, ..., S*L`), when already made for a column of
-    the same shape."""
-    rows, length = values.shape
-    if offsets is None:
-        offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * length)
+def _rows_of(values: np.ndarray, value_type: pa.DataType, offsets: pa.Array) -> pa.ListArray:
+    """[S, L] numpy -> list<value_type> with one list of L values per row (no copy of rows);
+    `offsets`: the rows' int32 offsets `0, L, ..., S*L`, one array for every such column."""
     return pa.ListArray.from_arrays(offsets, _values(values, value_type))
 
 

@@ -238,9 +238,8 @@ def test_rows_of_equals_pyarrows_own_conversion(dtype: type, value_type: pa.Data
     rng = np.random.default_rng(sum(shape))
     values = (rng.integers(0, 2, shape) if dtype is bool else rng.integers(-100, 100, shape)).astype(dtype)
     for array in (values, np.asfortranarray(values), np.repeat(values, 2, axis=1)[:, ::2]):
-        rows = _rows_of(array, value_type)
-        expected = pa.ListArray.from_arrays(
-            pa.array(np.arange(shape[0] + 1, dtype=np.int32) * shape[1]), pa.array(array.reshape(-1), type=value_type)
-        )
+        offsets = pa.array(np.arange(shape[0] + 1, dtype=np.int32) * shape[1])
+        rows = _rows_of(array, value_type, offsets)
+        expected = pa.ListArray.from_arrays(offsets, pa.array(array.reshape(-1), type=value_type))
         assert rows.type == expected.type and rows.equals(expected)
         assert rows.to_pylist() == array.tolist()
