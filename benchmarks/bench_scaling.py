@@ -23,6 +23,7 @@ wall-clock target, and cost = vCPU-hours x price per vCPU-hour + GB-hours x pric
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -94,9 +95,11 @@ def _input_bytes(data_dir: str) -> int:
 def projection(vcpu_hours: float) -> str:
     """Workers for `WALL_HOURS` and the list-price cost of `vcpu_hours` of work (module doc)."""
     billed = vcpu_hours / EFFICIENCY
-    workers = billed / VCPUS_PER_WORKER / WALL_HOURS
+    # Whole workers, rounded up: 1.4 workers' worth of work needs 2 to finish in time.
+    workers = max(1, math.ceil(round(billed / VCPUS_PER_WORKER / WALL_HOURS, 6)))
     cost = billed * PRICE_VCPU_HOUR + billed / VCPUS_PER_WORKER * GB_PER_WORKER * PRICE_GB_HOUR
-    return f"{billed:,.0f} vCPU-h billed, {workers:,.0f} workers x {WALL_HOURS:.0f} h, ~${cost:,.0f}"
+    return (f"{billed:,.0f} vCPU-h billed, {workers:,} worker{'s' if workers > 1 else ''} x {WALL_HOURS:.0f} h, "
+            f"~${cost:,.0f}")
 
 
 def run(cache_dir: Path, sizes: dict[str, tuple[int, int]], kinds: Sequence[str]) -> list[str]:

@@ -25,3 +25,11 @@ def test_the_projection_bills_the_work_over_the_efficiency_and_prices_it() -> No
     billed = work / bs.EFFICIENCY
     cost = billed * bs.PRICE_VCPU_HOUR + billed / bs.VCPUS_PER_WORKER * bs.GB_PER_WORKER * bs.PRICE_GB_HOUR
     assert bs.projection(work) == f"{billed:,.0f} vCPU-h billed, 10 workers x 24 h, ~${cost:,.0f}"
+
+
+@pytest.mark.parametrize(("workers_worth", "shown"), [(1.4, "2 workers"), (0.3, "1 worker"), (2.0, "2 workers")])
+def test_the_projection_rounds_workers_up(workers_worth: float, shown: str) -> None:
+    """A fraction of a worker more than a whole number needs one more worker to finish in
+    `WALL_HOURS`; rounding down would promise a run that cannot end in time."""
+    work = bs.EFFICIENCY * bs.VCPUS_PER_WORKER * bs.WALL_HOURS * workers_worth
+    assert f", {shown} x 24 h," in bs.projection(work)
