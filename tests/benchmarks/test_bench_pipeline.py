@@ -77,3 +77,5 @@ def test_quick_run_prints_every_figure(tmp_path: Path) -> None:
     assert any(re.fullmatch(rf"  floor per timestep: read {number} us, decode {number} us \(0 frames, none\), "
                             rf"write {number} us", line) for line in lines), out.stdout
     assert any(re.fullmatch(r"  marginal full/floor: -?[\d.]+x \(target <= 2.0x\) (OK|MISSED)", line) for line in lines)
+    assert any(re.fullmatch(rf"  with one decode of the stored records \({number} us, the job's decoder\): "
+                            rf"floor {number} us/ts, marginal full/that {number}x", line) for line in lines), out.stdout
