@@ -157,6 +157,8 @@ def run_floor(data: SyntheticSet, job_output: str) -> dict[str, Any]:
     decode: every PNG frame with the fastest pixel-identical decoder (pyspng, else Pillow);
     write: the job's own output tables (`job_output`'s sequence shards) written again
     with `ShardWriter` and default `WriteOptions` (zstd 3, 128-row groups, dictionaries).
+    Also `parse`, not one of the issue's parts: every record through the job's own decoder
+    once (protobuf, packed lists, encoded tensors), printed as a second floor beside it.
     """
     import tempfile
 

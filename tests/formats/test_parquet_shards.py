@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from formats.output_dir import finalize_shards
-from formats.parquet_shards import ShardWriter, WriteOptions, decode_metadata, sequence_record_batch
+from formats.parquet_shards import ShardWriter, WriteOptions, _rows_of, decode_metadata, sequence_record_batch
 from schemas.fields import FieldSpec
 from schemas.output import SEQUENCE_SCHEMA, SEQUENCES_DIR, TMP_DIR
 from schemas.vocab import GATO, IMAGE_NORMALIZATION, Encoding, Modality
@@ -233,8 +233,6 @@ def test_written_shards_keep_the_column_descriptions(tmp_path: Path) -> None:
 def test_rows_of_equals_pyarrows_own_conversion(dtype: type, value_type: pa.DataType, shape: tuple[int, int]) -> None:
     """Rows built from numpy's buffers (bits packed by numpy for booleans) are the arrays
     `pa.array` makes, so the written bytes do not change; a non-contiguous input too."""
-    from formats.parquet_shards import _rows_of
-
     rng = np.random.default_rng(sum(shape))
     values = (rng.integers(0, 2, shape) if dtype is bool else rng.integers(-100, 100, shape)).astype(dtype)
     for array in (values, np.asfortranarray(values), np.repeat(values, 2, axis=1)[:, ::2]):
